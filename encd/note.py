@@ -1,0 +1,127 @@
+"""C2SP signed notes (c2sp.org/signed-note): text, a blank line, signature lines.
+
+    <text ending in a newline>
+    <blank line>
+    — <key name> <base64(4-byte key hash || signature)>
+    ...
+
+encd uses this one container for everything it signs: events (the text is
+one line of canonical JSON) and checkpoints (the text is a tlog-checkpoint).
+Signatures are over the exact text bytes, including its final newline.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from encd.errors import InvalidInput, VerificationError
+from encd.keys import PublicKey, SigningKey, check_key_name
+
+SIG_PREFIX = "— "  # em dash, space
+MAX_SIGNATURES = 64
+MAX_NOTE_SIZE = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class NoteSignature:
+    name: str
+    key_hash: bytes
+    signature: bytes
+
+    @property
+    def key_id(self) -> str:
+        return f"{self.name}+{self.key_hash.hex()}"
+
+    def line(self) -> str:
+        encoded = base64.b64encode(self.key_hash + self.signature).decode()
+        return f"{SIG_PREFIX}{self.name} {encoded}\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A parsed signed note.  ``raw`` are the exact bytes it was parsed from."""
+
+    text: bytes
+    signatures: tuple[NoteSignature, ...]
+    raw: bytes
+
+
+def _check_chars(data: bytes, field: str) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(field, f"not valid UTF-8 at byte {exc.start}") from None
+    for i, ch in enumerate(text):
+        if ord(ch) < 0x20 and ch != "\n":
+            raise InvalidInput(field, f"control character U+{ord(ch):04X} at position {i}")
+    return text
+
+
+def parse_note(data: bytes, field: str = "note") -> Note:
+    """Split a signed note into its text and signature lines (nothing is verified yet)."""
+    if len(data) > MAX_NOTE_SIZE:
+        raise InvalidInput(field, f"note is {len(data)} bytes, more than {MAX_NOTE_SIZE}")
+    _check_chars(data, field)
+    cut = data.rfind(b"\n\n")
+    if cut < 0:
+        raise InvalidInput(field, "no blank line separating text from signatures")
+    text, sig_block = data[: cut + 1], data[cut + 2 :]
+    if not sig_block.endswith(b"\n"):
+        raise InvalidInput(field, "signature block must end with a newline")
+    lines = sig_block[:-1].split(b"\n")
+    if len(lines) > MAX_SIGNATURES:
+        raise InvalidInput(field, f"{len(lines)} signatures, more than {MAX_SIGNATURES}")
+    signatures = []
+    for number, raw_line in enumerate(lines, 1):
+        line = raw_line.decode()
+        where = f"{field} signature line {number}"
+        if not line.startswith(SIG_PREFIX):
+            raise InvalidInput(where, "must start with an em dash and a space")
+        parts = line[len(SIG_PREFIX) :].split(" ")
+        if len(parts) != 2:
+            raise InvalidInput(where, "expected '— <key name> <base64 signature>'")
+        name, encoded = parts
+        check_key_name(name, where)
+        try:
+            blob = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            raise InvalidInput(where, "signature is not valid base64") from None
+        if len(blob) < 5:
+            raise InvalidInput(where, f"signature is {len(blob)} bytes, too short for a key hash")
+        signatures.append(NoteSignature(name, blob[:4], blob[4:]))
+    return Note(text, tuple(signatures), data)
+
+
+def sign_note(text: bytes, keys: Iterable[SigningKey]) -> bytes:
+    """A signed note of ``text`` (which must end in a newline) signed by ``keys`` in order."""
+    _check_chars(text, "note text")
+    if not text.endswith(b"\n"):
+        raise InvalidInput("note text", "must end with a newline")
+    lines = [
+        NoteSignature(key.name, key.public.hash, key.sign(text)).line().encode() for key in keys
+    ]
+    return text + b"\n" + b"".join(lines)
+
+
+def verify_note(note: Note, known: Iterable[PublicKey]) -> tuple[PublicKey, ...]:
+    """Verify ``note`` under the ``known`` keys, per c2sp.org/signed-note.
+
+    Signatures from unknown keys are ignored.  A signature from a known key
+    that fails rejects the whole note; so does a note with no signature from
+    a known key.  Returns the known keys whose signatures verified.
+    """
+    by_id = {(key.name, key.hash): key for key in known}
+    verified: list[PublicKey] = []
+    for sig in note.signatures:
+        key = by_id.get((sig.name, sig.key_hash))
+        if key is None:
+            continue
+        key.verify(note.text, sig.signature)
+        verified.append(key)
+    if not verified:
+        names = ", ".join(sorted({k.key_id for k in by_id.values()})) or "none"
+        raise VerificationError(f"note has no signature from a known key (known: {names})")
+    return tuple(verified)
