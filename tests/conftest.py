@@ -1,0 +1,18 @@
+"""Shared test setup: where the third-party vectors live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# CI and developers have a copy of shared/ beside the clone; tests never copy it in.
+SHARED_VECTORS = ROOT.parent / "shared" / "vectors"
+
+
+@pytest.fixture(scope="session")
+def vectors_dir() -> Path:
+    if not SHARED_VECTORS.is_dir():
+        pytest.skip(f"third-party vectors not found at {SHARED_VECTORS} (../shared/vectors)")
+    return SHARED_VECTORS
