@@ -95,7 +95,7 @@ class PublicKey:
     def from_vkey(cls, text: str) -> PublicKey:
         """Parse a C2SP verifier key ``name+hash+base64(0x01||key)``; checks the hash."""
         text = text.strip()
-        parts = text.split("+")
+        parts = text.split("+", 2)  # the base64 key may itself contain "+"
         if len(parts) != 3:
             raise InvalidInput("vkey", "expected <name>+<8 hex digits>+<base64 key>")
         name, hash_hex, encoded = parts

@@ -89,6 +89,10 @@ def parse_note(data: bytes, field: str = "note") -> Note:
             blob = base64.b64decode(encoded, validate=True)
         except binascii.Error:
             raise InvalidInput(where, "signature is not valid base64") from None
+        if base64.b64encode(blob).decode() != encoded:
+            # b64decode ignores the unused low bits of the last character: without
+            # this, a changed character could leave the decoded signature intact.
+            raise InvalidInput(where, "signature is not canonical base64")
         if len(blob) < 5:
             raise InvalidInput(where, f"signature is {len(blob)} bytes, too short for a key hash")
         signatures.append(NoteSignature(name, blob[:4], blob[4:]))
