@@ -106,7 +106,13 @@ def parse_json(data: bytes) -> Any:
             parse_constant=_reject_constant,
         )
     except json.JSONDecodeError as exc:
-        raise InvalidInput("", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise InvalidInput(
+            "", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise InvalidInput("", "JSON is nested too deeply") from None
+    except ValueError:  # int() refuses numbers of more than 4300 digits
+        raise InvalidInput("", "number has too many digits to be an exact integer") from None
     _check(value, "")
     return value
 
