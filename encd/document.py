@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -39,7 +39,6 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_core import ErrorDetails
 
 from encd.canonical import MAX_SAFE_INTEGER
 from encd.errors import InvalidInput
@@ -50,6 +49,10 @@ from encd.identifiers import (
     check_legal_id,
     check_locode,
 )
+from encd.validation import Rule as _Rule
+from encd.validation import given as _given
+from encd.validation import invalid_input as _invalid_input
+from encd.validation import show as _show
 
 __all__ = [
     "STATEMENT",
@@ -74,40 +77,6 @@ STATEMENT = (
 )
 
 _CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True)
-
-
-# --- describing what was given ---------------------------------------------------------------
-
-
-def _show(text: str, limit: int = 40) -> str:
-    if len(text) > limit:
-        return repr(text[:limit]) + f"… ({len(text)} characters)"
-    return repr(text)
-
-
-def _given(value: object) -> str:
-    """What a JSON value is, for the "got …" half of a message."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return f"the number {value!r}"
-    if isinstance(value, str):
-        return f"the string {_show(value)}"
-    if isinstance(value, list | tuple):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return f"a {type(value).__name__}"
-
-
-class _Rule(ValueError):
-    """A rule broken at ``path`` below the model (or field) that checks it."""
-
-    def __init__(self, path: Sequence[str | int], message: str) -> None:
-        super().__init__(message)
-        self.path = tuple(path)
 
 
 # --- field checkers (each raises ValueError with "expected …, got …") --------------------------
@@ -498,66 +467,3 @@ def declared_value(doc: Document) -> Money | None:
         return None
     total = sum((v.decimal for v in values), Decimal(0))
     return Money.model_validate({"amount": format(total, "f"), "currency": values[0].currency})
-
-
-# --- ValidationError -> InvalidInput -----------------------------------------------------------
-
-
-def _path(prefix: str, loc: Sequence[str | int], value: object) -> str:
-    """The dotted path of ``loc`` in ``value``, without the tags of tagged unions."""
-    out = prefix
-    current: object = value
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            ok = isinstance(current, list | tuple) and 0 <= part < len(current)
-            current = current[part] if ok else None  # type: ignore[index]
-            continue
-        # pydantic puts the tag of a discriminated union ("to_order") in loc; it is
-        # not a key of the input, whose "kind" member holds it.
-        if isinstance(current, dict) and part not in current and current.get("kind") == part:
-            continue
-        out = f"{out}.{part}" if out else part
-        current = current.get(part) if isinstance(current, dict) else None
-    return out
-
-
-def _describe(error: ErrorDetails) -> tuple[tuple[str | int, ...], str]:
-    """An extra path below the error's loc, and the message for one pydantic error."""
-    kind = error["type"]
-    ctx = error.get("ctx", {})
-    given = error["input"]
-    if kind == "missing":
-        return (), "required field is missing"
-    if kind == "extra_forbidden":
-        return (), "unknown field"
-    if kind == "value_error":
-        cause = ctx.get("error")
-        if isinstance(cause, _Rule):
-            return cause.path, str(cause)
-        return (), str(cause)
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return (), f"expected an object, got {_given(given)}"
-    if kind == "literal_error":
-        return (), f"expected {ctx['expected']}, got {_given(given)}"
-    if kind == "union_tag_invalid":
-        discriminator = str(ctx["discriminator"]).strip("'")
-        expected = " or ".join(str(ctx["expected_tags"]).rsplit(", ", 1))
-        tag = given.get(discriminator) if isinstance(given, dict) else ctx["tag"]
-        return (discriminator,), f"expected {expected}, got {_given(tag)}"
-    if kind == "union_tag_not_found":
-        discriminator = str(ctx["discriminator"]).strip("'")
-        return (discriminator,), "required field is missing"
-    # Every field above is checked by a validator of ours; this is a safety net.
-    return (), f"expected {error['msg'].removeprefix('Input should be ')}, got {_given(given)}"
-
-
-def _invalid_input(exc: ValidationError, value: object, prefix: str) -> InvalidInput:
-    errors = exc.errors(include_url=False)
-    first = errors[0]
-    extra, message = _describe(first)
-    field = _path(prefix, (*first["loc"], *extra), value)
-    more = len(errors) - 1
-    if more:
-        message += f" (and {more} more error{'s' if more > 1 else ''})"
-    return InvalidInput(field, message)

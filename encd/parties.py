@@ -20,7 +20,7 @@ in the registry as it stands just before the event in the log.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -140,7 +140,7 @@ def _vkey(text: str, party_id: str, field: str) -> PublicKey:
 
 
 def _roles_and_agency(
-    roles: list[str], agent_for: list[str], parties: Mapping[str, Party], field: str
+    roles: Sequence[str], agent_for: Sequence[str], parties: Mapping[str, Party], field: str
 ) -> tuple[frozenset[Role], frozenset[str]]:
     role_set = frozenset(Role(r) for r in roles)
     if agent_for and Role.AGENT not in role_set:

@@ -405,3 +405,26 @@ def test_every_event_type_has_a_rule() -> None:
     from encd.events import DOCUMENT_EVENTS
 
     assert set(RULES) == DOCUMENT_EVENTS
+
+
+def test_a_malformed_party_id_names_the_pattern(cast: Cast) -> None:
+    issue(cast)
+    rejects(
+        cast,
+        InvalidInput,
+        "body.to: expected a string matching ^[A-Z0-9]{18}([A-Z0-9]{2})?$, got the string 'nobody'",
+        "transfer",
+        {"to": "nobody"},
+        "exporter",
+    )
+
+
+def test_a_float_amount_is_refused_before_signing(cast: Cast) -> None:
+    issue(cast)
+    body = dict(pledge_body(cast), amount=1000.5)
+    with pytest.raises(InvalidInput) as info:
+        step(cast, "pledge", body, "exporter", "bank")
+    assert (
+        str(info.value)
+        == "body.amount: binary float 1000.5 is not exact; use a decimal string or an integer"
+    )
