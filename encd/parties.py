@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -85,6 +85,22 @@ class Party:
             "seq": self.seq,
             "head": self.head,
         }
+
+
+def load_party(value: Mapping[str, Any]) -> Party:
+    """The inverse of ``Party.to_json`` (for stores that keep the projection)."""
+    return Party(
+        id=value["id"],
+        scheme=value["scheme"],
+        name=value["name"],
+        roles=frozenset(Role(r) for r in value["roles"]),
+        keys=tuple(
+            KeyRecord(PublicKey.from_vkey(k["vkey"]), bool(k["revoked"])) for k in value["keys"]
+        ),
+        agent_for=frozenset(value["agent_for"]),
+        seq=value["seq"],
+        head=value["head"],
+    )
 
 
 _Strict = ConfigDict(frozen=True, extra="forbid", strict=True)

@@ -16,3 +16,8 @@ def vectors_dir() -> Path:
     if not SHARED_VECTORS.is_dir():
         pytest.skip(f"third-party vectors not found at {SHARED_VECTORS} (../shared/vectors)")
     return SHARED_VECTORS
+
+
+@pytest.fixture()
+def database_url(tmp_path: Path) -> str:  # replaced by tests.dbfixtures (SQLite and PostgreSQL)
+    return f"sqlite:///{tmp_path / 'ledger.db'}"

@@ -69,6 +69,7 @@ class Cast:
     replay: Replay = field(default_factory=Replay)
     clock: datetime = T0
     actors: dict[str, Actor] = field(default_factory=dict)
+    log: list[bytes] = field(default_factory=list)  # every admitted event, in order
 
     def tick(self) -> datetime:
         self.clock += timedelta(seconds=1)
@@ -145,7 +146,9 @@ class Cast:
         )
 
     def append(self, raw: bytes) -> Admitted:
-        return self.replay.append(raw)
+        admitted = self.replay.append(raw)
+        self.log.append(raw)
+        return admitted
 
 
 def corridor_cast() -> Cast:

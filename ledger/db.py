@@ -1,0 +1,78 @@
+"""Engines for SQLite (the default, one file) and PostgreSQL, and schema migrations.
+
+SQLite runs in WAL mode with ``synchronous=FULL`` (a commit is durable when
+it returns) and every write transaction starts with ``BEGIN IMMEDIATE``, so
+writers are serialised by the database.  On PostgreSQL the sequencer takes a
+transaction-level advisory lock (see ledger.ledger).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from encd.errors import InvalidInput
+
+DATABASE_URL_ENV = "ENCD_DATABASE_URL"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def default_url(data_dir: Path) -> str:
+    """ENCD_DATABASE_URL when set, else an SQLite file in ``data_dir``."""
+    return os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{data_dir / 'ledger.db'}"
+
+
+def make_engine(url: str, *, writer: bool = False) -> Engine:
+    """An engine for ``url``.  A ``writer`` engine's transactions take the write lock first."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise InvalidInput("database url", f"not a database URL: {url!r}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(url, writer)
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    raise InvalidInput("database url", f"expected sqlite:/// or postgresql://, got {backend}")
+
+
+def _sqlite_engine(url: str, writer: bool) -> Engine:
+    if ":memory:" in url or url.rstrip("/") == "sqlite:":
+        raise InvalidInput("database url", "an in-memory SQLite database cannot hold a ledger")
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" decide when a transaction starts (see below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # A writer takes SQLite's write lock at once, so two writers never
+        # deadlock upgrading read locks; readers see a consistent snapshot.
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (creating it on an empty database)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")

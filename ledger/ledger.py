@@ -1,0 +1,659 @@
+"""The ledger: one sequencer appending signed events to the store and the Merkle log.
+
+Append, for each event (design.md §5, §7):
+
+1. If an event with the same id is already in the log, return its receipt
+   and append nothing.
+2. Check it with encd's own ``admit`` (signatures against keys active now,
+   chain position, title or party rules, cargo singularity) against the
+   state just before it: one code path for live appends and audits.
+3. Stage the event row, the document or party projection, the cargo
+   index changes, the leaf (event id and sequencing time) and the Merkle
+   nodes it completes.
+
+Then, once per *batch*, in one transaction: write everything staged, sign a
+checkpoint for the new tree size and commit.  Concurrent appends share that
+transaction, its one fsync and its one checkpoint (group commit).  A
+failure anywhere before the commit leaves the old state, and the
+sequencer reloads its caches from the store.
+
+One sequencer at a time: on PostgreSQL each batch holds a transaction-level
+advisory lock; on SQLite ``BEGIN IMMEDIATE`` holds the database's write lock.
+A batch first checks that the store's log size is the one it cached, and
+reloads otherwise, so several processes may append and the log never forks.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import ChainMap, OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+
+from encd.checkpoint import Checkpoint, sign_checkpoint
+from encd.errors import Error, InvalidInput
+from encd.events import Event
+from encd.keys import SigningKey
+from encd.logentry import LogEntry
+from encd.merkle import CompactRange, consistency_proof, inclusion_proof
+from encd.parties import Party, load_party
+from encd.replay import Admitted, admit
+from encd.title import DocumentState, dump_state, load_state
+from encd.tlogproof import TlogProof
+from ledger.db import make_engine, migrate
+from ledger.schema import (
+    CARGO,
+    CHECKPOINT,
+    DOCUMENT,
+    EVENT,
+    META,
+    PARTY,
+    TREE_NODE,
+)
+
+ADVISORY_LOCK = 0x656E6364  # "encd"
+MAX_BATCH = 512
+DOC_CACHE = 20_000
+
+Clock = Callable[[], datetime]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class StoreError(Error):
+    """The store refused or failed a write; nothing of the batch was kept."""
+
+
+class NotFound(Error):
+    """No such document, event or log position."""
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Where an event sits in the log, with a C2SP tlog-proof anyone can check offline."""
+
+    event_id: str
+    log_index: int
+    sequenced_at: int
+    checkpoint: bytes
+    proof: bytes
+    duplicate: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "log_index": self.log_index,
+            "sequenced_at": self.sequenced_at,
+            "checkpoint": self.checkpoint.decode(),
+            "tlog_proof": self.proof.decode(),
+            "duplicate": self.duplicate,
+        }
+
+
+@dataclass
+class _Pending:
+    event: Event
+    future: Future[Receipt] = field(default_factory=Future)
+
+
+@dataclass
+class _Batch:
+    """What one batch has staged so far (nothing is written until the end)."""
+
+    parties: dict[str, Party] = field(default_factory=dict)
+    documents: dict[str, DocumentState] = field(default_factory=dict)
+    new_documents: set[str] = field(default_factory=set)
+    claimed: dict[str, str] = field(default_factory=dict)
+    released: set[str] = field(default_factory=set)
+    events: list[tuple[int, Admitted, int]] = field(default_factory=list)
+    ids: dict[str, int] = field(default_factory=dict)
+    nodes: dict[tuple[int, int], bytes] = field(default_factory=dict)
+    head_index: dict[str, int] = field(default_factory=dict)
+
+
+class _CargoView(Mapping[str, str]):
+    """The cargo index as the batch sees it: staged changes over the stored rows."""
+
+    def __init__(self, conn: Connection, batch: _Batch) -> None:
+        self._conn = conn
+        self._batch = batch
+
+    def __getitem__(self, key: str) -> str:
+        if key in self._batch.claimed:
+            return self._batch.claimed[key]
+        if key in self._batch.released:
+            raise KeyError(key)
+        row = self._conn.execute(select(CARGO.c.doc_id).where(CARGO.c.key == key)).first()
+        if row is None:
+            raise KeyError(key)
+        return str(row[0])
+
+    def __iter__(self) -> Iterator[str]:  # pragma: no cover - the rules only look keys up
+        stored = self._conn.execute(select(CARGO.c.key)).scalars()
+        keys = (set(stored) - self._batch.released) | set(self._batch.claimed)
+        return iter(sorted(keys))
+
+    def __len__(self) -> int:  # pragma: no cover
+        return sum(1 for _ in self)
+
+
+class Ledger:
+    """The append-only ledger over one database.  Thread-safe; one sequencer thread."""
+
+    def __init__(
+        self,
+        url: str,
+        log_key: SigningKey,
+        *,
+        clock: Clock = _now,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self.url = url
+        self.log_key = log_key
+        self.origin = log_key.name
+        self.clock = clock
+        self.max_batch = max_batch
+        self.writer: Engine = make_engine(url, writer=True)
+        self.reader: Engine = make_engine(url)
+        migrate(self.writer)
+        self._check_identity()
+        # Sequencer state: touched only by the sequencer thread (or under _state_lock).
+        self._state_lock = threading.Lock()
+        self._size = -1  # -1: reload from the store before the next batch
+        self._range = CompactRange()
+        self._parties: dict[str, Party] = {}
+        self._docs: OrderedDict[str, tuple[DocumentState, int]] = OrderedDict()
+        self._checkpoint = b""
+        self._queue: list[_Pending] = []
+        self._queue_ready = threading.Condition()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        #: Test hook: called with a step name between the steps of a batch.
+        self.fault: Callable[[str], None] | None = None
+        with self.writer.begin() as conn:
+            self._lock_log(conn)
+            self._reload(conn)
+            if self._size == 0 and not self._checkpoint:
+                self._checkpoint = self._write_checkpoint(conn, int(time.time() * 1000))
+
+    # --- identity ------------------------------------------------------------------------
+
+    def _check_identity(self) -> None:
+        """A store belongs to one log: the first key to open it; refuse any other."""
+        vkey = self.log_key.public.vkey
+        with self.writer.begin() as conn:
+            row = conn.execute(select(META.c.value).where(META.c.key == "log_vkey")).first()
+            if row is None:
+                conn.execute(insert(META).values(key="log_vkey", value=vkey))
+            elif row[0] != vkey:
+                raise InvalidInput("log key", f"this store belongs to log key {row[0]}, not {vkey}")
+
+    # --- the sequencer ---------------------------------------------------------------------
+
+    def append(self, raw: bytes) -> Receipt:
+        """Append one signed event; returns its receipt (the first one, if already logged)."""
+        return self.submit(raw).result()
+
+    def append_many(self, raws: Sequence[bytes]) -> list[Receipt | Error]:
+        """Append several events (in order); each gets its receipt or its error."""
+        futures: list[Future[Receipt] | Error] = []
+        for raw in raws:
+            try:
+                futures.append(self.submit(raw))
+            except Error as exc:
+                futures.append(exc)
+        results: list[Receipt | Error] = []
+        for item in futures:
+            if isinstance(item, Error):
+                results.append(item)
+                continue
+            try:
+                results.append(item.result())
+            except Error as exc:
+                results.append(exc)
+        return results
+
+    def submit(self, raw: bytes) -> Future[Receipt]:
+        """Queue an event for the sequencer; malformed bytes fail here, at once."""
+        event = Event.parse(raw)
+        pending = _Pending(event)
+        with self._queue_ready:
+            if self._closed:
+                raise StoreError("the ledger is closed")
+            self._queue.append(pending)
+            self._queue_ready.notify()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="encd-sequencer", daemon=True
+                )
+                self._thread.start()
+        return pending.future
+
+    def close(self) -> None:
+        with self._queue_ready:
+            self._closed = True
+            self._queue_ready.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+        self.writer.dispose()
+        self.reader.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        while True:
+            with self._queue_ready:
+                while not self._queue and not self._closed:
+                    self._queue_ready.wait()
+                if not self._queue and self._closed:
+                    return
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            self._sequence(batch)
+
+    def _sequence(self, pending: list[_Pending]) -> None:
+        with self._state_lock:
+            try:
+                outcomes = self._write_batch(pending)
+            except Exception as exc:  # the whole batch is rolled back
+                self._size = -1
+                error = exc if isinstance(exc, Error) else StoreError(f"store failure: {exc}")
+                for item in pending:
+                    if not item.future.done():
+                        item.future.set_exception(error)
+                return
+        for item, outcome in zip(pending, outcomes, strict=True):
+            if isinstance(outcome, Receipt):
+                item.future.set_result(outcome)
+            else:
+                item.future.set_exception(outcome)
+
+    def _step(self, name: str) -> None:
+        if self.fault is not None:
+            self.fault(name)
+
+    def _write_batch(self, pending: list[_Pending]) -> list[Receipt | Error]:
+        outcomes: list[Error | int] = []
+        batch = _Batch()
+        sequenced_at = int(self.clock().timestamp() * 1000)
+        with self.writer.begin() as conn:
+            self._lock_log(conn)
+            self._sync(conn)
+            cargo = _CargoView(conn, batch)
+            size = self._size
+            tree = self._range
+            for item in pending:
+                event = item.event
+                # (1) the same event again: its first receipt, nothing appended
+                if event.id in batch.ids:
+                    outcomes.append(batch.ids[event.id])
+                    continue
+                existing = conn.execute(
+                    select(EVENT.c.log_index).where(EVENT.c.event_id == event.id)
+                ).first()
+                if existing is not None:
+                    outcomes.append(-1 - int(existing[0]))  # marks a duplicate
+                    continue
+                # (2) admit against the state just before it
+                try:
+                    admitted = self._admit(conn, batch, event, cargo)
+                except Error as exc:
+                    outcomes.append(exc)
+                    continue
+                # (3) stage
+                index = size
+                entry = LogEntry(event.id, sequenced_at)
+                tree, nodes = tree.append(entry.leaf_hash)
+                for node in nodes:
+                    batch.nodes[(node.level, node.index)] = node.hash
+                size += 1
+                batch.ids[event.id] = index
+                batch.events.append((index, admitted, sequenced_at))
+                self._stage(batch, admitted, index)
+                outcomes.append(index)
+            if batch.events:
+                self._flush(conn, batch)
+                checkpoint_note = self._sign_and_store(conn, tree, sequenced_at)
+            else:
+                checkpoint_note = self._checkpoint
+            receipts = self._receipts(conn, batch, outcomes, size, checkpoint_note)
+            self._step("before_commit")
+        # committed: the caches follow
+        self._size, self._range, self._checkpoint = size, tree, checkpoint_note
+        self._parties.update(batch.parties)
+        for doc_id, state in batch.documents.items():
+            self._remember(doc_id, state, batch.head_index[doc_id])
+        return receipts
+
+    def _admit(self, conn: Connection, batch: _Batch, event: Event, cargo: _CargoView) -> Admitted:
+        parties: Mapping[str, Party] = ChainMap(batch.parties, self._parties)
+        document = None
+        if not event.is_party_event:
+            document = batch.documents.get(event.subject) or self._document(conn, event.subject)
+        return admit(event, parties=parties, document=document, cargo=cargo)
+
+    def _stage(self, batch: _Batch, admitted: Admitted, index: int) -> None:
+        if admitted.party is not None:
+            batch.parties[admitted.party.id] = admitted.party
+        if admitted.document is not None:
+            doc = admitted.document
+            if doc.seq == 0:
+                batch.new_documents.add(doc.id)
+            batch.documents[doc.id] = doc
+            batch.head_index[doc.id] = index
+            for key in admitted.released:
+                batch.claimed.pop(key, None)
+                batch.released.add(key)
+            for key in admitted.claimed:
+                batch.released.discard(key)
+                batch.claimed[key] = doc.id
+
+    def _flush(self, conn: Connection, batch: _Batch) -> None:
+        conn.execute(
+            insert(EVENT),
+            [
+                {
+                    "log_index": index,
+                    "event_id": a.event.id,
+                    "chain": a.event.chain,
+                    "subject": a.event.subject,
+                    "seq": a.event.seq,
+                    "type": a.event.type,
+                    "sequenced_at": at,
+                    "raw": a.event.raw,
+                }
+                for index, a, at in batch.events
+            ],
+        )
+        self._step("after_events")
+        for pid, party in batch.parties.items():
+            values = {
+                "seq": party.seq,
+                "head": party.head,
+                "state": json.dumps(party.to_json(), sort_keys=True),
+                "updated_index": batch.ids[party.head],
+            }
+            if party.seq == 0:
+                conn.execute(insert(PARTY).values(id=pid, **values))
+            else:
+                conn.execute(update(PARTY).where(PARTY.c.id == pid).values(**values))
+        self._step("after_parties")
+        for doc_id, state in batch.documents.items():
+            values = {
+                "seq": state.seq,
+                "head": state.head,
+                "head_index": batch.head_index[doc_id],
+                "status": str(state.status),
+                "holder": state.holder,
+                "controller": state.controller,
+                "carrier": state.carrier,
+                "state": json.dumps(dump_state(state), sort_keys=True),
+            }
+            if doc_id in batch.new_documents:
+                conn.execute(insert(DOCUMENT).values(id=doc_id, **values))
+            else:
+                conn.execute(update(DOCUMENT).where(DOCUMENT.c.id == doc_id).values(**values))
+        self._step("after_documents")
+        if batch.released:
+            conn.execute(delete(CARGO).where(CARGO.c.key.in_(sorted(batch.released))))
+        if batch.claimed:
+            conn.execute(
+                insert(CARGO),
+                [{"key": k, "doc_id": d} for k, d in sorted(batch.claimed.items())],
+            )
+        self._step("after_cargo")
+        conn.execute(
+            insert(TREE_NODE),
+            [{"level": lv, "idx": ix, "hash": h} for (lv, ix), h in batch.nodes.items()],
+        )
+        self._step("after_tree")
+
+    def _sign_and_store(self, conn: Connection, tree: CompactRange, at: int) -> bytes:
+        checkpoint = Checkpoint(self.origin, tree.size, tree.root())
+        note = sign_checkpoint(checkpoint, self.log_key)
+        conn.execute(
+            insert(CHECKPOINT).values(
+                size=tree.size, root=checkpoint.root, note=note, created_at=at
+            )
+        )
+        self._step("after_checkpoint")
+        return note
+
+    def _write_checkpoint(self, conn: Connection, at: int) -> bytes:
+        return self._sign_and_store(conn, self._range, at)
+
+    def _receipts(
+        self,
+        conn: Connection,
+        batch: _Batch,
+        outcomes: list[Error | int],
+        size: int,
+        checkpoint_note: bytes,
+    ) -> list[Receipt | Error]:
+        def get_node(level: int, index: int) -> bytes:
+            staged = batch.nodes.get((level, index))
+            return staged if staged is not None else self._node(conn, level, index)
+
+        appended = {index: (a.event.id, at) for index, a, at in batch.events}
+        receipts: list[Receipt | Error] = []
+        for outcome in outcomes:
+            if isinstance(outcome, Error):
+                receipts.append(outcome)
+            elif outcome < 0:  # logged by an earlier batch: its first receipt again
+                receipts.append(self._first_receipt(conn, -1 - outcome))
+            else:
+                event_id, at = appended[outcome]
+                proof = inclusion_proof(outcome, size, get_node)
+                tlog = TlogProof(outcome, tuple(proof), checkpoint_note)
+                duplicate = outcomes.index(outcome) != len(receipts)
+                receipts.append(
+                    Receipt(event_id, outcome, at, checkpoint_note, tlog.to_bytes(), duplicate)
+                )
+        return receipts
+
+    def _first_receipt(self, conn: Connection, index: int, duplicate: bool = True) -> Receipt:
+        """The receipt an event got when it was appended: the proof to its batch's checkpoint."""
+        row = conn.execute(
+            select(EVENT.c.event_id, EVENT.c.sequenced_at).where(EVENT.c.log_index == index)
+        ).one()
+        note_row = conn.execute(
+            select(CHECKPOINT.c.note, CHECKPOINT.c.size)
+            .where(CHECKPOINT.c.size > index)
+            .order_by(CHECKPOINT.c.size)
+            .limit(1)
+        ).one()
+        size, note = int(note_row[1]), bytes(note_row[0])
+        proof = inclusion_proof(index, size, lambda lv, ix: self._node(conn, lv, ix))
+        tlog = TlogProof(index, tuple(proof), note)
+        return Receipt(str(row[0]), index, int(row[1]), note, tlog.to_bytes(), duplicate)
+
+    # --- state the sequencer keeps --------------------------------------------------------
+
+    def _lock_log(self, conn: Connection) -> None:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK})
+
+    @staticmethod
+    def _stored_size(conn: Connection) -> int:
+        last = conn.execute(select(func.max(EVENT.c.log_index))).scalar_one()
+        return 0 if last is None else int(last) + 1
+
+    def _sync(self, conn: Connection) -> None:
+        """Reload the caches if another process appended since this one last did."""
+        if self._size < 0 or self._stored_size(conn) != self._size:
+            self._reload(conn)
+
+    def _reload(self, conn: Connection) -> None:
+        size = self._stored_size(conn)
+        self._range = CompactRange.from_nodes(size, lambda lv, ix: self._node(conn, lv, ix))
+        self._parties = {
+            row[0]: load_party(json.loads(row[1]))
+            for row in conn.execute(select(PARTY.c.id, PARTY.c.state))
+        }
+        self._docs.clear()
+        note = conn.execute(
+            select(CHECKPOINT.c.note).order_by(CHECKPOINT.c.size.desc()).limit(1)
+        ).first()
+        self._checkpoint = bytes(note[0]) if note is not None else b""
+        self._size = size
+
+    def _remember(self, doc_id: str, state: DocumentState, head_index: int) -> None:
+        self._docs[doc_id] = (state, head_index)
+        self._docs.move_to_end(doc_id)
+        while len(self._docs) > DOC_CACHE:
+            self._docs.popitem(last=False)
+
+    def _document(self, conn: Connection, doc_id: str) -> DocumentState | None:
+        cached = self._docs.get(doc_id)
+        if cached is not None:
+            return cached[0]
+        row = conn.execute(
+            select(DOCUMENT.c.state, DOCUMENT.c.head_index).where(DOCUMENT.c.id == doc_id)
+        ).first()
+        if row is None:
+            return None
+        state = load_state(json.loads(row[0]))
+        self._remember(doc_id, state, int(row[1]))
+        return state
+
+    @staticmethod
+    def _node(conn: Connection, level: int, index: int) -> bytes:
+        row = conn.execute(
+            select(TREE_NODE.c.hash).where(TREE_NODE.c.level == level, TREE_NODE.c.idx == index)
+        ).first()
+        if row is None:
+            raise StoreError(f"tree node at level {level}, index {index} is missing from the store")
+        return bytes(row[0])
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def size(self) -> int:
+        with self.reader.connect() as conn:
+            return self._stored_size(conn)
+
+    def checkpoint(self) -> bytes:
+        """The latest signed checkpoint (a C2SP signed note)."""
+        with self.reader.connect() as conn:
+            row = conn.execute(
+                select(CHECKPOINT.c.note).order_by(CHECKPOINT.c.size.desc()).limit(1)
+            ).first()
+        if row is None:  # pragma: no cover - the constructor writes the empty checkpoint
+            raise NotFound("the log has no checkpoint yet")
+        return bytes(row[0])
+
+    def checkpoint_at(self, size: int) -> bytes:
+        with self.reader.connect() as conn:
+            row = conn.execute(select(CHECKPOINT.c.note).where(CHECKPOINT.c.size == size)).first()
+        if row is None:
+            raise NotFound(f"no checkpoint was signed at tree size {size}")
+        return bytes(row[0])
+
+    def title(self, doc_id: str) -> tuple[DocumentState, int]:
+        """A document's title state and the log index of its head event."""
+        with self.reader.connect() as conn:
+            row = conn.execute(
+                select(DOCUMENT.c.state, DOCUMENT.c.head_index).where(DOCUMENT.c.id == doc_id)
+            ).first()
+        if row is None:
+            raise NotFound(f"no document {doc_id}")
+        return load_state(json.loads(row[0])), int(row[1])
+
+    def party(self, party_id: str) -> Party:
+        with self.reader.connect() as conn:
+            row = conn.execute(select(PARTY.c.state).where(PARTY.c.id == party_id)).first()
+        if row is None:
+            raise NotFound(f"no party {party_id}")
+        return load_party(json.loads(row[0]))
+
+    def parties(self) -> dict[str, Party]:
+        with self.reader.connect() as conn:
+            return {
+                row[0]: load_party(json.loads(row[1]))
+                for row in conn.execute(select(PARTY.c.id, PARTY.c.state))
+            }
+
+    def cargo_owner(self, key: str) -> str | None:
+        with self.reader.connect() as conn:
+            row = conn.execute(select(CARGO.c.doc_id).where(CARGO.c.key == key)).first()
+        return None if row is None else str(row[0])
+
+    def events_of(self, subject: str) -> list[tuple[int, int, bytes]]:
+        """(log index, sequenced_at, raw bytes) of a document's or party's events, in order."""
+        with self.reader.connect() as conn:
+            rows = conn.execute(
+                select(EVENT.c.log_index, EVENT.c.sequenced_at, EVENT.c.raw)
+                .where(EVENT.c.subject == subject)
+                .order_by(EVENT.c.seq)
+            ).all()
+        return [(int(r[0]), int(r[1]), bytes(r[2])) for r in rows]
+
+    def entries(self, start: int, end: int) -> list[tuple[int, str, int, bytes]]:
+        """(log index, event id, sequenced_at, raw bytes) for log positions start..end-1."""
+        with self.reader.connect() as conn:
+            rows = conn.execute(
+                select(EVENT.c.log_index, EVENT.c.event_id, EVENT.c.sequenced_at, EVENT.c.raw)
+                .where(EVENT.c.log_index >= start, EVENT.c.log_index < end)
+                .order_by(EVENT.c.log_index)
+            ).all()
+        return [(int(r[0]), str(r[1]), int(r[2]), bytes(r[3])) for r in rows]
+
+    def inclusion(self, index: int, size: int) -> list[bytes]:
+        """The inclusion proof of leaf ``index`` in the tree of ``size`` leaves."""
+        self._check_range(index, size, "index")
+        with self.reader.connect() as conn:
+            return inclusion_proof(index, size, lambda lv, ix: self._node(conn, lv, ix))
+
+    def consistency(self, size1: int, size2: int) -> list[bytes]:
+        if not 0 < size1 <= size2:
+            raise InvalidInput("size1", f"expected 0 < size1 <= size2, got {size1} and {size2}")
+        self._check_range(size1 - 1, size2, "size1")
+        with self.reader.connect() as conn:
+            return consistency_proof(size1, size2, lambda lv, ix: self._node(conn, lv, ix))
+
+    def receipt(self, event_id: str) -> Receipt:
+        """The receipt an event got when it was appended (proof to that batch's checkpoint)."""
+        with self.reader.connect() as conn:
+            row = conn.execute(
+                select(EVENT.c.log_index).where(EVENT.c.event_id == event_id)
+            ).first()
+            if row is None:
+                raise NotFound(f"no event {event_id}")
+            return self._first_receipt(conn, int(row[0]), duplicate=False)
+
+    def tile(self, level: int, index: int, width: int) -> bytes:
+        """C2SP tlog-tiles: the ``width`` hashes of tile ``index`` at tile level ``level``."""
+        if not 1 <= width <= 256:
+            raise InvalidInput("width", f"expected 1 to 256, got {width}")
+        start = index * 256
+        with self.reader.connect() as conn:
+            rows = conn.execute(
+                select(TREE_NODE.c.idx, TREE_NODE.c.hash)
+                .where(
+                    TREE_NODE.c.level == level * 8,
+                    TREE_NODE.c.idx >= start,
+                    TREE_NODE.c.idx < start + width,
+                )
+                .order_by(TREE_NODE.c.idx)
+            ).all()
+        if len(rows) != width:
+            raise NotFound(f"tile {level}/{index} has fewer than {width} hashes")
+        return b"".join(bytes(r[1]) for r in rows)
+
+    def _check_range(self, index: int, size: int, name: str) -> None:
+        current = self.size()
+        if not 0 < size <= current:
+            raise InvalidInput("size", f"expected a tree size from 1 to {current}, got {size}")
+        if not 0 <= index < size:
+            raise InvalidInput(name, f"expected 0 to {size - 1}, got {index}")
