@@ -569,6 +569,23 @@ def apply(
     return _EFFECTS[kind](after, event, body, parties, cargo)
 
 
+def required_signers(
+    state: DocumentState | None, event: Event, parties: Mapping[str, Party]
+) -> list[tuple[str, frozenset[str]]]:
+    """Who must sign ``event`` now: (description, acceptable party ids) per required slot.
+
+    Used to gather multi-signature proposals; ``apply`` remains the judge.
+    """
+    rule = RULES[event.type]
+    body = parse_model(rule.body, event.body, "body")
+    if state is None:
+        if not isinstance(body, IssueBody):
+            raise RuleViolation(event.type, f"document {event.subject} does not exist")
+        carrier = _content(body.content, event.subject).carrier.legal_id or ""
+        return [(f"the carrier {carrier}", frozenset({carrier}))]
+    return [s for name in rule.signers if (s := _slot(name, state, body, parties)) is not None]
+
+
 def _transfer(
     s: DocumentState, e: Event, b: Any, parties: Mapping[str, Party], c: Any
 ) -> DocumentState:

@@ -51,6 +51,7 @@ from ledger.db import make_engine, migrate
 from ledger.schema import (
     CARGO,
     CHECKPOINT,
+    DOC_PARTY,
     DOCUMENT,
     EVENT,
     META,
@@ -118,6 +119,7 @@ class _Batch:
     ids: dict[str, int] = field(default_factory=dict)
     nodes: dict[tuple[int, int], bytes] = field(default_factory=dict)
     head_index: dict[str, int] = field(default_factory=dict)
+    doc_parties: dict[str, set[str]] = field(default_factory=dict)
 
 
 class _CargoView(Mapping[str, str]):
@@ -177,6 +179,8 @@ class Ledger:
         self._queue_ready = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
+        #: Called after each commit with the (log index, event) pairs it appended.
+        self.listeners: list[Callable[[list[tuple[int, Event]]], None]] = []
         #: Test hook: called with a step name between the steps of a batch.
         self.fault: Callable[[str], None] | None = None
         with self.writer.begin() as conn:
@@ -274,11 +278,17 @@ class Ledger:
                     if not item.future.done():
                         item.future.set_exception(error)
                 return
+        appended: list[tuple[int, Event]] = []
         for item, outcome in zip(pending, outcomes, strict=True):
             if isinstance(outcome, Receipt):
                 item.future.set_result(outcome)
+                if not outcome.duplicate:
+                    appended.append((outcome.log_index, item.event))
             else:
                 item.future.set_exception(outcome)
+        for listener in list(self.listeners):
+            if appended:
+                listener(appended)
 
     def _step(self, name: str) -> None:
         if self.fault is not None:
@@ -353,6 +363,9 @@ class Ledger:
                 batch.new_documents.add(doc.id)
             batch.documents[doc.id] = doc
             batch.head_index[doc.id] = index
+            involved = batch.doc_parties.setdefault(doc.id, set())
+            involved.update(admitted.signers)
+            involved.update({doc.holder, doc.carrier, doc.controller})
             for key in admitted.released:
                 batch.claimed.pop(key, None)
                 batch.released.add(key)
@@ -413,6 +426,17 @@ class Ledger:
                 insert(CARGO),
                 [{"key": k, "doc_id": d} for k, d in sorted(batch.claimed.items())],
             )
+        for doc_id, involved in batch.doc_parties.items():
+            known = set(
+                conn.execute(
+                    select(DOC_PARTY.c.party_id).where(DOC_PARTY.c.doc_id == doc_id)
+                ).scalars()
+            )
+            if involved - known:
+                conn.execute(
+                    insert(DOC_PARTY),
+                    [{"doc_id": doc_id, "party_id": p} for p in sorted(involved - known)],
+                )
         self._step("after_cargo")
         conn.execute(
             insert(TREE_NODE),
@@ -583,6 +607,16 @@ class Ledger:
                 row[0]: load_party(json.loads(row[1]))
                 for row in conn.execute(select(PARTY.c.id, PARTY.c.state))
             }
+
+    def is_party_to(self, doc_id: str, party_id: str) -> bool:
+        """Whether ``party_id`` has been party to the document (signed, held, carried, pledged)."""
+        with self.reader.connect() as conn:
+            row = conn.execute(
+                select(DOC_PARTY.c.doc_id).where(
+                    DOC_PARTY.c.doc_id == doc_id, DOC_PARTY.c.party_id == party_id
+                )
+            ).first()
+        return row is not None
 
     def cargo_owner(self, key: str) -> str | None:
         with self.reader.connect() as conn:

@@ -90,6 +90,14 @@ class ProposalRow(SQLModel, table=True):
     event_id: str | None = Field(default=None, max_length=64)
 
 
+class DocPartyRow(SQLModel, table=True):
+    """Who has been party to a document (may read its content and history)."""
+
+    __tablename__ = "doc_party"
+    doc_id: str = Field(primary_key=True, max_length=64)
+    party_id: str = Field(primary_key=True, max_length=20, index=True)
+
+
 class MetaRow(SQLModel, table=True):
     __tablename__ = "meta"
     key: str = Field(primary_key=True, max_length=64)
@@ -114,3 +122,4 @@ DOCUMENT = _table(DocumentRow)
 CARGO = _table(CargoRow)
 PROPOSAL = _table(ProposalRow)
 META = _table(MetaRow)
+DOC_PARTY = _table(DocPartyRow)

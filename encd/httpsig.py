@@ -1,0 +1,298 @@
+"""RFC 9421 HTTP Message Signatures with Ed25519, and RFC 9530 Content-Digest.
+
+Pure: no HTTP library.  A request is described by its method, authority,
+path, query, and the headers to cover; the client signs, the server
+verifies, both by building the same *signature base* (RFC 9421 §2.5).
+
+encd signs every request with the party's Ed25519 key:
+
+    Content-Digest: sha-256=:<base64 SHA-256 of the body>:
+    Signature-Input: encd=("@method" "@authority" "@path" "@query" "content-digest");created=1767225600;nonce="<random>";keyid="<key id>";alg="ed25519"
+    Signature: encd=:<base64 Ed25519 signature over the signature base>:
+
+``keyid`` is the encd key id ``<party id>+<key hash hex>`` (see encd.keys).
+The server requires the components above ("content-digest" only when the
+request has a body), ``created`` within its window, a ``nonce`` it has not
+seen from that key within the window, and ``alg`` "ed25519".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from encd.errors import InvalidInput, VerificationError
+from encd.keys import PublicKey, SigningKey
+
+LABEL = "encd"
+REQUIRED = ("@method", "@authority", "@path", "@query")
+ALG = "ed25519"
+
+_TOKEN = re.compile(r"[a-z*][a-z0-9_\-.*]*")
+_SF_STRING_CHARS = re.compile(r"[\x20-\x21\x23-\x5b\x5d-\x7e]*")
+
+
+def content_digest(body: bytes) -> str:
+    """RFC 9530 Content-Digest with SHA-256."""
+    return f"sha-256=:{base64.b64encode(hashlib.sha256(body).digest()).decode()}:"
+
+
+def check_content_digest(header: str | None, body: bytes) -> None:
+    if header is None:
+        raise InvalidInput("content-digest", "a request with a body needs a Content-Digest header")
+    digests = {}
+    for item in header.split(","):
+        name, _, value = item.strip().partition("=")
+        digests[name.strip().lower()] = value.strip()
+    if "sha-256" not in digests:
+        raise InvalidInput("content-digest", "expected a sha-256 digest (RFC 9530)")
+    if digests["sha-256"] != content_digest(body).partition("=")[2]:
+        raise VerificationError("content-digest: the body does not match its sha-256 digest")
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a signature covers.  ``headers`` keys are lowercase."""
+
+    method: str
+    authority: str
+    path: str
+    query: str  # without "?"; "" for none
+    headers: Mapping[str, str]
+
+    def component(self, name: str) -> str:
+        if name == "@method":
+            return self.method.upper()
+        if name == "@authority":
+            return self.authority.lower()
+        if name == "@path":
+            return self.path or "/"
+        if name == "@query":
+            return "?" + self.query
+        if name.startswith("@"):
+            raise InvalidInput("signature-input", f"unsupported derived component {name}")
+        value = self.headers.get(name)
+        if value is None:
+            raise InvalidInput("signature-input", f"covered header {name} is missing")
+        return value.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureParams:
+    components: tuple[str, ...]
+    created: int
+    nonce: str
+    keyid: str
+    alg: str
+
+    def serialize(self) -> str:
+        inner = " ".join(f'"{c}"' for c in self.components)
+        return (
+            f"({inner});created={self.created};nonce={_sf_string(self.nonce)};"
+            f"keyid={_sf_string(self.keyid)};alg={_sf_string(self.alg)}"
+        )
+
+
+def _sf_string(value: str) -> str:
+    if not _SF_STRING_CHARS.fullmatch(value.replace('"', "").replace("\\", "")):
+        raise InvalidInput("signature-input", f"{value!r} cannot be a structured-field string")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def signature_base(request: Request, params: SignatureParams) -> bytes:
+    """RFC 9421 §2.5: one line per covered component, then @signature-params."""
+    lines = [f'"{name}": {request.component(name)}' for name in params.components]
+    lines.append(f'"@signature-params": {params.serialize()}')
+    return "\n".join(lines).encode()
+
+
+def sign_request(
+    request: Request, key: SigningKey, created: int, nonce: str, with_digest: bool
+) -> dict[str, str]:
+    """The Signature-Input and Signature headers for ``request``."""
+    components = REQUIRED + (("content-digest",) if with_digest else ())
+    params = SignatureParams(components, created, nonce, key.public.key_id, ALG)
+    signature = key.sign(signature_base(request, params))
+    return {
+        "signature-input": f"{LABEL}={params.serialize()}",
+        "signature": f"{LABEL}=:{base64.b64encode(signature).decode()}:",
+    }
+
+
+# --- parsing (a small part of RFC 8941 structured fields: what the headers above use) ---
+
+
+class _Parser:
+    def __init__(self, text: str, field: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.field = field
+
+    def fail(self, what: str) -> InvalidInput:
+        return InvalidInput(self.field, f"{what} at character {self.pos}")
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def expect(self, ch: str) -> None:
+        if self.peek() != ch:
+            raise self.fail(f"expected {ch!r}")
+        self.pos += 1
+
+    def key(self) -> str:
+        match = _TOKEN.match(self.text, self.pos)
+        if not match:
+            raise self.fail("expected a key")
+        self.pos = match.end()
+        return match.group()
+
+    def string(self) -> str:
+        self.expect('"')
+        out: list[str] = []
+        while True:
+            ch = self.peek()
+            if ch == "":
+                raise self.fail("unterminated string")
+            self.pos += 1
+            if ch == '"':
+                return "".join(out)
+            if ch == "\\":
+                nxt = self.peek()
+                if nxt not in ('"', "\\"):
+                    raise self.fail("bad escape in string")
+                out.append(nxt)
+                self.pos += 1
+            elif 0x20 <= ord(ch) <= 0x7E:
+                out.append(ch)
+            else:
+                raise self.fail("invalid character in string")
+
+    def bare(self) -> str | int | bytes:
+        ch = self.peek()
+        if ch == '"':
+            return self.string()
+        if ch == ":":
+            self.pos += 1
+            end = self.text.find(":", self.pos)
+            if end < 0:
+                raise self.fail("unterminated byte sequence")
+            try:
+                value = base64.b64decode(self.text[self.pos : end], validate=True)
+            except binascii.Error:
+                raise self.fail("byte sequence is not base64") from None
+            self.pos = end + 1
+            return value
+        match = re.compile(r"-?\d{1,15}").match(self.text, self.pos)
+        if match:
+            self.pos = match.end()
+            return int(match.group())
+        match = re.compile(r"[A-Za-z*][A-Za-z0-9:/!#$%&'*+\-.^_`|~]*").match(self.text, self.pos)
+        if match:
+            self.pos = match.end()
+            return match.group()
+        raise self.fail("expected a value")
+
+    def params(self) -> dict[str, str | int | bytes]:
+        out: dict[str, str | int | bytes] = {}
+        while self.peek() == ";":
+            self.pos += 1
+            name = self.key()
+            if self.peek() == "=":
+                self.pos += 1
+                out[name] = self.bare()
+            else:
+                out[name] = 1
+        return out
+
+    def spaces(self) -> None:
+        while self.peek() in (" ", "\t") and self.peek():
+            self.pos += 1
+
+
+def _dictionary(text: str, field: str) -> dict[str, tuple[object, dict[str, str | int | bytes]]]:
+    parser = _Parser(text.strip(), field)
+    out: dict[str, tuple[object, dict[str, str | int | bytes]]] = {}
+    while True:
+        label = parser.key()
+        parser.expect("=")
+        if parser.peek() == "(":
+            parser.pos += 1
+            items: list[str] = []
+            while True:
+                parser.spaces()
+                if parser.peek() == ")":
+                    parser.pos += 1
+                    break
+                items.append(parser.string())
+                if parser.peek() not in (" ", ")"):
+                    raise parser.fail("expected a space or ')'")
+            value: object = tuple(items)
+        else:
+            value = parser.bare()
+        out[label] = (value, parser.params())
+        parser.spaces()
+        if parser.peek() == "":
+            return out
+        parser.expect(",")
+        parser.spaces()
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedSignature:
+    params: SignatureParams
+    signature: bytes
+
+
+def parse_signature(signature_input: str | None, signature: str | None) -> ParsedSignature:
+    """Parse the ``encd`` signature out of the two headers."""
+    if not signature_input or not signature:
+        raise InvalidInput(
+            "signature", "the request is not signed (Signature-Input and Signature, RFC 9421)"
+        )
+    inputs = _dictionary(signature_input, "signature-input")
+    sigs = _dictionary(signature, "signature")
+    if LABEL not in inputs or LABEL not in sigs:
+        raise InvalidInput("signature", f"expected a signature labelled {LABEL!r}")
+    components, raw_params = inputs[LABEL]
+    value, _ = sigs[LABEL]
+    if not isinstance(components, tuple) or not isinstance(value, bytes):
+        raise InvalidInput("signature", "malformed signature headers")
+    created, nonce = raw_params.get("created"), raw_params.get("nonce")
+    keyid, alg = raw_params.get("keyid"), raw_params.get("alg")
+    if not isinstance(created, int):
+        raise InvalidInput("signature-input", "created must be an integer time")
+    if not isinstance(nonce, str) or not 8 <= len(nonce) <= 128:
+        raise InvalidInput("signature-input", "nonce must be a string of 8 to 128 characters")
+    if not isinstance(keyid, str):
+        raise InvalidInput("signature-input", "keyid must be a string")
+    if alg != ALG:
+        raise InvalidInput("signature-input", f'alg must be "{ALG}", got {alg!r}')
+    unknown = set(raw_params) - {"created", "nonce", "keyid", "alg"}
+    if unknown:
+        raise InvalidInput("signature-input", f"unexpected parameters {sorted(unknown)}")
+    params = SignatureParams(tuple(str(c) for c in components), created, nonce, keyid, alg)
+    return ParsedSignature(params, value)
+
+
+def verify_request(
+    request: Request,
+    parsed: ParsedSignature,
+    key: PublicKey,
+    has_body: bool,
+    required: Sequence[str] = REQUIRED,
+) -> None:
+    """Check the covered components and the Ed25519 signature over the signature base."""
+    needed = list(required) + (["content-digest"] if has_body else [])
+    missing = [c for c in needed if c not in parsed.params.components]
+    if missing:
+        raise InvalidInput("signature-input", f"the signature must cover {', '.join(missing)}")
+    try:
+        key.verify(signature_base(request, parsed.params), parsed.signature)
+    except VerificationError:
+        raise VerificationError(
+            f"request signature by {parsed.params.keyid} does not verify"
+        ) from None
