@@ -608,6 +608,16 @@ class Ledger:
                 for row in conn.execute(select(PARTY.c.id, PARTY.c.state))
             }
 
+    def event_subject(self, index: int) -> tuple[str, str]:
+        """(chain, subject) of the event at log ``index``."""
+        with self.reader.connect() as conn:
+            row = conn.execute(
+                select(EVENT.c.chain, EVENT.c.subject).where(EVENT.c.log_index == index)
+            ).first()
+        if row is None:
+            raise NotFound(f"no event at log index {index}")
+        return str(row[0]), str(row[1])
+
     def is_party_to(self, doc_id: str, party_id: str) -> bool:
         """Whether ``party_id`` has been party to the document (signed, held, carried, pledged)."""
         with self.reader.connect() as conn:

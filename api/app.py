@@ -1,0 +1,125 @@
+"""The FastAPI application: ``create_app(settings)`` builds it, ``encd serve`` runs it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.auth import NonceCache
+from api.metrics import Metrics
+from api.problems import from_error, handle_error, handle_http, handle_validation, problem
+from api.settings import Settings
+from api.setup import Service, ensure_genesis, load_or_init
+from encd.errors import Error
+from encd.events import Event
+from ledger.ledger import Ledger
+
+VERSION = "0.1.0"
+
+
+@dataclass
+class State:
+    """What every request handler needs, on ``app.state.encd``."""
+
+    settings: Settings
+    service: Service
+    ledger: Ledger
+    nonces: NonceCache
+    metrics: Metrics
+    waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=set)
+
+    def notify(self, appended: list[tuple[int, Event]]) -> None:
+        """Wake every open event stream (called from the sequencer thread)."""
+        for loop, event in list(self.waiters):
+            loop.call_soon_threadsafe(event.set)
+
+
+class BodyLimit:
+    """413 for a request body over ``limit`` bytes, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        too_large = problem(413, "too-large", f"request body over {self.limit} bytes")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await too_large(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await too_large(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
+    """The service over ``settings.data_dir`` (keys) and ``settings.url`` (the ledger)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = load_or_init(settings.data_dir, settings.origin)
+        opened = ledger or Ledger(settings.url, service.log_key, clock=settings.clock)
+        ensure_genesis(opened, service, settings.clock())
+        state = State(settings, service, opened, NonceCache(settings.signature_window), Metrics())
+        opened.listeners.append(state.notify)
+        opened.listeners.append(state.metrics.observe_batch)
+        app.state.encd = state
+        try:
+            yield
+        finally:
+            opened.listeners.remove(state.notify)
+            opened.listeners.remove(state.metrics.observe_batch)
+            if ledger is None:
+                opened.close()
+
+    app = FastAPI(
+        title="encd",
+        version=VERSION,
+        summary="A ledger for electronic negotiable cargo documents, with transparency-log proofs",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(Error, handle_error)
+    app.add_exception_handler(RequestValidationError, handle_validation)
+    app.add_exception_handler(StarletteHTTPException, handle_http)
+    app.add_exception_handler(Exception, handle_error)
+    app.add_middleware(BodyLimit, limit=settings.max_body)
+
+    @app.middleware("http")
+    async def timing(request: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+        try:
+            return await call_next(request)
+        except Exception as exc:  # never a traceback to the client
+            return from_error(exc, request)
+
+    from api.routes import documents, events, log, parties, proposals, service, stream
+
+    for module in (service, parties, events, proposals, documents, log, stream):
+        app.include_router(module.router)
+    return app

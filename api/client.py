@@ -1,0 +1,211 @@
+"""A Python client for the encd service: signs requests (RFC 9421) and events locally.
+
+Private keys stay with the caller; the server only ever sees signatures.
+
+    client = Client("http://127.0.0.1:8080", SigningKey.load(party_id, Path("me.key")))
+    raw = client.next_event("CQ-2026-000001", "transfer", {"to": buyer}, [client.key])
+    receipt = client.submit(raw)
+    title = client.verified_title("CQ-2026-000001", log_key)
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+
+from encd.errors import Error, VerificationError
+from encd.events import Event, make_event
+from encd.httpsig import Request, content_digest, sign_request
+from encd.keys import PublicKey, SigningKey
+from encd.logentry import LogEntry
+from encd.tlogproof import TlogProof
+
+EVENT_TYPE = "application/vnd.encd.event"
+
+
+class ProblemError(Error):
+    """The service answered with an RFC 9457 problem."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        super().__init__(f"{status} {problem.get('title', '')}: {problem.get('detail', '')}")
+        self.status = status
+        self.problem = problem
+
+
+@dataclass
+class Client:
+    base_url: str
+    key: SigningKey
+    timeout: float = 30.0
+    clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(base_url=self.base_url, timeout=self.timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # --- transport -------------------------------------------------------------------------
+
+    def signed_headers(self, method: str, path: str, query: str, body: bytes) -> dict[str, str]:
+        authority = urlsplit(self.base_url).netloc
+        headers: dict[str, str] = {}
+        if body:
+            headers["content-digest"] = content_digest(body)
+        request = Request(method, authority, path, query, headers)
+        headers.update(
+            sign_request(
+                request, self.key, int(self.clock()), secrets.token_urlsafe(16), bool(body)
+            )
+        )
+        return headers
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes = b"",
+        params: dict[str, Any] | None = None,
+        content_type: str = EVENT_TYPE,
+        signed: bool = True,
+    ) -> httpx.Response:
+        query = urlencode(params or {})
+        headers = self.signed_headers(method, path, query, body) if signed else {}
+        if body:
+            headers["content-type"] = content_type
+        url = path + ("?" + query if query else "")
+        response = self.http.request(method, url, content=body, headers=headers)
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+            except ValueError:
+                problem = {"detail": response.text}
+            raise ProblemError(response.status_code, problem)
+        return response
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params or None).json()
+
+    def post_event(self, path: str, raw: bytes, **params: Any) -> Any:
+        return self.request("POST", path, body=raw, params=params or None).json()
+
+    # --- the API ---------------------------------------------------------------------------
+
+    def service(self) -> Any:
+        return self.request("GET", "/v1/service", signed=False).json()
+
+    def submit(self, raw: bytes) -> Any:
+        return self.post_event("/v1/events", raw)
+
+    def register(self, raw: bytes) -> Any:
+        return self.post_event("/v1/parties", raw)
+
+    def party_event(self, party_id: str, raw: bytes) -> Any:
+        return self.post_event(f"/v1/parties/{party_id}/events", raw)
+
+    def party(self, party_id: str) -> Any:
+        return self.get(f"/v1/parties/{party_id}")
+
+    def title(self, doc_id: str) -> Any:
+        return self.get(f"/v1/documents/{doc_id}/title")
+
+    def document(self, doc_id: str) -> Any:
+        return self.get(f"/v1/documents/{doc_id}")
+
+    def history(self, doc_id: str) -> Any:
+        return self.get(f"/v1/documents/{doc_id}/events")
+
+    def bundle(self, doc_id: str) -> bytes:
+        return self.request("GET", f"/v1/documents/{doc_id}/bundle").content
+
+    def export(self) -> bytes:
+        return self.request("GET", "/v1/export").content
+
+    def propose(self, raw: bytes, ttl: int | None = None) -> Any:
+        return self.post_event("/v1/proposals", raw, **({"ttl": ttl} if ttl else {}))
+
+    def countersign(self, proposal_id: str, raw: bytes) -> Any:
+        return self.post_event(f"/v1/proposals/{proposal_id}/signatures", raw)
+
+    def proposals(self) -> Any:
+        return self.get("/v1/proposals")
+
+    def proposal(self, proposal_id: str) -> Any:
+        return self.get(f"/v1/proposals/{proposal_id}")
+
+    def checkpoint(self) -> bytes:
+        return self.request("GET", "/log/checkpoint", signed=False).content
+
+    def stream(self, last_event_id: int | None = None) -> Iterator[dict[str, Any]]:
+        """Yield events from the server's event stream as they arrive (blocking)."""
+        import json
+
+        headers = self.signed_headers("GET", "/v1/stream", "", b"")
+        if last_event_id is not None:
+            headers["last-event-id"] = str(last_event_id)
+        with self.http.stream("GET", "/v1/stream", headers=headers, timeout=None) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise ProblemError(response.status_code, response.json())
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    yield json.loads(line[6:])
+
+    # --- building events -------------------------------------------------------------------
+
+    def next_event(
+        self,
+        doc_id: str,
+        type: str,
+        body: dict[str, Any],
+        keys: Sequence[SigningKey] | None = None,
+        *,
+        time_: Any = None,
+    ) -> bytes:
+        """An event for the document's current head, signed by ``keys`` (default: ours)."""
+        from datetime import UTC, datetime
+
+        head = self.title(doc_id)
+        return make_event(
+            keys if keys is not None else [self.key],
+            type=type,
+            doc=doc_id,
+            seq=head["seq"] + 1,
+            prev=head["head"],
+            time=time_ or datetime.now(UTC),
+            body=body,
+        )
+
+    def verified_title(self, doc_id: str, log_key: PublicKey) -> dict[str, Any]:
+        """The title answer, after checking its proof against the log key we trust."""
+        answer: dict[str, Any] = self.title(doc_id)
+        verify_title(answer, log_key)
+        return answer
+
+
+def verify_title(answer: dict[str, Any], log_key: PublicKey) -> None:
+    """Check a title answer: its head event is in the log under a checkpoint the log signed."""
+    proof = TlogProof.parse(answer["tlog_proof"].encode())
+    if proof.index != answer["head_index"]:
+        raise VerificationError(
+            f"title proof is for log index {proof.index}, not the head's {answer['head_index']}"
+        )
+    entry = LogEntry(answer["head"], answer["head_sequenced_at"])
+    proof.verify(entry.leaf_hash, log_key)
+
+
+def parse_event(raw: bytes) -> Event:
+    return Event.parse(raw)

@@ -1,0 +1,132 @@
+"""RFC 9457 problem details: every error the service returns, and nothing else.
+
+Each problem has a ``type`` URI ``urn:encd:problem:<name>``, a ``title``, the
+HTTP ``status``, a ``detail`` saying what is wrong, and extension members
+where they help: ``field`` (which input broke which rule), ``rule``,
+``current_seq`` and ``current_head`` (for a stale event).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from encd.errors import Conflict, Error, InvalidInput, RuleViolation, VerificationError
+from encd.validation import given
+
+MEDIA_TYPE = "application/problem+json"
+
+
+class ApiError(Error):
+    """An error with its HTTP status and problem name."""
+
+    def __init__(self, status: int, name: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.name = name
+        self.extra = extra
+
+
+class Unauthorized(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(401, "unauthorized", message)
+
+
+class Forbidden(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(403, "forbidden", message)
+
+
+class NotFoundProblem(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(404, "not-found", message)
+
+
+TITLES = {
+    "invalid-input": "Invalid input",
+    "verification-failed": "Verification failed",
+    "rule-violation": "The title rules forbid this event",
+    "stale-event": "The document has moved on",
+    "unauthorized": "Request not authenticated",
+    "forbidden": "Not allowed",
+    "not-found": "Not found",
+    "too-large": "Request body too large",
+    "method-not-allowed": "Method not allowed",
+    "unavailable": "Service unavailable",
+    "internal": "Internal error",
+}
+
+
+def problem(
+    status: int, name: str, detail: str, request: Request | None = None, **extra: Any
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"urn:encd:problem:{name}",
+        "title": TITLES.get(name, name),
+        "status": status,
+        "detail": detail,
+    }
+    if request is not None:
+        body["instance"] = request.url.path
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
+
+
+def from_error(error: Exception, request: Request | None = None) -> JSONResponse:
+    """The one place domain errors become HTTP responses."""
+    from ledger.ledger import NotFound
+
+    if isinstance(error, ApiError):
+        return problem(error.status, error.name, error.message, request, **error.extra)
+    if isinstance(error, Conflict):
+        return problem(
+            409,
+            "stale-event",
+            error.message,
+            request,
+            current_seq=error.current_seq,
+            current_head=error.current_head,
+        )
+    if isinstance(error, RuleViolation):
+        return problem(422, "rule-violation", error.message, request, rule=error.rule)
+    if isinstance(error, InvalidInput):
+        return problem(422, "invalid-input", error.message, request, field=error.field or None)
+    if isinstance(error, VerificationError):
+        return problem(422, "verification-failed", error.message, request)
+    if isinstance(error, NotFound):
+        return problem(404, "not-found", error.message, request)
+    if isinstance(error, Error):
+        return problem(503, "unavailable", error.message, request)
+    return problem(500, "internal", "internal error; nothing was changed", request)
+
+
+async def handle_error(request: Request, exc: Exception) -> JSONResponse:
+    return from_error(exc, request)
+
+
+async def handle_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0]
+    loc = [
+        str(part)
+        for part in first.get("loc", ())
+        if part not in ("query", "path", "header", "body")
+    ]
+    field = ".".join(loc)
+    detail = f"{field}: {first.get('msg', 'invalid')}, got {given(first.get('input'))}"
+    return problem(422, "invalid-input", detail, request, field=field or None)
+
+
+async def handle_http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    name = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(
+        exc.status_code, "invalid-input"
+    )
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no such resource: {request.url.path}"
+    return problem(exc.status_code, name, detail, request)

@@ -1,0 +1,96 @@
+"""Documents: content and history for their parties, title with proof for any party."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from api.routes.common import CallerDep, StateDep, require_reader
+from encd.checkpoint import Checkpoint
+from encd.note import parse_note
+from encd.parties import Role
+from encd.title import dump_state
+from encd.tlogproof import TlogProof
+
+router = APIRouter(prefix="/v1", tags=["documents"])
+
+
+@router.get("/documents/{doc_id}")
+def document(doc_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    """The document's content and full title state (its parties and auditors only)."""
+    require_reader(state, caller, doc_id)
+    title, head_index = state.ledger.title(doc_id)
+    return {"title": dump_state(title), "head_index": head_index}
+
+
+@router.get("/documents/{doc_id}/events")
+def history(doc_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    """Every event of the document, exact bytes, in order (its parties and auditors only)."""
+    require_reader(state, caller, doc_id)
+    return {
+        "document": doc_id,
+        "events": [
+            {"index": index, "sequenced_at": at, "event": raw.decode()}
+            for index, at, raw in state.ledger.events_of(doc_id)
+        ],
+    }
+
+
+@router.get("/documents/{doc_id}/title")
+def title(doc_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    """Who holds the document, is it pledged, to whom — with the head event's inclusion
+    proof (a C2SP tlog-proof) against the latest signed checkpoint, so the caller can
+    check the answer itself.  Any registered party may ask."""
+    current, head_index = state.ledger.title(doc_id)
+    note = state.ledger.checkpoint()
+    size = Checkpoint.parse(parse_note(note).text).size
+    proof = TlogProof(head_index, tuple(state.ledger.inclusion(head_index, size)), note)
+    head_at = state.ledger.entries(head_index, head_index + 1)[0][2]
+    summary = current.to_json()
+    return {
+        "document": doc_id,
+        "status": summary["status"],
+        "holder": summary["holder"],
+        "controller": summary["controller"],
+        "pledge": summary["pledge"],
+        "content_version": summary["content_version"],
+        "location": summary["location"],
+        "seq": current.seq,
+        "head": current.head,
+        "head_index": head_index,
+        "head_sequenced_at": head_at,
+        "checkpoint": note.decode(),
+        "tlog_proof": proof.to_bytes().decode(),
+    }
+
+
+@router.get("/documents/{doc_id}/bundle")
+def bundle(doc_id: str, state: StateDep, caller: CallerDep) -> Response:
+    """The document bundle for offline audit (docs/formats/bundle.md)."""
+    import io
+
+    from ledger.export import export_document
+
+    require_reader(state, caller, doc_id)
+    out = io.BytesIO()
+    export_document(state.ledger, doc_id, out)
+    return Response(
+        out.getvalue(),
+        media_type="application/vnd.encd.bundle+jsonl",
+        headers={"content-disposition": f'attachment; filename="{doc_id}.encd"'},
+    )
+
+
+@router.get("/export")
+def export(state: StateDep, caller: CallerDep) -> Response:
+    """The full-ledger export for auditors (docs/formats/bundle.md)."""
+    import io
+
+    from ledger.export import export_ledger
+
+    caller.require(Role.AUDITOR, Role.OPERATOR)
+    out = io.BytesIO()
+    export_ledger(state.ledger, out)
+    return Response(out.getvalue(), media_type="application/vnd.encd.bundle+jsonl")

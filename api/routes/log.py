@@ -1,0 +1,115 @@
+"""The public log: C2SP tlog-tiles paths and plain proof calls.  Hashes only, no content.
+
+GET /log/checkpoint                       the latest signed checkpoint (text/plain)
+GET /log/tile/<L>/<N>[.p/<W>]             tile hashes: tree level 8·L, hashes 256·N …
+GET /log/tile/entries/<N>[.p/<W>]         entry bundle: uint16-length-prefixed 40-byte entries
+GET /v1/log/inclusion?index=&size=        RFC 6962 inclusion proof (JSON, base64 hashes)
+GET /v1/log/consistency?size1=&size2=     RFC 6962 consistency proof
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from api.problems import NotFoundProblem
+from api.routes.common import StateDep
+from encd.checkpoint import Checkpoint
+from encd.errors import InvalidInput
+from encd.logentry import LogEntry
+from encd.note import parse_note
+
+router = APIRouter(tags=["log"])
+
+TILE_WIDTH = 256
+_PART = re.compile(r"x\d{3}")
+
+
+def parse_tile_index(parts: list[str]) -> tuple[int, int | None]:
+    """tlog-tiles index path: "x001/x234/067" is 1234067; a final ".p/W" is a partial tile."""
+    width = None
+    if len(parts) >= 2 and parts[-2].endswith(".p"):
+        if not re.fullmatch(r"[1-9]\d{0,2}", parts[-1]) or int(parts[-1]) >= TILE_WIDTH:
+            raise NotFoundProblem(f"partial tile width must be 1 to 255, got {parts[-1]!r}")
+        width = int(parts[-1])
+        parts = [*parts[:-2], parts[-2][:-2]]
+    if (
+        not parts
+        or not re.fullmatch(r"\d{3}", parts[-1])
+        or not all(_PART.fullmatch(p) for p in parts[:-1])
+    ):
+        raise NotFoundProblem("tile index must be groups of three digits, e.g. x001/x234/067")
+    return int("".join(p.lstrip("x") for p in parts)), width
+
+
+def _text(data: bytes) -> Response:
+    return Response(data, media_type="text/plain; charset=utf-8")
+
+
+@router.get("/log/checkpoint", response_class=Response)
+def checkpoint(state: StateDep) -> Response:
+    """The latest checkpoint, a C2SP signed note."""
+    return _text(state.ledger.checkpoint())
+
+
+def _tree_size(state: StateDep) -> int:
+    return Checkpoint.parse(parse_note(state.ledger.checkpoint()).text).size
+
+
+@router.get("/log/tile/{path:path}", response_class=Response)
+def tile(path: str, state: StateDep) -> Response:
+    """Tiles and entry bundles in the C2SP tlog-tiles layout."""
+    parts = path.split("/")
+    size = _tree_size(state)
+    if parts[0] == "entries":
+        index, width = parse_tile_index(parts[1:])
+        return _entries(state, index, width, size)
+    if not re.fullmatch(r"\d{1,2}", parts[0]):
+        raise NotFoundProblem(f"tile level must be a number, got {parts[0]!r}")
+    level = int(parts[0])
+    index, width = parse_tile_index(parts[1:])
+    leaves_per_hash = 1 << (8 * level)
+    available = size // leaves_per_hash - index * TILE_WIDTH  # complete hashes at that level
+    wanted = width or TILE_WIDTH
+    if available < wanted or (width is not None and available >= TILE_WIDTH):
+        raise NotFoundProblem(f"tile {path} does not exist at tree size {size}")
+    return Response(state.ledger.tile(level, index, wanted), media_type="application/octet-stream")
+
+
+def _entries(state: StateDep, index: int, width: int | None, size: int) -> Response:
+    start = index * TILE_WIDTH
+    wanted = width or TILE_WIDTH
+    available = size - start
+    if available < wanted or (width is not None and available >= TILE_WIDTH):
+        raise NotFoundProblem(
+            f"entry bundle {index} of width {wanted} does not exist at size {size}"
+        )
+    out = bytearray()
+    for _, event_id, at, _raw in state.ledger.entries(start, start + wanted):
+        entry = LogEntry(event_id, at).to_bytes()
+        out += len(entry).to_bytes(2, "big") + entry
+    return Response(bytes(out), media_type="application/octet-stream")
+
+
+def _b64(hashes: list[bytes]) -> list[str]:
+    return [base64.b64encode(h).decode() for h in hashes]
+
+
+@router.get("/v1/log/inclusion")
+def inclusion(state: StateDep, index: int = Query(ge=0), size: int = Query(ge=1)) -> dict[str, Any]:
+    """The inclusion proof of leaf ``index`` in the tree of ``size`` leaves."""
+    return {"index": index, "size": size, "proof": _b64(state.ledger.inclusion(index, size))}
+
+
+@router.get("/v1/log/consistency")
+def consistency(
+    state: StateDep, size1: int = Query(ge=1), size2: int = Query(ge=1)
+) -> dict[str, Any]:
+    """The consistency proof between the trees of ``size1`` and ``size2`` leaves."""
+    if size1 > size2:
+        raise InvalidInput("size1", f"expected size1 <= size2, got {size1} > {size2}")
+    return {"size1": size1, "size2": size2, "proof": _b64(state.ledger.consistency(size1, size2))}

@@ -1,0 +1,192 @@
+"""Multi-signature proposals: one signer proposes, the others countersign, the last applies.
+
+Events that need several signatures (pledge: holder and bank; amend;
+surrender while pledged; switch to paper; void) are gathered here.  The
+proposer posts the event signed by itself; the others fetch the text, sign
+it locally and post it back with their signature; on the last required
+signature the event is assembled and appended.  Unsigned proposals expire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from api.app import State
+from api.problems import ApiError, Forbidden
+from api.routes.common import EVENT_BODY, CallerDep, StateDep, append
+from encd.errors import Conflict, InvalidInput, RuleViolation
+from encd.events import Event, assemble
+from encd.parties import Role, verify_signers
+from encd.title import apply, required_signers
+from ledger import proposals as store
+from ledger.ledger import NotFound
+from ledger.proposals import APPLIED, FAILED, OPEN, Proposal
+
+router = APIRouter(prefix="/v1/proposals", tags=["proposals"])
+
+
+def _now_ms(state: StateDep) -> int:
+    return int(state.settings.clock().timestamp() * 1000)
+
+
+def _required(state: StateDep, event: Event) -> list[tuple[str, frozenset[str]]]:
+    try:
+        current = state.ledger.title(event.subject)[0]
+    except NotFound:
+        current = None
+    return required_signers(current, event, state.ledger.parties())
+
+
+def _view(
+    state: StateDep, proposal: Proposal, receipt: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    signed = sorted({s.name for s in proposal.signatures})
+    try:
+        event = Event.parse(assemble(proposal.text, proposal.signatures))
+        slots = _required(state, event)
+    except (InvalidInput, RuleViolation, NotFound):
+        slots = []
+    required = [{"who": label, "parties": sorted(allowed)} for label, allowed in slots]
+    missing = [label for label, allowed in slots if not allowed & set(signed)]
+    body: dict[str, Any] = {
+        "id": proposal.id,
+        "document": proposal.doc_id,
+        "type": proposal.type,
+        "text": proposal.text.decode(),
+        "signed_by": signed,
+        "required": required,
+        "missing": missing,
+        "state": proposal.current_state(_now_ms(state)),
+        "created_at": proposal.created_at,
+        "expires_at": proposal.expires_at,
+        "event_id": proposal.event_id,
+    }
+    if receipt is not None:
+        body["receipt"] = receipt
+    return body
+
+
+async def _gather(
+    state: StateDep, caller: CallerDep, raw: bytes, ttl: int | None, expect: str | None
+) -> JSONResponse:
+    event = Event.parse(raw)
+    if event.is_party_event:
+        raise InvalidInput("event.party", "proposals gather signatures for document events")
+    if caller.id not in {s.name for s in event.signatures}:
+        raise Forbidden(f"{caller.id} must sign what it posts")
+    pid = store.proposal_id(event.text)
+    if expect is not None and pid != expect:
+        raise InvalidInput("event", f"this is not the text of proposal {expect}")
+    now = _now_ms(state)
+    existing = store.find(state.ledger, pid)
+    if existing is not None and existing.current_state(now) != OPEN:
+        raise ApiError(409, "stale-event", f"proposal {pid} is {existing.current_state(now)}")
+    if expect is not None and existing is None:
+        raise NotFound(f"no proposal {expect}")
+    merged = {s.key_id: s for s in (existing.signatures if existing else ())}
+    merged.update({s.key_id: s for s in event.signatures})
+    complete = Event.parse(assemble(event.text, merged.values()))
+    verify_signers(complete, state.ledger.parties())  # every signature so far verifies now
+    slots = _required(state, complete)
+    signers = {s.name for s in complete.signatures}
+    strangers = signers - set().union(*(allowed for _, allowed in slots))
+    if strangers:
+        raise RuleViolation(
+            event.type, f"{', '.join(sorted(strangers))} need not sign this {event.type}"
+        )
+    if not all(allowed & signers for _, allowed in slots):
+        _dry_run(state, complete, slots)
+    lifetime = min(ttl or state.settings.proposal_ttl, state.settings.proposal_ttl) * 1000
+    proposal = existing or Proposal(
+        pid, event.subject, event.type, event.text, (), now, now + lifetime, OPEN, None
+    )
+    proposal = replace(proposal, signatures=tuple(merged.values()))
+    receipt = None
+    if all(allowed & signers for _, allowed in slots):
+        try:
+            done = await append(state, complete)
+        except Conflict:
+            store.save(state.ledger, replace(proposal, state=FAILED))
+            raise
+        proposal = replace(proposal, state=APPLIED, event_id=done.event_id)
+        receipt = done.to_json()
+    store.save(state.ledger, proposal)
+    status = 201 if existing is None else 200
+    return JSONResponse(_view(state, proposal, receipt), status_code=status)
+
+
+class _Cargo(Mapping[str, str]):
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def __getitem__(self, key: str) -> str:
+        owner = self.state.ledger.cargo_owner(key)
+        if owner is None:
+            raise KeyError(key)
+        return owner
+
+    def __iter__(self) -> Iterator[str]:  # pragma: no cover - rules only look keys up
+        return iter(())
+
+    def __len__(self) -> int:  # pragma: no cover
+        return 0
+
+
+def _dry_run(state: State, event: Event, slots: list[tuple[str, frozenset[str]]]) -> None:
+    """Refuse at once a proposal that could not apply now even with every signature."""
+    try:
+        current = state.ledger.title(event.subject)[0]
+    except NotFound:
+        current = None
+    everyone = frozenset(min(allowed) for _, allowed in slots)
+    apply(current, event, everyone, state.ledger.parties(), _Cargo(state))
+
+
+@router.post("", status_code=201, openapi_extra=EVENT_BODY)
+async def propose(
+    request: Request,
+    state: StateDep,
+    caller: CallerDep,
+    ttl: int | None = Query(default=None, ge=60, description="seconds to wait for signatures"),
+) -> JSONResponse:
+    """Propose an event carrying the proposer's own signature (applied at once if complete)."""
+    return await _gather(state, caller, await request.body(), ttl, None)
+
+
+@router.post("/{proposal_id}/signatures", openapi_extra=EVENT_BODY)
+async def countersign(
+    proposal_id: str, request: Request, state: StateDep, caller: CallerDep
+) -> JSONResponse:
+    """Add signatures: the proposal's text signed by the caller (a signed note)."""
+    return await _gather(state, caller, await request.body(), None, proposal_id)
+
+
+@router.get("")
+def pending(state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    """Open proposals the caller must sign or has signed (all of them for auditors)."""
+    everyone = caller.has(Role.AUDITOR, Role.OPERATOR)
+    out = []
+    for proposal in store.open_proposals(state.ledger, _now_ms(state)):
+        view = _view(state, proposal)
+        involved = caller.id in view["signed_by"] or any(
+            caller.id in r["parties"] for r in view["required"]
+        )
+        if everyone or involved:
+            out.append(view)
+    return {"proposals": out}
+
+
+@router.get("/{proposal_id}")
+def one(proposal_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    view = _view(state, store.get(state.ledger, proposal_id))
+    involved = caller.id in view["signed_by"] or any(
+        caller.id in r["parties"] for r in view["required"]
+    )
+    if not (involved or caller.has(Role.AUDITOR, Role.OPERATOR)):
+        raise Forbidden(f"{caller.id} is not a party to proposal {proposal_id}")
+    return view

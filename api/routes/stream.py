@@ -1,0 +1,94 @@
+"""Server-Sent Events: every new event on the documents the caller may see.
+
+    GET /v1/stream            (signed; Last-Event-ID: <log index> resumes after it)
+
+Each message: ``id: <log index>``, ``event: encd-event``, ``data:`` a JSON
+object {index, sequenced_at, event_id, chain, subject, type, seq, event}
+where ``event`` is the event's exact text.  A comment line every 15 s keeps
+the connection open.  The stream reads the store, so it works across API
+processes; within one process a commit wakes it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import StreamingResponse
+
+from api.app import State
+from api.auth import Caller
+from api.routes.common import CallerDep, StateDep, can_read
+from encd.events import Event
+from encd.parties import Role
+
+router = APIRouter(prefix="/v1", tags=["stream"])
+HEARTBEAT = 15.0
+
+
+def _visible(state: State, caller: Caller, event: Event) -> bool:
+    if caller.has(Role.AUDITOR, Role.OPERATOR):
+        return True
+    if event.is_party_event:
+        return event.subject == caller.id
+    return can_read(state, caller, event.subject)
+
+
+async def _messages(
+    request: Request, state: State, caller: Caller, cursor: int
+) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+    waiter = (loop, wake)
+    state.waiters.add(waiter)
+    try:
+        yield b": encd event stream\n\n"
+        idle = 0.0
+        while not await request.is_disconnected():
+            rows = await asyncio.to_thread(state.ledger.entries, cursor, cursor + 500)
+            for index, event_id, at, raw in rows:
+                cursor = index + 1
+                event = Event.parse(raw)
+                if not await asyncio.to_thread(_visible, state, caller, event):
+                    continue
+                data = {
+                    "index": index,
+                    "sequenced_at": at,
+                    "event_id": event_id,
+                    "chain": event.chain,
+                    "subject": event.subject,
+                    "type": event.type,
+                    "seq": event.seq,
+                    "event": raw.decode(),
+                }
+                yield f"id: {index}\nevent: encd-event\ndata: {json.dumps(data)}\n\n".encode()
+            if rows:
+                continue
+            wake.clear()
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=state.settings.stream_poll)
+            except TimeoutError:
+                idle += state.settings.stream_poll
+                if idle >= HEARTBEAT:
+                    idle = 0.0
+                    yield b": keep-alive\n\n"
+    finally:
+        state.waiters.discard(waiter)
+
+
+@router.get("/stream")
+async def stream(
+    request: Request,
+    state: StateDep,
+    caller: CallerDep,
+    last_event_id: int | None = Header(default=None, ge=-1),
+) -> StreamingResponse:
+    """New events on the caller's documents, as they are logged (text/event-stream)."""
+    cursor = state.ledger.size() if last_event_id is None else last_event_id + 1
+    return StreamingResponse(
+        _messages(request, state, caller, cursor),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    )

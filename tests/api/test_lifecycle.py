@@ -1,0 +1,100 @@
+"""The whole corridor lifecycle over real HTTP, each title answer checked against its proof."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from api.client import ProblemError, verify_title
+from encd.events import Event, make_event, sign_text
+from tests.api.conftest import World
+from tests.kit import T0, corridor_document
+
+DOC = corridor_document()["id"]
+
+
+def pledge_body(world: World, bank: str) -> dict[str, str]:
+    return {
+        "pledgee": world.id(bank),
+        "loan_ref": "CQRCB-2026-0001",
+        "amount": "100000.00",
+        "currency": "USD",
+        "registry_ref": "PBOC-CRCS-2026-000001",
+        "maturity": "2026-08-01",
+    }
+
+
+def issue(world: World) -> dict[str, object]:
+    carrier = world.client("carrier")
+    raw = make_event(
+        [carrier.key], type="issue", doc=DOC, seq=0, prev=None, time=T0,
+        body={"content": corridor_document(), "holder": world.id("exporter")},
+    )
+    return carrier.submit(raw)
+
+
+def title(world: World, label: str = "auditor") -> dict[str, object]:
+    answer = world.client(label).title(DOC)
+    verify_title(answer, world.log_key.public)
+    return answer
+
+
+def test_corridor_lifecycle_over_http(world: World) -> None:
+    receipt = issue(world)
+    assert receipt["log_index"] == 8 and not receipt["duplicate"]
+    assert title(world)["holder"] == world.id("exporter")
+
+    agent = world.client("agent")
+    agent.submit(agent.next_event(DOC, "milestone", {
+        "kind": "departed", "location": {"locode": "CNCKG", "name": "Luoqi, Jiangjin"}, "at": "2026-05-01T09:00:00Z",
+    }))
+    assert title(world)["location"]["kind"] == "departed"
+
+    # the exporter proposes a pledge; the bank finds it and countersigns; it applies
+    exporter, bank = world.client("exporter"), world.client("bank")
+    proposal = exporter.propose(exporter.next_event(DOC, "pledge", pledge_body(world, "bank")))
+    assert proposal["state"] == "open" and proposal["missing"] == [f"the pledgee {world.id('bank')}"]
+    waiting = bank.proposals()["proposals"]
+    assert [p["id"] for p in waiting] == [proposal["id"]]
+    text = waiting[0]["text"].encode()
+    note = text + b"\n" + b"".join(s.line().encode() for s in sign_text(text, [bank.key]))
+    applied = bank.countersign(proposal["id"], note)
+    assert applied["state"] == "applied" and applied["receipt"]["event_id"] == applied["event_id"]
+    answer = title(world, "bank2")  # any registered party may ask
+    assert answer["pledge"]["pledgee"] == world.id("bank") and answer["controller"] == world.id("bank")
+    assert answer["holder"] == world.id("exporter")
+
+    # a second bank cannot take the same document in pledge
+    bank2 = world.client("bank2")
+    with pytest.raises(ProblemError) as refused:
+        exporter.propose(exporter.next_event(DOC, "pledge", pledge_body(world, "bank2")))
+    assert refused.value.status == 422 and refused.value.problem["rule"] == "pledge"
+    assert "is pledged to" in refused.value.problem["detail"]
+
+    # nor can a second document cover the same containers
+    second = copy.deepcopy(corridor_document())
+    second["id"] = "CQ-DOUBLE-0001"
+    raw = make_event([world.client("carrier").key], type="issue", doc=second["id"], seq=0, prev=None, time=T0,
+                     body={"content": second, "holder": world.id("exporter")})
+    with pytest.raises(ProblemError) as double:
+        world.client("carrier").submit(raw)
+    assert double.value.status == 422 and double.value.problem["rule"] == "singularity"
+
+    bank.submit(bank.next_event(DOC, "release", {"reason": "loan repaid"}))
+    assert title(world)["pledge"] is None
+    exporter.submit(exporter.next_event(DOC, "transfer", {"to": world.id("buyer")}))
+    assert title(world)["holder"] == world.id("buyer")
+    buyer = world.client("buyer")
+    buyer.submit(buyer.next_event(DOC, "surrender", {}))
+    carrier = world.client("carrier")
+    carrier.submit(carrier.next_event(DOC, "deliver", {}))
+    final = title(world)
+    assert final["status"] == "delivered" and final["holder"] == world.id("buyer")
+
+    history = buyer.history(DOC)["events"]
+    types = [Event.parse(e["event"].encode()).type for e in history]
+    assert types == ["issue", "milestone", "pledge", "release", "transfer", "surrender", "deliver"]
+    with pytest.raises(ProblemError) as stranger:
+        bank2.history(DOC)
+    assert stranger.value.status == 403
