@@ -2,43 +2,18 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 
-from api.app import create_app
 from api.client import Client
+from api.server import running
 from api.settings import Settings
 from encd.events import make_event
 from encd.keys import SigningKey
 from tests.kit import T0, Actor, corridor_cast
-
-
-@contextmanager
-def running(settings: Settings) -> Iterator[str]:
-    """Serve ``create_app(settings)`` on 127.0.0.1 (a free port) for the duration."""
-    app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the encd server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @dataclass
@@ -60,16 +35,33 @@ class World:
 
     def register(self, label: str) -> None:
         actor = self.actors[label]
-        body: dict[str, object] = {"name": actor.name, "roles": actor.roles, "keys": [actor.key.public.vkey]}
+        body: dict[str, object] = {
+            "name": actor.name,
+            "roles": actor.roles,
+            "keys": [actor.key.public.vkey],
+        }
         if actor.agent_for:
             body["agent_for"] = actor.agent_for
-        raw = make_event([self.operator.key], type="register", party=actor.id, seq=0, prev=None, time=T0, body=body)
+        raw = make_event(
+            [self.operator.key],
+            type="register",
+            party=actor.id,
+            seq=0,
+            prev=None,
+            time=T0,
+            body=body,
+        )
         self.operator.register(raw)
 
 
 @pytest.fixture()
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=database_url, origin="encd.test/log", stream_poll=0.2)
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        origin="encd.test/log",
+        stream_poll=0.2,
+    )
 
 
 @pytest.fixture()
