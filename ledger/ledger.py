@@ -701,3 +701,15 @@ class Ledger:
             raise InvalidInput("size", f"expected a tree size from 1 to {current}, got {size}")
         if not 0 <= index < size:
             raise InvalidInput(name, f"expected 0 to {size - 1}, got {index}")
+
+    # --- reads for exports (ledger/export.py) ------------------------------------------------
+
+    def party_events(self, size: int) -> list[tuple[int, int, bytes]]:
+        """(log index, sequenced_at, raw bytes) of every party event below ``size``, in log order."""
+        with self.reader.connect() as conn:
+            rows = conn.execute(
+                select(EVENT.c.log_index, EVENT.c.sequenced_at, EVENT.c.raw)
+                .where(EVENT.c.chain == "party", EVENT.c.log_index < size)
+                .order_by(EVENT.c.log_index)
+            ).all()
+        return [(int(r[0]), int(r[1]), bytes(r[2])) for r in rows]
