@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -59,10 +60,14 @@ def _check(value: Any, path: str) -> None:
     raise InvalidInput(path, f"{type(value).__name__} is not a JSON value")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _check_string(text: str, path: str) -> None:
-    for ch in text:
-        if 0xD800 <= ord(ch) <= 0xDFFF:
-            raise InvalidInput(path, f"lone surrogate U+{ord(ch):04X} is not valid Unicode")
+    found = _SURROGATE.search(text)
+    if found:
+        code = ord(found.group())
+        raise InvalidInput(path, f"lone surrogate U+{code:04X} is not valid Unicode")
 
 
 def canonical_bytes(value: Any) -> bytes:

@@ -168,7 +168,7 @@ def _parse_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput("event.v", f"expected envelope version {VERSION}, got {envelope['v']!r}")
     kind = envelope["type"]
     allowed = DOCUMENT_EVENTS if chain == "doc" else PARTY_EVENTS
-    if kind not in allowed:
+    if not isinstance(kind, str) or kind not in allowed:
         raise InvalidInput(
             "event.type",
             f"expected one of {', '.join(sorted(allowed))} for a {chain} event, got {kind!r}",

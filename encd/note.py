@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -49,14 +50,18 @@ class Note:
     raw: bytes
 
 
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f]")
+
+
 def _check_chars(data: bytes, field: str) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidInput(field, f"not valid UTF-8 at byte {exc.start}") from None
-    for i, ch in enumerate(text):
-        if ord(ch) < 0x20 and ch != "\n":
-            raise InvalidInput(field, f"control character U+{ord(ch):04X} at position {i}")
+    found = _CONTROL.search(text)
+    if found:
+        code, i = ord(found.group()), found.start()
+        raise InvalidInput(field, f"control character U+{code:04X} at position {i}")
     return text
 
 

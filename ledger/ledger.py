@@ -62,6 +62,7 @@ from ledger.schema import (
 ADVISORY_LOCK = 0x656E6364  # "encd"
 MAX_BATCH = 512
 DOC_CACHE = 20_000
+NODE_CACHE = 1_000_000  # tree nodes kept in memory (~150 MB at most)
 
 Clock = Callable[[], datetime]
 
@@ -175,6 +176,7 @@ class Ledger:
         self._parties: dict[str, Party] = {}
         self._docs: OrderedDict[str, tuple[DocumentState, int]] = OrderedDict()
         self._checkpoint = b""
+        self._nodes: dict[tuple[int, int], bytes] = {}
         self._queue: list[_Pending] = []
         self._queue_ready = threading.Condition()
         self._closed = False
@@ -304,17 +306,24 @@ class Ledger:
             cargo = _CargoView(conn, batch)
             size = self._size
             tree = self._range
+            ids = [item.event.id for item in pending]
+            logged = {
+                str(row[0]): int(row[1])
+                for start in range(0, len(ids), 500)
+                for row in conn.execute(
+                    select(EVENT.c.event_id, EVENT.c.log_index).where(
+                        EVENT.c.event_id.in_(ids[start : start + 500])
+                    )
+                )
+            }
             for item in pending:
                 event = item.event
                 # (1) the same event again: its first receipt, nothing appended
                 if event.id in batch.ids:
                     outcomes.append(batch.ids[event.id])
                     continue
-                existing = conn.execute(
-                    select(EVENT.c.log_index).where(EVENT.c.event_id == event.id)
-                ).first()
-                if existing is not None:
-                    outcomes.append(-1 - int(existing[0]))  # marks a duplicate
+                if event.id in logged:
+                    outcomes.append(-1 - logged[event.id])  # marks a duplicate
                     continue
                 # (2) admit against the state just before it
                 try:
@@ -342,6 +351,7 @@ class Ledger:
             self._step("before_commit")
         # committed: the caches follow
         self._size, self._range, self._checkpoint = size, tree, checkpoint_note
+        self._cache_nodes(batch.nodes)
         self._parties.update(batch.parties)
         for doc_id, state in batch.documents.items():
             self._remember(doc_id, state, batch.head_index[doc_id])
@@ -552,14 +562,25 @@ class Ledger:
         self._remember(doc_id, state, int(row[1]))
         return state
 
-    @staticmethod
-    def _node(conn: Connection, level: int, index: int) -> bytes:
+    def _node(self, conn: Connection, level: int, index: int) -> bytes:
+        """A committed tree node, from the cache (nodes never change once written) or the store."""
+        key = (level, index)
+        cached = self._nodes.get(key)
+        if cached is not None:
+            return cached
         row = conn.execute(
             select(TREE_NODE.c.hash).where(TREE_NODE.c.level == level, TREE_NODE.c.idx == index)
         ).first()
         if row is None:
             raise StoreError(f"tree node at level {level}, index {index} is missing from the store")
-        return bytes(row[0])
+        value = bytes(row[0])
+        self._cache_nodes({key: value})
+        return value
+
+    def _cache_nodes(self, nodes: Mapping[tuple[int, int], bytes]) -> None:
+        if len(self._nodes) + len(nodes) > NODE_CACHE:
+            self._nodes = {}
+        self._nodes.update(nodes)
 
     # --- reads ---------------------------------------------------------------------------
 
