@@ -19,6 +19,9 @@ setup: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+demo: $(STAMP)
+	$(BIN)/encd demo $(DEMO_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check encd ledger api tests
 	$(BIN)/ruff format --check encd ledger api tests
@@ -31,6 +34,14 @@ typecheck: $(STAMP)
 	$(BIN)/mypy encd ledger api
 
 check: lint typecheck test
+
+# The suite on a real PostgreSQL server: scripts/postgres.sh installs it when absent (as root,
+# from the distribution's packages) and starts it on a local socket; it stays up afterwards
+# (scripts/postgres.sh stop).
+.PHONY: test-pg
+test-pg: $(STAMP)
+	url="$$(scripts/postgres.sh start)" && \
+	ENCD_DATABASE_URL="$$(echo "$$url" | tail -n 1)" $(MAKE) test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -661,9 +661,12 @@ def audit(
 
 
 def _audit(path: Path, policy: Path | None, trusted_checkpoint: Path | None, as_json: bool) -> bool:
-    from encd.audit import audit_file
+    from encd.audit import UsageError, audit_file
 
-    report = audit_file(path, policy, trusted_checkpoint)
+    try:
+        report = audit_file(path, policy, trusted_checkpoint)
+    except UsageError as exc:
+        fail(exc.message, 2)
     if as_json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:

@@ -1,0 +1,275 @@
+"""The offline audit: a bundle, the keys an auditor trusts, and nothing else.
+
+docs/verification.md numbers the steps; steps 1-6 are encd.bundle's, and
+this module adds the auditor's own trust:
+
+(7) witnesses: the bundle's checkpoint carries valid cosignatures
+    (c2sp.org/tlog-cosignature) from at least ``quorum`` of the witnesses
+    the policy names;
+(8) trusted checkpoint: the bundle's checkpoint is consistent with a
+    checkpoint the auditor already trusts (same tree at the trusted size):
+    the log was not rewritten between the two.
+
+A policy file (UTF-8 lines; ``#`` starts a comment)::
+
+    log <the log's C2SP verifier key>          exactly once
+    witness <a witness's cosignature verifier key>   any number
+    quorum <k>                                  default 0; at most the witnesses named
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from encd.bundle import BundleHeader, BundleReport, failed_step, verify_bundle
+from encd.checkpoint import Checkpoint, CosignerKey, open_checkpoint, verify_cosignatures
+from encd.errors import Error, InvalidInput, VerificationError
+from encd.keys import PublicKey
+from encd.logentry import LogEntry
+from encd.merkle import CompactRange, short
+
+WITNESS_STEP = 7
+TRUSTED_STEP = 8
+
+
+class UsageError(Error):
+    """The auditor's own inputs (policy, trusted checkpoint, paths) are unusable: exit 2."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    log_key: PublicKey
+    witnesses: tuple[CosignerKey, ...] = ()
+    quorum: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Policy:
+        log_key: PublicKey | None = None
+        witnesses: list[CosignerKey] = []
+        quorum = 0
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            word, _, value = line.partition(" ")
+            value = value.strip()
+            try:
+                if word == "log":
+                    if log_key is not None:
+                        raise InvalidInput("log", "the log key is given twice")
+                    log_key = PublicKey.from_vkey(value)
+                elif word == "witness":
+                    witnesses.append(CosignerKey.from_vkey(value))
+                elif word == "quorum":
+                    if not value.isdigit():
+                        raise InvalidInput("quorum", f"expected a whole number, got {value!r}")
+                    quorum = int(value)
+                else:
+                    raise InvalidInput(word, "expected 'log', 'witness' or 'quorum'")
+            except InvalidInput as exc:
+                raise UsageError(f"policy line {number}: {exc.message}") from None
+        if log_key is None:
+            raise UsageError("policy: no 'log <verifier key>' line")
+        if quorum > len(witnesses):
+            raise UsageError(
+                f"policy: quorum {quorum} is more than the {len(witnesses)} witnesses named"
+            )
+        return cls(log_key, tuple(witnesses), quorum)
+
+
+@dataclass
+class AuditReport:
+    path: str
+    ok: bool
+    kind: str | None = None
+    step: int | None = None
+    message: str = ""
+    entries: int = 0
+    size: int | None = None
+    documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    witnesses: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"warning: {w}" for w in self.warnings]
+        if not self.ok:
+            where = f"step {self.step}" if self.step else "audit"
+            message = (
+                self.message if self.message.startswith("step ") else f"{where}: {self.message}"
+            )
+            out.append(f"FAIL: {self.path}: {message}")
+            return out
+        for doc_id, state in sorted(self.documents.items()):
+            pledge = state["pledge"]
+            pledged = f", pledged to {pledge['pledgee']}" if pledge else ""
+            out.append(
+                f"OK: {doc_id}: {state['status']}, holder {state['holder']}{pledged}; "
+                f"{state['seq'] + 1} events, head {state['head'][:16]}…"
+            )
+        what = "ledger export" if self.kind == "ledger" else "bundle"
+        out.append(
+            f"OK: {self.path}: {what} of {self.entries} entries verified against the checkpoint "
+            f"at tree size {self.size}"
+            + (f", cosigned by {', '.join(self.witnesses)}" if self.witnesses else "")
+        )
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "ok": self.ok,
+            "kind": self.kind,
+            "failed_step": self.step,
+            "message": self.message,
+            "entries": self.entries,
+            "tree_size": self.size,
+            "documents": self.documents,
+            "witnesses": self.witnesses,
+            "warnings": self.warnings,
+        }
+
+
+def audit_file(
+    path: Path, policy_path: Path | None = None, trusted_checkpoint: Path | None = None
+) -> AuditReport:
+    """Audit the bundle at ``path``.  Raises UsageError for unusable auditor inputs."""
+    policy = _policy(policy_path) if policy_path is not None else None
+    trusted = _read(trusted_checkpoint) if trusted_checkpoint is not None else None
+    if not path.is_file():
+        raise UsageError(f"{path} is not a file")
+    with path.open("rb") as handle:
+        return audit(handle, str(path), policy, trusted)
+
+
+def _policy(path: Path) -> Policy:
+    try:
+        text = _read(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+    return Policy.parse(text)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def audit(source: BinaryIO, name: str, policy: Policy | None, trusted: bytes | None) -> AuditReport:
+    """Audit a bundle read from ``source`` (streamed); never raises for a bad bundle."""
+    report = AuditReport(name, ok=False)
+    try:
+        first = source.readline()
+        header = BundleHeader.parse_line(first[:-1] if first.endswith(b"\n") else first)
+    except Error as exc:
+        report.step, report.message = 1, f"step 1: line 1: {exc.message}"
+        return report
+    source.seek(0)
+    if policy is None:
+        policy = Policy(header.log_key)
+        report.warnings.append(
+            "no --policy: the log key was taken from the bundle itself, so this checks the "
+            "bundle's integrity, not that it comes from the log you trust"
+        )
+    trusted_cp: Checkpoint | None = None
+    if trusted is not None:
+        try:
+            trusted_cp = open_checkpoint(trusted, policy.log_key)
+        except Error as exc:
+            raise UsageError(f"trusted checkpoint: {exc.message}") from None
+    # (1)-(6): the bundle itself
+    try:
+        result = verify_bundle(source, policy.log_key)
+    except Error as exc:
+        report.step, report.message = failed_step(exc), exc.message
+        return report
+    report.kind, report.entries, report.size = result.kind, result.entries, result.checkpoint.size
+    report.documents = {doc_id: state.to_json() for doc_id, state in result.documents.items()}
+    # (7) witnesses
+    try:
+        cosigned = (
+            verify_cosignatures(header.checkpoint, policy.witnesses) if policy.witnesses else {}
+        )
+    except Error as exc:
+        return _fail(report, WITNESS_STEP, f"cosignature: {exc.message}")
+    report.witnesses = sorted(cosigned)
+    if len(cosigned) < policy.quorum:
+        return _fail(
+            report,
+            WITNESS_STEP,
+            f"{len(cosigned)} of the policy's witnesses cosigned the checkpoint; "
+            f"the quorum is {policy.quorum}",
+        )
+    # (8) consistency with the checkpoint the auditor already trusts
+    if trusted_cp is not None:
+        try:
+            _consistent(source, result, trusted_cp)
+        except Error as exc:
+            return _fail(report, TRUSTED_STEP, exc.message)
+    report.ok = True
+    return report
+
+
+def _fail(report: AuditReport, step: int, message: str) -> AuditReport:
+    report.ok, report.step, report.message = False, step, f"step {step}: {message}"
+    return report
+
+
+def _consistent(source: BinaryIO, result: BundleReport, trusted: Checkpoint) -> None:
+    checkpoint = result.checkpoint
+    if trusted.size > checkpoint.size:
+        raise VerificationError(
+            f"the bundle's checkpoint (size {checkpoint.size}) is older than the trusted one "
+            f"(size {trusted.size})"
+        )
+    if trusted.size == checkpoint.size:
+        if trusted.root != checkpoint.root:
+            raise VerificationError(
+                f"two checkpoints of size {trusted.size} with different roots: "
+                f"{short(trusted.root)} trusted, {short(checkpoint.root)} in the bundle"
+            )
+        return
+    if result.kind != "ledger":
+        raise VerificationError(
+            f"a document bundle cannot show that its checkpoint (size {checkpoint.size}) extends "
+            f"the trusted one (size {trusted.size}); audit a full export, or check "
+            f"GET /v1/log/consistency?size1={trusted.size}&size2={checkpoint.size}"
+        )
+    # a full export holds every entry: recompute the tree at the trusted size
+    source.seek(0)
+    source.readline()
+    tree = CompactRange()
+    for line in source:
+        if tree.size == trusted.size:
+            break
+        entry = _entry(line)
+        tree, _ = tree.append(entry.leaf_hash)
+    if tree.root() != trusted.root:
+        raise VerificationError(
+            f"the log was rewritten: its first {trusted.size} entries hash to "
+            f"{short(tree.root())}, the trusted checkpoint says {short(trusted.root)}"
+        )
+
+
+def _entry(line: bytes) -> LogEntry:
+    import hashlib
+
+    from encd.canonical import parse_canonical
+
+    value = parse_canonical(line.rstrip(b"\n"))
+    raw = value["event"].encode()
+    return LogEntry(hashlib.sha256(raw).hexdigest(), value["sequenced_at"])
+
+
+def audit_bytes(
+    data: bytes, policy: Policy | None = None, trusted: bytes | None = None
+) -> AuditReport:
+    """Audit an in-memory bundle (tests and tools)."""
+    return audit(io.BytesIO(data), "<bundle>", policy, trusted)
+
+
+__all__ = ["AuditReport", "Policy", "UsageError", "audit", "audit_bytes", "audit_file"]

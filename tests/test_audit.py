@@ -1,0 +1,238 @@
+"""`encd audit`: the auditor's policy (step 7), a trusted checkpoint (step 8), the CLI contract."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from encd.audit import Policy, UsageError, audit_bytes
+from encd.canonical import canonical_bytes, parse_canonical
+from encd.checkpoint import Checkpoint, CosignerKey, cosign, sign_checkpoint
+from encd.cli import app
+from encd.note import parse_note
+from ledger.export import export_document, export_ledger
+from ledger.ledger import Ledger
+from tests.kit import corridor_cast, corridor_document, seeded_key
+
+LOG_KEY = seeded_key("encd.test/log", "log")
+WITNESS = seeded_key("witness.bank.example", "witness")
+DOC = corridor_document()["id"]
+runner = CliRunner()
+
+
+@dataclass
+class Exports:
+    bundle: bytes
+    ledger: bytes
+    early_checkpoint: bytes  # a checkpoint from before the last appends
+    early_size: int
+    dir: Path
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exports]:
+    tmp = tmp_path_factory.mktemp("audit")
+    cast = corridor_cast()
+    raw = cast.doc_event(
+        DOC,
+        "issue",
+        {"content": corridor_document(), "holder": cast.actor("exporter").id},
+        [cast.actor("carrier")],
+    )
+    cast.append(raw)
+    with Ledger(f"sqlite:///{tmp / 'ledger.db'}", LOG_KEY) as ledger:
+        for raw in cast.log:
+            ledger.append(raw)
+        early_size = ledger.size()
+        early = ledger.checkpoint()
+        for to in ("buyer", "exporter"):
+            holder = "exporter" if to == "buyer" else "buyer"
+            raw = cast.doc_event(DOC, "transfer", {"to": cast.actor(to).id}, [cast.actor(holder)])
+            cast.append(raw)
+            ledger.append(raw)
+        bundle, whole = io.BytesIO(), io.BytesIO()
+        export_document(ledger, DOC, bundle)
+        export_ledger(ledger, whole)
+    yield Exports(bundle.getvalue(), whole.getvalue(), early, early_size, tmp)
+
+
+def policy(witnesses: int = 0, quorum: int = 0) -> Policy:
+    keys = (CosignerKey.of(WITNESS),) if witnesses else ()
+    return Policy(LOG_KEY.public, keys, quorum)
+
+
+def with_cosignature(bundle: bytes, timestamp: int = 1_777_700_000) -> bytes:
+    head, rest = bundle.split(b"\n", 1)
+    header = parse_canonical(head)
+    note = header["checkpoint"].encode()
+    text = parse_note(note).text
+    header["checkpoint"] = (note + cosign(text, WITNESS, timestamp)).decode()
+    return canonical_bytes(header) + b"\n" + rest
+
+
+def test_policy_file_format() -> None:
+    text = f"# trust\nlog {LOG_KEY.public.vkey}\nwitness {CosignerKey.of(WITNESS).vkey}  # a bank\nquorum 1\n"
+    parsed = Policy.parse(text)
+    assert parsed.log_key == LOG_KEY.public and parsed.quorum == 1 and len(parsed.witnesses) == 1
+    with pytest.raises(
+        UsageError, match="policy line 1: frobnicate: expected 'log', 'witness' or 'quorum'"
+    ):
+        Policy.parse("frobnicate 3\n")
+    with pytest.raises(UsageError, match="policy: no 'log <verifier key>' line"):
+        Policy.parse("quorum 0\n")
+    with pytest.raises(UsageError, match="quorum 2 is more than the 0 witnesses named"):
+        Policy.parse(f"log {LOG_KEY.public.vkey}\nquorum 2\n")
+
+
+def test_both_exports_audit_ok(exports: Exports) -> None:
+    for data in (exports.bundle, exports.ledger):
+        report = audit_bytes(data, policy())
+        assert report.ok, report.message
+    assert (
+        audit_bytes(exports.bundle, policy()).documents[DOC]["holder"]
+        == corridor_document()["consignor"]["legal_id"]
+    )
+
+
+def test_step_7_a_missing_witness_quorum_fails(exports: Exports) -> None:
+    report = audit_bytes(exports.bundle, policy(witnesses=1, quorum=1))
+    assert not report.ok and report.step == 7
+    assert (
+        report.message
+        == "step 7: 0 of the policy's witnesses cosigned the checkpoint; the quorum is 1"
+    )
+
+
+def test_step_7_a_cosigned_checkpoint_meets_the_quorum(exports: Exports) -> None:
+    report = audit_bytes(with_cosignature(exports.bundle), policy(witnesses=1, quorum=1))
+    assert report.ok, report.message
+    assert report.witnesses == ["witness.bank.example"]
+
+
+def test_step_7_a_forged_cosignature_fails(exports: Exports) -> None:
+    head, rest = with_cosignature(exports.bundle).split(b"\n", 1)
+    header = parse_canonical(head)
+    note, cosig_line = header["checkpoint"].rstrip("\n").rsplit("\n", 1)
+    name, encoded = cosig_line.removeprefix("— ").split(" ")
+    blob = bytearray(base64.b64decode(encoded))
+    blob[-1] ^= 1  # the witness's key and timestamp, a signature that does not verify
+    header["checkpoint"] = f"{note}\n— {name} {base64.b64encode(bytes(blob)).decode()}\n"
+    report = audit_bytes(canonical_bytes(header) + b"\n" + rest, policy(witnesses=1, quorum=1))
+    assert not report.ok and report.step == 7
+    assert report.message.startswith("step 7: cosignature: ")
+
+
+def test_step_8_an_earlier_trusted_checkpoint_is_consistent_with_the_export(
+    exports: Exports,
+) -> None:
+    report = audit_bytes(exports.ledger, policy(), exports.early_checkpoint)
+    assert report.ok, report.message
+
+
+def test_step_8_a_rewritten_log_fails(exports: Exports) -> None:
+    forked = Checkpoint("encd.test/log", exports.early_size, bytes(32))
+    report = audit_bytes(exports.ledger, policy(), sign_checkpoint(forked, LOG_KEY))
+    assert not report.ok and report.step == 8
+    assert report.message.startswith(
+        f"step 8: the log was rewritten: its first {exports.early_size} entries hash to "
+    )
+
+
+def test_step_8_a_document_bundle_cannot_prove_consistency(exports: Exports) -> None:
+    report = audit_bytes(exports.bundle, policy(), exports.early_checkpoint)
+    assert not report.ok and report.step == 8
+    assert "a document bundle cannot show that its checkpoint" in report.message
+
+
+def test_step_8_a_bundle_older_than_the_trusted_checkpoint_fails(exports: Exports) -> None:
+    newer = Checkpoint("encd.test/log", 10_000, bytes(32))
+    report = audit_bytes(exports.ledger, policy(), sign_checkpoint(newer, LOG_KEY))
+    assert not report.ok and report.step == 8 and "is older than the trusted one" in report.message
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+def write(exports: Exports, name: str, data: bytes) -> Path:
+    path = exports.dir / name
+    path.write_bytes(data)
+    return path
+
+
+def policy_file(exports: Exports) -> Path:
+    return write(exports, "policy.txt", f"log {LOG_KEY.public.vkey}\n".encode())
+
+
+def test_cli_ok_exits_0(exports: Exports) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "audit",
+            str(write(exports, "doc.encd", exports.bundle)),
+            "--policy",
+            str(policy_file(exports)),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"OK: {DOC}: active" in result.output
+
+
+def test_cli_json(exports: Exports) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "audit",
+            str(write(exports, "doc.encd", exports.bundle)),
+            "--policy",
+            str(policy_file(exports)),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["documents"][DOC]["status"] == "active"
+
+
+def test_cli_usage_errors_exit_2(exports: Exports) -> None:
+    missing = runner.invoke(app, ["audit", str(exports.dir / "nope.encd")])
+    assert missing.exit_code == 2 and "is not a file" in missing.output
+    bad_policy = write(exports, "bad-policy.txt", b"quorum x\n")
+    result = runner.invoke(
+        app, ["audit", str(write(exports, "doc.encd", exports.bundle)), "--policy", str(bad_policy)]
+    )
+    assert (
+        result.exit_code == 2 and "policy line 1: quorum: expected a whole number" in result.output
+    )
+
+
+def test_cli_flipping_any_bit_fails_with_exit_1_and_no_traceback(exports: Exports) -> None:
+    """Each of the header's bytes (one bit each, rotating) and a sample across the rest.
+
+    tests/test_bundle.py flips every 7th bit of a whole bundle through the
+    verifier; this runs the command itself, so it samples.
+    """
+    data = exports.bundle
+    path = exports.dir / "flipped.encd"
+    pol = str(policy_file(exports))
+    header_end = data.index(b"\n") + 1
+    rng = random.Random(7)
+    flips = [(i, i % 8) for i in range(header_end)]
+    flips += [(i, rng.randrange(8)) for i in rng.sample(range(header_end, len(data)), 250)]
+    for byte, bit in flips:
+        flipped = bytearray(data)
+        flipped[byte] ^= 1 << bit
+        path.write_bytes(bytes(flipped))
+        result = runner.invoke(app, ["audit", str(path), "--policy", pol])
+        assert result.exit_code == 1, (
+            f"byte {byte} bit {bit}: exit {result.exit_code}\n{result.output}"
+        )
+        assert "FAIL" in result.output and "Traceback" not in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
