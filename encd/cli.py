@@ -74,6 +74,8 @@ def load_key(party: str, path: Path) -> SigningKey:
 def client(server: str, key: Path, party: str) -> Client:
     from api.client import Client
 
+    if not party:
+        fail("say who you are: --party <your party id> (or ENCD_PARTY)", 2)
     return Client(server, load_key(party, key))
 
 
@@ -85,16 +87,29 @@ def read_content(path: Path) -> dict[str, Any]:
         data = path.read_bytes()
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror}", 2)
+    value: Any = None
     if path.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
+        class _Loader(yaml.SafeLoader):
+            """Dates stay strings, as in JSON: 2026-03-10 is text, not a datetime."""
+
+        _Loader.yaml_implicit_resolvers = {
+            first: [
+                (tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"
+            ]
+            for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        }
         try:
-            value = yaml.safe_load(data)
+            value = yaml.load(data, Loader=_Loader)
         except yaml.YAMLError as exc:
             fail(f"{path}: not YAML: {exc}", 2)
-    else:
-        value = parse_json(data)
-    Document.from_json(value)
+    try:
+        if path.suffix.lower() not in (".yaml", ".yml"):
+            value = parse_json(data)
+        Document.from_json(value)
+    except InvalidInput as exc:
+        fail(f"{path}: {exc.message}")
     if not isinstance(value, dict):
         fail(f"{path}: document content must be an object", 2)
     return value

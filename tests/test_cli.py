@@ -1,0 +1,154 @@
+"""The `encd` command against a real service: keys, registration, the title flow, export, audit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from api.server import running
+from api.settings import Settings
+from encd.cli import app
+from tests.kit import corridor_document
+
+runner = CliRunner()
+DOC = corridor_document()["id"]
+
+
+@pytest.fixture()
+def service(tmp_path: Path, database_url: str) -> Iterator[tuple[str, Path]]:
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=database_url, origin="encd.test/log"
+    )
+    with running(settings) as url:
+        yield url, tmp_path
+
+
+def encd(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), env=env)
+    assert "Traceback" not in result.output
+    return result.exit_code, result.output
+
+
+def test_the_title_flow_from_the_command_line(service: tuple[str, Path]) -> None:
+    url, tmp = service
+    operator = json.loads((tmp / "data" / "service.json").read_text())["operator_id"]
+    content = corridor_document()
+    ids = {
+        "carrier": content["carrier"]["legal_id"],
+        "exporter": content["consignor"]["legal_id"],
+        "buyer": content["negotiability"]["order_of"]["legal_id"],
+        "bank": "91500000676129728J",
+    }
+    roles = {"carrier": "carrier", "exporter": "trader", "buyer": "trader", "bank": "bank"}
+    for label, pid in ids.items():
+        code, out = encd("keygen", pid, "--out", str(tmp / f"{label}.key"), "--json")
+        assert code == 0, out
+        vkey = json.loads(out)["vkey"]
+        code, out = encd(
+            "party",
+            "register",
+            pid,
+            "--name",
+            label.title(),
+            "--role",
+            roles[label],
+            "--vkey",
+            vkey,
+            "--server",
+            url,
+            "--key",
+            str(tmp / "data" / "operator.key"),
+            "--party",
+            operator,
+        )
+        assert code == 0 and f"OK: registered {pid}" in out, out
+
+    def as_(label: str) -> list[str]:
+        return ["--server", url, "--key", str(tmp / f"{label}.key"), "--party", ids[label]]
+
+    yaml_file = tmp / "content.yaml"
+    text = yaml.safe_dump(content, allow_unicode=True)
+    text = text.replace("'2026-03-10'", "2026-03-10")  # as a person writes a date in YAML
+    assert "issued_on: 2026-03-10" in text
+    yaml_file.write_text(text)
+    code, out = encd("issue", str(yaml_file), "--holder", ids["exporter"], *as_("carrier"))
+    assert code == 0 and f"OK: issued {DOC}" in out, out
+
+    code, out = encd(
+        "pledge",
+        DOC,
+        "--bank",
+        ids["bank"],
+        "--loan-ref",
+        "L-1",
+        "--amount",
+        "1000.00",
+        "--currency",
+        "USD",
+        "--registry-ref",
+        "R-1",
+        "--maturity",
+        "2026-12-31",
+        *as_("exporter"),
+        "--json",
+    )
+    assert code == 0, out
+    proposal = json.loads(out)["id"]
+    code, out = encd("proposals", *as_("bank"))
+    assert proposal in out
+    code, out = encd("countersign", proposal, *as_("bank"))
+    assert code == 0 and "OK: pledge applied" in out, out
+
+    code, out = encd("transfer", DOC, "--to", ids["buyer"], *as_("exporter"))
+    assert code == 1 and "rule-violation" not in out and "is pledged to" in out, out
+    code, out = encd("release", DOC, "--reason", "repaid", *as_("bank"))
+    assert code == 0, out
+    code, out = encd("transfer", DOC, "--to", ids["buyer"], *as_("exporter"))
+    assert code == 0, out
+
+    code, out = encd("title", DOC, *as_("bank"), "--json")
+    assert code == 0 and json.loads(out)["holder"] == ids["buyer"]
+    code, out = encd("history", DOC, *as_("buyer"))
+    assert code == 0 and "transfer" in out and "pledge" in out
+
+    bundle = tmp / "doc.encd"
+    code, out = encd("export", DOC, "--out", str(bundle), *as_("buyer"))
+    assert code == 0, out
+    log_key = json.loads((tmp / "data" / "service.json").read_text())["log_vkey"]
+    (tmp / "policy.txt").write_text(f"log {log_key}\n")
+    code, out = encd("audit", str(bundle), "--policy", str(tmp / "policy.txt"))
+    assert code == 0 and f"OK: {DOC}: active, holder {ids['buyer']}" in out.replace("\n", " "), out
+
+
+def test_bad_content_is_refused_before_anything_is_sent(service: tuple[str, Path]) -> None:
+    url, tmp = service
+    content = corridor_document()
+    content["containers"][0]["number"] = "CSQU3054384"
+    path = tmp / "bad.json"
+    path.write_text(json.dumps(content))
+    code, out = encd("keygen", content["carrier"]["legal_id"], "--out", str(tmp / "c.key"))
+    code, out = encd(
+        "issue",
+        str(path),
+        "--holder",
+        "X",
+        "--server",
+        url,
+        "--key",
+        str(tmp / "c.key"),
+        "--party",
+        content["carrier"]["legal_id"],
+    )
+    assert code == 1
+    assert "containers[0].number" in out and "check digit" in out
+
+
+def test_who_you_are_is_required(service: tuple[str, Path]) -> None:
+    url, tmp = service
+    code, out = encd("title", DOC, "--server", url, "--key", str(tmp / "none.key"))
+    assert code == 2 and "--party" in out
