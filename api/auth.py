@@ -70,10 +70,12 @@ async def authenticate(request: Request) -> Caller:
 
     state: State = request.app.state.encd
     body = await request.body()
+    signature_input, signature = (request.headers.get(h) for h in ("signature-input", "signature"))
+    if not all(value is None or value.isascii() for value in (signature_input, signature)):
+        # Structured fields (RFC 8941) are ASCII; the parser below assumes as much.
+        raise Unauthorized("Signature-Input and Signature must be ASCII (RFC 8941)")
     try:
-        parsed = parse_signature(
-            request.headers.get("signature-input"), request.headers.get("signature")
-        )
+        parsed = parse_signature(signature_input, signature)
     except InvalidInput as exc:
         raise Unauthorized(exc.message) from None
     params = parsed.params

@@ -149,14 +149,21 @@ class Client:
     def checkpoint(self) -> bytes:
         return self.request("GET", "/log/checkpoint", signed=False).content
 
-    def stream(self, last_event_id: int | None = None) -> Iterator[dict[str, Any]]:
-        """Yield events from the server's event stream as they arrive (blocking)."""
+    def stream(
+        self, last_event_id: int | None = None, read_timeout: float | None = 45.0
+    ) -> Iterator[dict[str, Any]]:
+        """Yield events from the server's event stream as they arrive (blocking).
+
+        The server sends a comment at least every 15 s, so a stream silent for
+        ``read_timeout`` seconds is dead: httpx.ReadTimeout says so (None waits forever).
+        """
         import json
 
         headers = self.signed_headers("GET", "/v1/stream", "", b"")
         if last_event_id is not None:
             headers["last-event-id"] = str(last_event_id)
-        with self.http.stream("GET", "/v1/stream", headers=headers, timeout=None) as response:
+        timeout = httpx.Timeout(self.timeout, read=read_timeout)
+        with self.http.stream("GET", "/v1/stream", headers=headers, timeout=timeout) as response:
             if response.status_code >= 400:
                 response.read()
                 raise ProblemError(response.status_code, response.json())

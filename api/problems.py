@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from encd.errors import Conflict, Error, InvalidInput, RuleViolation, VerificationError
@@ -101,6 +102,8 @@ def from_error(error: Exception, request: Request | None = None) -> JSONResponse
         return problem(404, "not-found", error.message, request)
     if isinstance(error, Error):
         return problem(503, "unavailable", error.message, request)
+    if isinstance(error, OperationalError):  # the database is down, locked or unreachable
+        return problem(503, "unavailable", "the store is not answering; try again", request)
     return problem(500, "internal", "internal error; nothing was changed", request)
 
 

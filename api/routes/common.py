@@ -43,6 +43,20 @@ def require_reader(state: State, caller: Caller, doc_id: str) -> None:
         raise Forbidden(f"{caller.id} has not been party to {doc_id}")
 
 
+def require_subject(state: State, event: Event) -> None:
+    """404 for an event on a document never issued, or on a party never registered.
+
+    Only an issue creates a document and only a register creates a party; any
+    other event names a chain that must exist (the title rules would call the
+    missing chain a conflict, which it is not).
+    """
+    if event.is_party_event:
+        if event.type != "register":
+            state.ledger.party(event.subject)
+    elif event.type != "issue":
+        state.ledger.title(event.subject)
+
+
 async def append(state: State, event: Event) -> Receipt:
     """Append through the sequencer without holding a worker thread while waiting."""
     started = time.perf_counter()

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.problems import Forbidden
-from api.routes.common import EVENT_BODY, CallerDep, StateDep, append, can_read
+from api.routes.common import EVENT_BODY, CallerDep, StateDep, append, can_read, require_subject
 from encd.events import Event
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -23,6 +23,7 @@ async def submit_event(request: Request, state: StateDep, caller: CallerDep) -> 
         raise Forbidden(
             f"{caller.id} may submit only events it signed (signed by {', '.join(sorted(signers))})"
         )
+    require_subject(state, event)
     receipt = await append(state, event)
     return JSONResponse(receipt.to_json(), status_code=200 if receipt.duplicate else 201)
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.problems import Forbidden
-from api.routes.common import EVENT_BODY, CallerDep, StateDep, append
+from api.routes.common import EVENT_BODY, CallerDep, StateDep, append, require_subject
 from encd.errors import InvalidInput
 from encd.events import Event
 from encd.parties import Role
@@ -40,6 +40,7 @@ async def key_change(
         raise InvalidInput("event.party", f"expected an event of party {party_id}")
     if caller.id not in {s.name for s in event.signatures}:
         raise Forbidden(f"{caller.id} may submit only events it signed")
+    require_subject(state, event)
     receipt = await append(state, event)
     body = {"party": state.ledger.party(party_id).to_json(), "receipt": receipt.to_json()}
     return JSONResponse(body, status_code=200 if receipt.duplicate else 201)

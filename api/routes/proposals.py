@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from api.app import State
 from api.problems import ApiError, Forbidden
-from api.routes.common import EVENT_BODY, CallerDep, StateDep, append
+from api.routes.common import EVENT_BODY, CallerDep, StateDep, append, require_subject
 from encd.errors import Conflict, InvalidInput, RuleViolation
 from encd.events import Event, assemble
 from encd.parties import Role, verify_signers
@@ -79,6 +79,7 @@ async def _gather(
         raise InvalidInput("event.party", "proposals gather signatures for document events")
     if caller.id not in {s.name for s in event.signatures}:
         raise Forbidden(f"{caller.id} must sign what it posts")
+    require_subject(state, event)
     pid = store.proposal_id(event.text)
     if expect is not None and pid != expect:
         raise InvalidInput("event", f"this is not the text of proposal {expect}")
