@@ -82,3 +82,23 @@ def world(settings: Settings) -> Iterator[World]:
         finally:
             for c in [operator, *clients.values()]:
                 c.close()
+
+
+@pytest.fixture()
+def doc_id(world: World) -> str:
+    """The corridor document, issued by the carrier with the exporter as holder."""
+    from tests.kit import corridor_document
+
+    content = corridor_document()
+    carrier = world.client("carrier")
+    raw = make_event(
+        [carrier.key],
+        type="issue",
+        doc=content["id"],
+        seq=0,
+        prev=None,
+        time=T0,
+        body={"content": content, "holder": world.id("exporter")},
+    )
+    carrier.submit(raw)
+    return str(content["id"])

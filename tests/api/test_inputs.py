@@ -1,0 +1,559 @@
+"""Bad input gets an RFC 9457 problem naming what is wrong, and changes nothing; never a 500."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from api.client import EVENT_TYPE, Client
+from encd.canonical import canonical_bytes, parse_canonical
+from encd.events import Event, assemble, make_event, sign_text
+from tests.api.conftest import World
+from tests.kit import T0, resign
+
+MILESTONE = {
+    "kind": "arrived",
+    "location": {"locode": "CNQZH", "name": "Qinzhou"},
+    "at": "2026-05-03T09:00:00Z",
+}
+
+
+def post(
+    client: Client,
+    path: str,
+    body: bytes,
+    params: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """A correctly signed POST of ``body``, whatever it holds; the raw response."""
+    query = urlencode(params or {})
+    signed = client.signed_headers("POST", path, query, body)
+    signed["content-type"] = EVENT_TYPE
+    signed.update(headers or {})
+    return client.http.post(path + ("?" + query if query else ""), content=body, headers=signed)
+
+
+def get(client: Client, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
+    query = urlencode(params or {})
+    headers = client.signed_headers("GET", path, query, b"")
+    return client.http.get(path + ("?" + query if query else ""), headers=headers)
+
+
+def log_size(world: World) -> int:
+    size: int = world.operator.service()["log_size"]
+    return size
+
+
+def problem_of(response: httpx.Response, status: int, name: str) -> dict[str, Any]:
+    """The RFC 9457 problem in ``response``, checked for its status and shape."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem: dict[str, Any] = response.json()
+    assert problem["type"] == f"urn:encd:problem:{name}", problem
+    assert problem["status"] == status
+    assert isinstance(problem["title"], str) and problem["title"]
+    assert isinstance(problem["detail"], str) and problem["detail"]
+    return problem
+
+
+def milestone(world: World, doc: str, label: str = "carrier") -> bytes:
+    return world.client(label).next_event(doc, "milestone", MILESTONE, time_=T0)
+
+
+def envelope_line(raw: bytes) -> bytes:
+    return Event.parse(raw).text[:-1]
+
+
+def signed_text(world: World, text: bytes, label: str = "carrier") -> bytes:
+    """``text`` (any bytes, canonical or not) as an event signed by ``label``'s key."""
+    return assemble(text, sign_text(text, [world.client(label).key]))
+
+
+def changed_nothing(world: World, size: int) -> None:
+    assert log_size(world) == size, "a refused request grew the log"
+
+
+# --- size ---------------------------------------------------------------------------------
+
+
+def test_oversized_body_is_413(world: World, doc_id: str) -> None:
+    size = log_size(world)
+    carrier = world.client("carrier")
+    huge = b"x" * (512 * 1024 + 1)
+    problem = problem_of(post(carrier, "/v1/events", huge), 413, "too-large")
+    assert "512" in problem["detail"] or "524288" in problem["detail"]
+    # streamed without a Content-Length: the limit holds while reading
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(9):
+            yield b"y" * (64 * 1024)
+
+    headers = carrier.signed_headers("POST", "/v1/events", "", b"z")
+    streamed = carrier.http.post("/v1/events", content=chunks(), headers=headers)
+    problem_of(streamed, 413, "too-large")
+    changed_nothing(world, size)
+
+
+# --- events that are not acceptable -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bad:
+    """A body that must be refused: where it goes, and the problem it must get."""
+
+    body: bytes
+    status: int
+    problem: str
+    detail: str  # a part of the detail the reader needs
+    field: str | None = None  # the problem's `field` (a prefix if it ends in "*")
+    path: str = "/v1/events"
+    sender: str = "carrier"
+
+
+def bad_events(world: World, doc: str) -> dict[str, Bad]:
+    carrier, exporter = world.client("carrier"), world.client("exporter")
+    valid = milestone(world, doc)
+    line = envelope_line(valid)
+    value = parse_canonical(line)
+
+    def signed(text: bytes, label: str = "carrier") -> bytes:
+        return signed_text(world, text + b"\n", label)
+
+    head = exporter.title(doc)
+    pledge = make_event(
+        [exporter.key],
+        type="pledge",
+        doc=doc,
+        seq=head["seq"] + 1,
+        prev=head["head"],
+        time=T0,
+        body={
+            "pledgee": world.id("bank"),
+            "loan_ref": "L-1",
+            "amount": "100000.00",
+            "currency": "USD",
+            "registry_ref": "R-1",
+            "maturity": "2026-08-01",
+        },
+    )
+    floated = envelope_line(pledge).replace(b'"amount":"100000.00"', b'"amount":100000.5')
+    event = Event.parse(valid)
+    sig = event.signatures[0]
+    flipped = bytes([sig.signature[0] ^ 1]) + sig.signature[1:]
+    flipped_line = f"— {sig.name} {base64.b64encode(sig.key_hash + flipped).decode()}\n"
+    other = resign(valid, [carrier.key], time="2026-05-01T08:00:01Z")
+    huge_body = dict(MILESTONE, location={"locode": "CNQZH", "name": "Q" * 300_000})
+    huge = make_event(
+        [carrier.key], type="milestone", doc=doc, seq=1, prev="0" * 64, time=T0, body=huge_body
+    )
+    kind = b'"kind":"arrived"'
+    party_path = f"/v1/parties/{world.id('carrier')}/events"
+    cases = {
+        "unknown envelope field": Bad(
+            resign(valid, [carrier.key], extra="x"),
+            422,
+            "invalid-input",
+            "event.extra: unknown field",
+            "event.extra",
+        ),
+        "non-canonical envelope (spaces)": Bad(
+            signed(json.dumps(value, sort_keys=True).encode()),
+            422,
+            "invalid-input",
+            "not in canonical form",
+        ),
+        "non-canonical envelope (member order)": Bad(
+            signed(json.dumps(dict(reversed(value.items())), separators=(",", ":")).encode()),
+            422,
+            "invalid-input",
+            "not in canonical form",
+        ),
+        "duplicate key": Bad(
+            signed(line.replace(b'"type":"milestone"', b'"type":"milestone","type":"milestone"')),
+            422,
+            "invalid-input",
+            "type: duplicate object member name",
+        ),
+        "float amount": Bad(
+            signed(floated, "exporter"),
+            422,
+            "invalid-input",
+            "number 100000.5 is not an integer; use a decimal string",
+            path="/v1/proposals",
+            sender="exporter",
+        ),
+        "integer amount": Bad(
+            resign(pledge, [exporter.key], body__amount=100000),
+            422,
+            "invalid-input",
+            "amount",
+            "body.amount",
+            path="/v1/proposals",
+            sender="exporter",
+        ),
+        "unknown body field": Bad(
+            resign(valid, [carrier.key], body__colour="blue"),
+            422,
+            "invalid-input",
+            "unknown field",
+            "body.colour",
+        ),
+        "bad event signature": Bad(
+            event.text + b"\n" + flipped_line.encode(),
+            422,
+            "verification-failed",
+            "does not verify",
+        ),
+        "signature over another text": Bad(
+            event.text + b"\n" + other.split(b"\n\n", 1)[1],
+            422,
+            "verification-failed",
+            "does not verify",
+        ),
+        "event over 256 KiB": Bad(huge, 422, "invalid-input", "more than 262144", "event"),
+        "integer beyond 2**53": Bad(
+            signed(line.replace(b'"v":1', b'"v":9007199254740993')),
+            422,
+            "invalid-input",
+            "outside the exact range",
+        ),
+        "integer of 5000 digits": Bad(
+            signed(line.replace(b'"v":1', b'"v":' + b"9" * 5000)),
+            422,
+            "invalid-input",
+            "too many digits",
+        ),
+        "nested 10000 deep": Bad(
+            signed(line.replace(kind, b'"kind":' + b"[" * 10_000 + b"]" * 10_000)),
+            422,
+            "invalid-input",
+            "nested too deeply",
+        ),
+        "nested 900 deep": Bad(
+            signed(line.replace(kind, b'"kind":' + b'{"a":' * 900 + b"1" + b"}" * 900)),
+            422,
+            "invalid-input",
+            "body.kind",
+            "body.kind",
+        ),
+    }
+    not_events = {
+        "empty body": b"",
+        "garbage bytes": b"\x00\x01\x02garbage\xff\xfe",
+        "non-UTF-8 bytes": b'{"v":1}\n\n\xe2\x80 carrier c2lnbmF0dXJl\n',
+        "plain JSON": b'{"type":"milestone"}',
+        "no signature lines": b'{"v":1}\n\n',
+        "a control character": b'{"v":1}\x07\n\n\xe2\x80\x94 a b\n',
+    }
+    for name, body in not_events.items():
+        for path in ("/v1/events", "/v1/proposals", party_path):
+            cases[f"{name} to {path}"] = Bad(body, 422, "invalid-input", "event", "event*")
+    return cases
+
+
+def test_bad_events_get_a_problem_and_change_nothing(world: World, doc_id: str) -> None:
+    size = log_size(world)
+    failures = []
+    for name, bad in bad_events(world, doc_id).items():
+        response = post(world.client(bad.sender), bad.path, bad.body)
+        try:
+            problem = problem_of(response, bad.status, bad.problem)
+            assert bad.detail in problem["detail"], problem["detail"]
+            if bad.field is not None and bad.field.endswith("*"):
+                assert problem.get("field", "").startswith(bad.field[:-1]), problem
+            elif bad.field is not None:
+                assert problem.get("field") == bad.field, problem
+        except AssertionError as exc:
+            failures.append(f"{name}: {exc}")
+    assert not failures, "\n".join(failures)
+    changed_nothing(world, size)
+    assert world.client("auditor").proposals()["proposals"] == []
+
+
+# --- documents and chains -------------------------------------------------------------------
+
+
+def test_unknown_document(world: World, doc_id: str) -> None:
+    size = log_size(world)
+    auditor = world.client("auditor")
+    for path in (
+        "/v1/documents/CQ-NO-SUCH-DOC",
+        "/v1/documents/CQ-NO-SUCH-DOC/events",
+        "/v1/documents/CQ-NO-SUCH-DOC/title",
+    ):
+        problem = problem_of(get(auditor, path), 404, "not-found")
+        assert "CQ-NO-SUCH-DOC" in problem["detail"]
+    problem_of(get(auditor, "/v1/events/" + "0" * 64 + "/receipt"), 404, "not-found")
+    problem_of(get(auditor, "/v1/proposals/" + "0" * 64), 404, "not-found")
+    problem_of(get(auditor, "/v1/parties/91500000MA7000000K"), 404, "not-found")
+    problem_of(get(auditor, "/v1/no/such/route"), 404, "not-found")
+    # an event for a document that was never issued
+    carrier = world.client("carrier")
+    raw = make_event(
+        [carrier.key],
+        type="milestone",
+        doc="CQ-NO-SUCH-DOC",
+        seq=1,
+        prev="ab" * 32,
+        time=T0,
+        body=MILESTONE,
+    )
+    problem = problem_of(post(carrier, "/v1/events", raw), 404, "not-found")
+    assert "CQ-NO-SUCH-DOC" in problem["detail"]
+    problem_of(post(carrier, "/v1/proposals", raw), 404, "not-found")
+    problem_of(post(carrier, "/v1/proposals/" + "0" * 64 + "/signatures", raw), 404, "not-found")
+    # and a key change for a party never registered
+    ghost = "91500000MA7000000K"
+    change = make_event(
+        [carrier.key],
+        type="add_key",
+        party=ghost,
+        seq=1,
+        prev="ab" * 32,
+        time=T0,
+        body={"key": "x"},
+    )
+    problem_of(post(carrier, f"/v1/parties/{ghost}/events", change), 404, "not-found")
+    changed_nothing(world, size)
+
+
+@pytest.mark.xfail(
+    reason="encd.errors.Error.prefixed prefixes an InvalidInput's message but not its field, "
+    "so a malformed envelope's problem has no `field` (or a bare member name)",
+    strict=True,
+)
+def test_malformed_envelope_problems_name_the_field(world: World, doc_id: str) -> None:
+    line = envelope_line(milestone(world, doc_id))
+    value = parse_canonical(line)
+    cases = [
+        json.dumps(value, sort_keys=True).encode(),  # not canonical
+        line.replace(b'"type":"milestone"', b'"type":"milestone","type":"milestone"'),
+        line.replace(b'"at":"2026-05-03T09:00:00Z"', b'"at":1.5'),
+    ]
+    for text in cases:
+        problem = post(
+            world.client("carrier"), "/v1/events", signed_text(world, text + b"\n")
+        ).json()
+        assert problem.get("field", "").startswith("event"), problem
+
+
+def test_stale_prev_is_409(world: World, doc_id: str) -> None:
+    carrier, agent = world.client("carrier"), world.client("agent")
+    head = carrier.title(doc_id)
+    first = carrier.next_event(doc_id, "milestone", MILESTONE)
+    second = agent.next_event(doc_id, "milestone", dict(MILESTONE, kind="other"))
+    receipt = carrier.submit(first)
+    size = log_size(world)
+    problem = problem_of(post(agent, "/v1/events", second), 409, "stale-event")
+    assert problem["current_head"] == receipt["event_id"]
+    assert problem["current_seq"] == head["seq"] + 1
+    assert "chain broken" in problem["detail"]
+    # an old event cannot be replayed at a later position either
+    old = make_event(
+        [carrier.key],
+        type="milestone",
+        doc=doc_id,
+        seq=head["seq"] + 1,
+        prev=head["head"],
+        time=T0,
+        body=dict(MILESTONE, note="late"),
+    )
+    problem_of(post(carrier, "/v1/events", old), 409, "stale-event")
+    changed_nothing(world, size)
+
+
+def test_two_transfers_from_one_head_cannot_both_succeed(world: World, doc_id: str) -> None:
+    exporter = world.client("exporter")
+    to_buyer = exporter.next_event(doc_id, "transfer", {"to": world.id("buyer")})
+    to_bank = exporter.next_event(doc_id, "transfer", {"to": world.id("bank2")})
+    size = log_size(world)
+    clients = [Client(world.url, exporter.key) for _ in range(2)]
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(
+                pool.map(lambda c, raw: post(c, "/v1/events", raw), clients, [to_buyer, to_bank])
+            )
+    finally:
+        for client in clients:
+            client.close()
+    assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+    won = next(a for a in answers if a.status_code == 201).json()
+    lost = next(a for a in answers if a.status_code == 409).json()
+    assert lost["current_head"] == won["event_id"]
+    assert log_size(world) == size + 1
+    winner = world.id("buyer") if answers[0].status_code == 201 else world.id("bank2")
+    assert exporter.title(doc_id)["holder"] == winner
+
+
+def test_same_event_twice_returns_the_first_receipt(world: World, doc_id: str) -> None:
+    carrier = world.client("carrier")
+    raw = milestone(world, doc_id)
+    first = post(carrier, "/v1/events", raw)
+    assert first.status_code == 201
+    size = log_size(world)
+    world.client("agent").submit(milestone(world, doc_id, "agent"))  # the log moves on
+    again = post(carrier, "/v1/events", raw)
+    assert again.status_code == 200, again.text
+    one, two = first.json(), again.json()
+    assert not one["duplicate"] and two["duplicate"]
+    assert {k: v for k, v in one.items() if k != "duplicate"} == {
+        k: v for k, v in two.items() if k != "duplicate"
+    }
+    assert log_size(world) == size + 1
+    # the receipt endpoint gives it again, too
+    assert carrier.get(f"/v1/events/{one['event_id']}/receipt") == one
+
+
+# --- query parameters and headers -------------------------------------------------------------
+
+
+BAD_QUERIES: list[tuple[str, dict[str, Any], str]] = [
+    ("/v1/log/inclusion", {"index": "abc", "size": 1}, "index"),
+    ("/v1/log/inclusion", {"index": 0, "size": "1.5"}, "size"),
+    ("/v1/log/inclusion", {"index": -1, "size": 1}, "index"),
+    ("/v1/log/inclusion", {"index": 0, "size": 0}, "size"),
+    ("/v1/log/inclusion", {"size": 1}, "index"),
+    ("/v1/log/inclusion", {"index": 5, "size": 3}, "index"),
+    ("/v1/log/inclusion", {"index": 0, "size": 10**6}, "size"),
+    ("/v1/log/inclusion", {"index": 0, "size": 10**30}, "size"),
+    ("/v1/log/consistency", {"size1": 3, "size2": 2}, "size1"),
+    ("/v1/log/consistency", {"size1": "x", "size2": 2}, "size1"),
+    ("/v1/log/consistency", {"size1": 1, "size2": 10**6}, "size"),
+]
+
+
+def test_bad_query_params_and_headers(world: World, doc_id: str) -> None:
+    for path, params, field in BAD_QUERIES:
+        problem = problem_of(world.operator.http.get(path, params=params), 422, "invalid-input")
+        assert problem["field"] == field, (path, params, problem)
+    exporter = world.client("exporter")
+    raw = exporter.next_event(doc_id, "transfer", {"to": world.id("buyer")})
+    for ttl in ("soon", 5):
+        problem = problem_of(
+            post(exporter, "/v1/proposals", raw, params={"ttl": ttl}), 422, "invalid-input"
+        )
+        assert problem["field"] == "ttl"
+    headers = exporter.signed_headers("GET", "/v1/stream", "", b"") | {"last-event-id": "yesterday"}
+    problem = problem_of(exporter.http.get("/v1/stream", headers=headers), 422, "invalid-input")
+    assert problem["field"] == "last-event-id"
+    problem_of(world.operator.http.delete("/v1/events"), 405, "method-not-allowed")
+
+
+# --- fuzz -----------------------------------------------------------------------------------
+
+
+def mutations(valid: bytes) -> st.SearchStrategy[bytes]:
+    """Random bytes, byte-level edits of a valid event, and JSON-level edits of its envelope
+    (kept with the original signature lines, so none of them may be appended)."""
+    text, _, signatures = valid.partition(b"\n\n")
+    envelope = parse_canonical(text)
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        ),
+        max_leaves=12,
+    )
+
+    @st.composite
+    def byte_edit(draw: st.DrawFn) -> bytes:
+        data = bytearray(valid)
+        for _ in range(draw(st.integers(1, 4))):
+            at = draw(st.integers(0, len(data)))
+            op = draw(st.sampled_from(["flip", "insert", "delete", "truncate"]))
+            if op == "flip" and at < len(data):
+                data[at] ^= draw(st.integers(1, 255))
+            elif op == "insert":
+                data[at:at] = draw(st.binary(min_size=1, max_size=8))
+            elif op == "delete":
+                del data[at : at + draw(st.integers(1, 16))]
+            else:
+                del data[at:]
+        return bytes(data)
+
+    @st.composite
+    def json_edit(draw: st.DrawFn) -> bytes:
+        value = json.loads(json.dumps(envelope))
+        target = value if draw(st.booleans()) else value["body"]
+        key = draw(st.sampled_from([*target.keys(), "extra", ""]))
+        if draw(st.booleans()) and key in target:
+            del target[key]
+        else:
+            target[key] = draw(json_values)
+        try:
+            line = canonical_bytes(value)
+        except Exception:  # floats and the like: written as plain JSON instead
+            line = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+        return line + b"\n\n" + signatures
+
+    return st.one_of(st.binary(max_size=600), byte_edit(), json_edit())
+
+
+def test_envelope_type_that_is_not_a_string(world: World, doc_id: str) -> None:
+    line = envelope_line(milestone(world, doc_id))
+    for bad in (b"[]", b"{}"):
+        text = line.replace(b'"type":"milestone"', b'"type":' + bad) + b"\n"
+        response = post(world.client("carrier"), "/v1/events", signed_text(world, text))
+        problem = problem_of(response, 422, "invalid-input")
+        assert problem["field"] == "event.type"
+
+
+@pytest.mark.xfail(
+    reason="encd/note.py parse_note hands a signature line's non-ASCII text to base64.b64decode, "
+    "whose ValueError escapes (a 500)",
+    strict=True,
+)
+def test_non_ascii_in_a_signature_line(world: World, doc_id: str) -> None:
+    text = Event.parse(milestone(world, doc_id)).text
+    for junk in ("\u00e9", "\u0080", "\u4e2d"):
+        raw = text + f"\n— {world.id('carrier')} AAAA{junk}AAAA\n".encode()
+        problem = problem_of(post(world.client("carrier"), "/v1/events", raw), 422, "invalid-input")
+        assert problem["field"].startswith("event signature line 1"), problem
+
+
+def known_500(body: bytes) -> bool:
+    """A body that hits the xfail above (skipped by the fuzz until encd/note.py is fixed)."""
+    _, _, signatures = body.rpartition(b"\n\n")
+    return not signatures.replace("\u2014".encode(), b"").isascii()
+
+
+class FuzzTarget:
+    """The server, a valid event to mutate, and the log size nothing may change."""
+
+    def __init__(self, world: World, valid: bytes) -> None:
+        self.world, self.valid, self.size = world, valid, log_size(world)
+
+    def __repr__(self) -> str:  # Hypothesis prints its arguments; keep it short
+        return f"FuzzTarget({self.world.url}, log size {self.size})"
+
+
+@pytest.fixture()
+def fuzz_target(world: World, doc_id: str) -> FuzzTarget:
+    return FuzzTarget(world, milestone(world, doc_id))
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_fuzz_never_500_and_never_appends(fuzz_target: FuzzTarget, data: st.DataObject) -> None:
+    world, valid, size = fuzz_target.world, fuzz_target.valid, fuzz_target.size
+    body = data.draw(mutations(valid), label="body")
+    assume(body != valid and not known_500(body))
+    path = data.draw(st.sampled_from(["/v1/events", "/v1/proposals"]), label="path")
+    response = post(world.client("carrier"), path, body)
+    assert response.status_code < 500, response.text
+    assert response.status_code >= 400, response.text
+    if response.status_code != 413:
+        assert response.headers["content-type"] == "application/problem+json"
+    assert log_size(world) == size
