@@ -27,6 +27,8 @@ class Error(Exception):
         clone = self.__class__.__new__(self.__class__)
         clone.__dict__.update(self.__dict__)
         clone.message = f"{prefix}: {self.message}"
+        if isinstance(clone, InvalidInput):
+            clone.field = f"{prefix}.{self.field}" if self.field else prefix
         Exception.__init__(clone, clone.message)
         return clone
 

@@ -182,7 +182,7 @@ class _Parser:
                 raise self.fail("unterminated byte sequence")
             try:
                 value = base64.b64decode(self.text[self.pos : end], validate=True)
-            except binascii.Error:
+            except ValueError:  # binascii.Error, or non-ASCII text
                 raise self.fail("byte sequence is not base64") from None
             self.pos = end + 1
             return value

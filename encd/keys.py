@@ -104,7 +104,7 @@ class PublicKey:
             raise InvalidInput("vkey", f"key hash must be 8 lowercase hex digits, got {hash_hex!r}")
         try:
             blob = base64.b64decode(encoded, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or non-ASCII text
             raise InvalidInput("vkey", "key is not valid base64") from None
         if not blob or blob[0] != ED25519:
             raise InvalidInput("vkey", "key type must be 0x01 (Ed25519)")

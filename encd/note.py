@@ -92,7 +92,7 @@ def parse_note(data: bytes, field: str = "note") -> Note:
         check_key_name(name, where)
         try:
             blob = base64.b64decode(encoded, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or non-ASCII text
             raise InvalidInput(where, "signature is not valid base64") from None
         if base64.b64encode(blob).decode() != encoded:
             # b64decode ignores the unused low bits of the last character: without

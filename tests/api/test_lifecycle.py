@@ -28,7 +28,12 @@ def pledge_body(world: World, bank: str) -> dict[str, str]:
 def issue(world: World) -> dict[str, object]:
     carrier = world.client("carrier")
     raw = make_event(
-        [carrier.key], type="issue", doc=DOC, seq=0, prev=None, time=T0,
+        [carrier.key],
+        type="issue",
+        doc=DOC,
+        seq=0,
+        prev=None,
+        time=T0,
         body={"content": corridor_document(), "holder": world.id("exporter")},
     )
     return carrier.submit(raw)
@@ -46,15 +51,25 @@ def test_corridor_lifecycle_over_http(world: World) -> None:
     assert title(world)["holder"] == world.id("exporter")
 
     agent = world.client("agent")
-    agent.submit(agent.next_event(DOC, "milestone", {
-        "kind": "departed", "location": {"locode": "CNCKG", "name": "Luoqi, Jiangjin"}, "at": "2026-05-01T09:00:00Z",
-    }))
+    agent.submit(
+        agent.next_event(
+            DOC,
+            "milestone",
+            {
+                "kind": "departed",
+                "location": {"locode": "CNCKG", "name": "Luoqi, Jiangjin"},
+                "at": "2026-05-01T09:00:00Z",
+            },
+        )
+    )
     assert title(world)["location"]["kind"] == "departed"
 
     # the exporter proposes a pledge; the bank finds it and countersigns; it applies
     exporter, bank = world.client("exporter"), world.client("bank")
     proposal = exporter.propose(exporter.next_event(DOC, "pledge", pledge_body(world, "bank")))
-    assert proposal["state"] == "open" and proposal["missing"] == [f"the pledgee {world.id('bank')}"]
+    assert proposal["state"] == "open" and proposal["missing"] == [
+        f"the pledgee {world.id('bank')}"
+    ]
     waiting = bank.proposals()["proposals"]
     assert [p["id"] for p in waiting] == [proposal["id"]]
     text = waiting[0]["text"].encode()
@@ -62,7 +77,9 @@ def test_corridor_lifecycle_over_http(world: World) -> None:
     applied = bank.countersign(proposal["id"], note)
     assert applied["state"] == "applied" and applied["receipt"]["event_id"] == applied["event_id"]
     answer = title(world, "bank2")  # any registered party may ask
-    assert answer["pledge"]["pledgee"] == world.id("bank") and answer["controller"] == world.id("bank")
+    assert answer["pledge"]["pledgee"] == world.id("bank") and answer["controller"] == world.id(
+        "bank"
+    )
     assert answer["holder"] == world.id("exporter")
 
     # a second bank cannot take the same document in pledge
@@ -75,8 +92,15 @@ def test_corridor_lifecycle_over_http(world: World) -> None:
     # nor can a second document cover the same containers
     second = copy.deepcopy(corridor_document())
     second["id"] = "CQ-DOUBLE-0001"
-    raw = make_event([world.client("carrier").key], type="issue", doc=second["id"], seq=0, prev=None, time=T0,
-                     body={"content": second, "holder": world.id("exporter")})
+    raw = make_event(
+        [world.client("carrier").key],
+        type="issue",
+        doc=second["id"],
+        seq=0,
+        prev=None,
+        time=T0,
+        body={"content": second, "holder": world.id("exporter")},
+    )
     with pytest.raises(ProblemError) as double:
         world.client("carrier").submit(raw)
     assert double.value.status == 422 and double.value.problem["rule"] == "singularity"
