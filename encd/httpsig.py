@@ -19,7 +19,6 @@ seen from that key within the window, and ``alg`` "ed25519".
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import re
 from collections.abc import Mapping, Sequence

@@ -11,7 +11,6 @@ SHA-256(name || 0x0A || 0x01 || public key).  encd writes a key id as
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import re
 from dataclasses import dataclass

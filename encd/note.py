@@ -13,7 +13,6 @@ Signatures are over the exact text bytes, including its final newline.
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
