@@ -28,7 +28,8 @@ class Error(Exception):
         clone.__dict__.update(self.__dict__)
         clone.message = f"{prefix}: {self.message}"
         if isinstance(clone, InvalidInput):
-            clone.field = f"{prefix}.{self.field}" if self.field else prefix
+            field = getattr(self, "field", "")
+            clone.field = f"{prefix}.{field}" if field else prefix
         Exception.__init__(clone, clone.message)
         return clone
 
