@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.dbfixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 # CI and developers have a copy of shared/ beside the clone; tests never copy it in.
 SHARED_VECTORS = ROOT.parent / "shared" / "vectors"
@@ -16,8 +18,3 @@ def vectors_dir() -> Path:
     if not SHARED_VECTORS.is_dir():
         pytest.skip(f"third-party vectors not found at {SHARED_VECTORS} (../shared/vectors)")
     return SHARED_VECTORS
-
-
-@pytest.fixture()
-def database_url(tmp_path: Path) -> str:  # replaced by tests.dbfixtures (SQLite and PostgreSQL)
-    return f"sqlite:///{tmp_path / 'ledger.db'}"
