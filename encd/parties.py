@@ -190,11 +190,19 @@ def signing_keys(event: Event, parties: Mapping[str, Party]) -> dict[tuple[str, 
     return {}
 
 
-def verify_signers(event: Event, parties: Mapping[str, Party]) -> frozenset[str]:
+Preverified = Mapping[tuple[str, bytes], bytes]
+"""(key name, key hash) -> the public key under which that signature of the event already
+verified (checked ahead, e.g. on another core); the registry must still hold that very key."""
+
+
+def verify_signers(
+    event: Event, parties: Mapping[str, Party], preverified: Preverified | None = None
+) -> frozenset[str]:
     """Verify every signature of ``event`` against keys active now; return the signing parties.
 
     Every signature must verify: an event's bytes are exact, so a signature
-    that is not wanted has no place in them.
+    that is not wanted has no place in them.  A signature in ``preverified``
+    is not checked again if the key active now is the key it verified under.
     """
     bootstrap = signing_keys(event, parties)
     signers: set[str] = set()
@@ -214,11 +222,34 @@ def verify_signers(event: Event, parties: Mapping[str, Party]) -> frozenset[str]
             if record.revoked:
                 raise VerificationError(f"signature by {sig.key_id}: the key was revoked")
             key = record.key
-        key.verify(event.text, sig.signature)
+        if not preverified or preverified.get((sig.name, sig.key_hash)) != key.raw:
+            key.verify(event.text, sig.signature)
         if sig.name in signers:
             raise VerificationError(f"party {sig.name} signed twice; one signature per party")
         signers.add(sig.name)
     return frozenset(signers)
+
+
+def preverify(event: Event, parties: Mapping[str, Party]) -> dict[tuple[str, bytes], bytes]:
+    """Check ``event``'s signatures under the keys ``parties`` hold (active or not), ahead of
+    admitting it; returns those that verified.  No rule is applied: ``verify_signers``
+    decides, later, against the registry at the event's place in the log."""
+    checked: dict[tuple[str, bytes], bytes] = {}
+    for sig in event.signatures:
+        party = parties.get(sig.name)
+        record = (
+            None
+            if party is None
+            else next((r for r in party.keys if r.key.hash == sig.key_hash), None)
+        )
+        if record is None:
+            continue
+        try:
+            record.key.verify(event.text, sig.signature)
+        except VerificationError:
+            continue
+        checked[(sig.name, sig.key_hash)] = record.key.raw
+    return checked
 
 
 def _require_signer(rule: str, signers: frozenset[str], allowed: set[str], what: str) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from encd.events import Event
-from encd.parties import Party, apply_party, verify_signers
+from encd.parties import Party, Preverified, apply_party, verify_signers
 from encd.title import DocumentState, apply, cargo_delta
 
 
@@ -35,13 +35,15 @@ def admit(
     parties: Mapping[str, Party],
     document: DocumentState | None,
     cargo: Mapping[str, str],
+    preverified: Preverified | None = None,
 ) -> Admitted:
     """Check ``event`` against the state just before it; raise or say what it changes.
 
     For a party event ``document`` is ignored and the party's own state is
-    read from ``parties``.
+    read from ``parties``.  ``preverified`` (see encd.parties.preverify)
+    spares the signature checks already done elsewhere.
     """
-    signers = verify_signers(event, parties)
+    signers = verify_signers(event, parties, preverified)
     if event.is_party_event:
         party = apply_party(parties.get(event.subject), event, signers, parties)
         return Admitted(event, signers, party=party)

@@ -19,6 +19,7 @@ not authenticated and is only carried along.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from dataclasses import dataclass
 
@@ -31,6 +32,12 @@ from encd.note import parse_note
 HEADER = "c2sp.org/tlog-proof@v1"
 MAX_PROOF_HASHES = 64  # the longest inclusion proof in a tree of at most 2**64 - 1 leaves
 _INDEX = re.compile(r"index (.*)")
+
+
+@functools.lru_cache(maxsize=64)
+def _check_checkpoint(signed_checkpoint: bytes) -> None:
+    """Parse once per checkpoint: a batch's receipts all share one (errors are not cached)."""
+    Checkpoint.parse(parse_note(signed_checkpoint, "tlog-proof checkpoint").text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +64,7 @@ class TlogProof:
         if self.extra is not None and not self.extra:
             raise InvalidInput("tlog-proof.extra", "must not be empty; use None for no extra data")
         # The checkpoint must at least be a signed note holding a checkpoint.
-        Checkpoint.parse(parse_note(self.signed_checkpoint, "tlog-proof checkpoint").text)
+        _check_checkpoint(self.signed_checkpoint)
 
     @classmethod
     def parse(cls, data: bytes) -> TlogProof:

@@ -43,7 +43,7 @@ from encd.events import Event
 from encd.keys import SigningKey
 from encd.logentry import LogEntry
 from encd.merkle import CompactRange, consistency_proof, inclusion_proof
-from encd.parties import Party, load_party
+from encd.parties import Party, Preverified, load_party, preverify
 from encd.replay import Admitted, admit
 from encd.title import DocumentState, dump_state, load_state
 from encd.tlogproof import TlogProof
@@ -104,6 +104,7 @@ class Receipt:
 @dataclass
 class _Pending:
     event: Event
+    preverified: Preverified
     future: Future[Receipt] = field(default_factory=Future)
 
 
@@ -231,7 +232,9 @@ class Ledger:
     def submit(self, raw: bytes) -> Future[Receipt]:
         """Queue an event for the sequencer; malformed bytes fail here, at once."""
         event = Event.parse(raw)
-        pending = _Pending(event)
+        # Signatures are checked here, on the caller's thread (PyNaCl releases the GIL, so
+        # callers verify in parallel); the sequencer re-checks only that the key is active.
+        pending = _Pending(event, preverify(event, self._parties))
         with self._queue_ready:
             if self._closed:
                 raise StoreError("the ledger is closed")
@@ -327,7 +330,7 @@ class Ledger:
                     continue
                 # (2) admit against the state just before it
                 try:
-                    admitted = self._admit(conn, batch, event, cargo)
+                    admitted = self._admit(conn, batch, event, cargo, item.preverified)
                 except Error as exc:
                     outcomes.append(exc)
                     continue
@@ -357,12 +360,21 @@ class Ledger:
             self._remember(doc_id, state, batch.head_index[doc_id])
         return receipts
 
-    def _admit(self, conn: Connection, batch: _Batch, event: Event, cargo: _CargoView) -> Admitted:
+    def _admit(
+        self,
+        conn: Connection,
+        batch: _Batch,
+        event: Event,
+        cargo: _CargoView,
+        preverified: Preverified,
+    ) -> Admitted:
         parties: Mapping[str, Party] = ChainMap(batch.parties, self._parties)
         document = None
         if not event.is_party_event:
             document = batch.documents.get(event.subject) or self._document(conn, event.subject)
-        return admit(event, parties=parties, document=document, cargo=cargo)
+        return admit(
+            event, parties=parties, document=document, cargo=cargo, preverified=preverified
+        )
 
     def _stage(self, batch: _Batch, admitted: Admitted, index: int) -> None:
         if admitted.party is not None:
