@@ -20,6 +20,7 @@ A policy file (UTF-8 lines; ``#`` starts a comment)::
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -133,15 +134,21 @@ class AuditReport:
 
 
 def audit_file(
-    path: Path, policy_path: Path | None = None, trusted_checkpoint: Path | None = None
+    path: Path,
+    policy_path: Path | None = None,
+    trusted_checkpoint: Path | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> AuditReport:
-    """Audit the bundle at ``path``.  Raises UsageError for unusable auditor inputs."""
+    """Audit the bundle at ``path``.  Raises UsageError for unusable auditor inputs.
+
+    ``progress`` is called with the number of bytes read as the entries stream by.
+    """
     policy = _policy(policy_path) if policy_path is not None else None
     trusted = _read(trusted_checkpoint) if trusted_checkpoint is not None else None
     if not path.is_file():
         raise UsageError(f"{path} is not a file")
     with path.open("rb") as handle:
-        return audit(handle, str(path), policy, trusted)
+        return audit(handle, str(path), policy, trusted, progress)
 
 
 def _policy(path: Path) -> Policy:
@@ -159,7 +166,13 @@ def _read(path: Path) -> bytes:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def audit(source: BinaryIO, name: str, policy: Policy | None, trusted: bytes | None) -> AuditReport:
+def audit(
+    source: BinaryIO,
+    name: str,
+    policy: Policy | None,
+    trusted: bytes | None,
+    progress: Callable[[int], None] | None = None,
+) -> AuditReport:
     """Audit a bundle read from ``source`` (streamed); never raises for a bad bundle."""
     report = AuditReport(name, ok=False)
     try:
@@ -183,7 +196,7 @@ def audit(source: BinaryIO, name: str, policy: Policy | None, trusted: bytes | N
             raise UsageError(f"trusted checkpoint: {exc.message}") from None
     # (1)-(6): the bundle itself
     try:
-        result = verify_bundle(source, policy.log_key)
+        result = verify_bundle(_counted(source, progress), policy.log_key)
     except Error as exc:
         report.step, report.message = failed_step(exc), exc.message
         return report
@@ -212,6 +225,15 @@ def audit(source: BinaryIO, name: str, policy: Policy | None, trusted: bytes | N
             return _fail(report, TRUSTED_STEP, exc.message)
     report.ok = True
     return report
+
+
+def _counted(source: BinaryIO, progress: Callable[[int], None] | None) -> Iterator[bytes]:
+    read = 0
+    for line in source:
+        read += len(line)
+        if progress is not None:
+            progress(read)
+        yield line
 
 
 def _fail(report: AuditReport, step: int, message: str) -> AuditReport:

@@ -678,8 +678,19 @@ def audit(
 def _audit(path: Path, policy: Path | None, trusted_checkpoint: Path | None, as_json: bool) -> bool:
     from encd.audit import UsageError, audit_file
 
+    size = path.stat().st_size if path.is_file() else 0
     try:
-        report = audit_file(path, policy, trusted_checkpoint)
+        if size > 4 << 20 and not as_json:  # a long audit shows its progress
+            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+            columns = (BarColumn(), DownloadColumn(), TimeRemainingColumn())
+            with Progress(*columns, console=err, transient=True) as bar:
+                task = bar.add_task("audit", total=size)
+                report = audit_file(
+                    path, policy, trusted_checkpoint, lambda n: bar.update(task, completed=n)
+                )
+        else:
+            report = audit_file(path, policy, trusted_checkpoint)
     except UsageError as exc:
         fail(exc.message, 2)
     if as_json:
