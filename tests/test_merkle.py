@@ -399,3 +399,22 @@ def test_malformed_inputs_are_invalid_input(call: Callable[[], None], message: s
     with pytest.raises(InvalidInput) as info:
         call()
     assert info.value.message == message
+
+
+def test_compact_range_matches_the_recursive_definition_at_every_size_to_4096() -> None:
+    """RFC 6962 §2.1's MTH, memoised on (start, end) so every size up to 4096 stays cheap."""
+    import functools
+
+    leaves = [leaf_hash(b"leaf %d" % i) for i in range(4096)]
+
+    @functools.cache
+    def mth(start: int, end: int) -> bytes:
+        if end - start == 1:
+            return leaves[start]
+        k = 1 << ((end - start - 1).bit_length() - 1)  # largest power of two < n
+        return node_hash(mth(start, start + k), mth(start + k, end))
+
+    tree = CompactRange()
+    for n in range(1, 4097):
+        tree, _ = tree.append(leaves[n - 1])
+        assert tree.root() == mth(0, n), f"size {n}"
