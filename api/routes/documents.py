@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from api.routes.common import CallerDep, StateDep, require_reader
 from encd.checkpoint import Checkpoint
@@ -84,13 +85,31 @@ def bundle(doc_id: str, state: StateDep, caller: CallerDep) -> Response:
 
 
 @router.get("/export")
-def export(state: StateDep, caller: CallerDep) -> Response:
-    """The full-ledger export for auditors (docs/formats/bundle.md)."""
-    import io
+def export(state: StateDep, caller: CallerDep) -> StreamingResponse:
+    """The full-ledger export for auditors (docs/formats/bundle.md).
+
+    Written to a temporary file first (one consistent checkpoint, whatever its
+    size), then streamed in chunks, so a large ledger never sits in memory."""
+    import tempfile
 
     from ledger.export import export_ledger
 
     caller.require(Role.AUDITOR, Role.OPERATOR)
-    out = io.BytesIO()
-    export_ledger(state.ledger, out)
-    return Response(out.getvalue(), media_type="application/vnd.encd.bundle+jsonl")
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the streaming generator
+    try:
+        export_ledger(state.ledger, spool)
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+
+    def chunks() -> Iterator[bytes]:
+        with spool:
+            while block := spool.read(1 << 20):
+                yield block
+
+    return StreamingResponse(
+        chunks(),
+        media_type="application/vnd.encd.bundle+jsonl",
+        headers={"content-disposition": 'attachment; filename="ledger.encd"'},
+    )
