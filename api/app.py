@@ -13,7 +13,6 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import NonceCache
 from api.metrics import Metrics
 from api.problems import from_error, handle_error, handle_http, handle_validation, problem
 from api.settings import Settings
@@ -21,6 +20,7 @@ from api.setup import Service, ensure_genesis, load_or_init
 from encd.errors import Error
 from encd.events import Event
 from ledger.ledger import Ledger
+from ledger.nonces import NonceStore
 
 VERSION = "0.1.0"
 
@@ -32,7 +32,7 @@ class State:
     settings: Settings
     service: Service
     ledger: Ledger
-    nonces: NonceCache
+    nonces: NonceStore
     metrics: Metrics
     waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=set)
 
@@ -87,7 +87,8 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
         service = load_or_init(settings.data_dir, settings.origin)
         opened = ledger or Ledger(settings.url, service.log_key, clock=settings.clock)
         ensure_genesis(opened, service, settings.clock())
-        state = State(settings, service, opened, NonceCache(settings.signature_window), Metrics())
+        nonces = NonceStore(settings.url, settings.signature_window)
+        state = State(settings, service, opened, nonces, Metrics())
         opened.listeners.append(state.notify)
         opened.listeners.append(state.metrics.observe_batch)
         app.state.encd = state
@@ -96,6 +97,7 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
         finally:
             opened.listeners.remove(state.notify)
             opened.listeners.remove(state.metrics.observe_batch)
+            nonces.close()
             if ledger is None:
                 opened.close()
 

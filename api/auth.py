@@ -11,8 +11,7 @@ this key within the window.  Any failure is 401 and changes nothing.
 
 from __future__ import annotations
 
-import threading
-import time
+import asyncio
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -22,27 +21,6 @@ from encd.errors import Error, InvalidInput
 from encd.httpsig import Request as SignedRequest
 from encd.httpsig import check_content_digest, parse_signature, verify_request
 from encd.parties import Party, Role
-
-
-class NonceCache:
-    """Nonces seen per key within the signature window (replays are refused)."""
-
-    def __init__(self, window: int) -> None:
-        self.window = window
-        self._seen: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
-        self._next_sweep = 0.0
-
-    def use(self, keyid: str, nonce: str, now: float) -> bool:
-        with self._lock:
-            if now >= self._next_sweep:
-                cutoff = now - 2 * self.window
-                self._seen = {k: t for k, t in self._seen.items() if t >= cutoff}
-                self._next_sweep = now + self.window
-            if (keyid, nonce) in self._seen:
-                return False
-            self._seen[(keyid, nonce)] = now
-            return True
 
 
 @dataclass(frozen=True)
@@ -108,6 +86,6 @@ async def authenticate(request: Request) -> Caller:
             check_content_digest(request.headers.get("content-digest"), body)
     except Error as exc:
         raise Unauthorized(exc.message) from None
-    if not state.nonces.use(params.keyid, params.nonce, time.monotonic()):
+    if not await asyncio.to_thread(state.nonces.use, params.keyid, params.nonce, now):
         raise Unauthorized(f"nonce {params.nonce!r} was already used: a replayed request")
     return Caller(party, params.keyid)

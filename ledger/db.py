@@ -28,15 +28,16 @@ def default_url(data_dir: Path) -> str:
     return os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{data_dir / 'ledger.db'}"
 
 
-def make_engine(url: str, *, writer: bool = False) -> Engine:
-    """An engine for ``url``.  A ``writer`` engine's transactions take the write lock first."""
+def make_engine(url: str, *, writer: bool = False, durable: bool = True) -> Engine:
+    """An engine for ``url``.  A ``writer`` engine's transactions take the write lock first;
+    a non-``durable`` one (for data outside the log) does not wait for the disk on SQLite."""
     try:
         parsed = make_url(url)
     except Exception:
         raise InvalidInput("database url", f"not a database URL: {url!r}") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(url, writer)
+        return _sqlite_engine(url, writer, durable)
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
@@ -44,7 +45,7 @@ def make_engine(url: str, *, writer: bool = False) -> Engine:
     raise InvalidInput("database url", f"expected sqlite:/// or postgresql://, got {backend}")
 
 
-def _sqlite_engine(url: str, writer: bool) -> Engine:
+def _sqlite_engine(url: str, writer: bool, durable: bool = True) -> Engine:
     if ":memory:" in url or url.rstrip("/") == "sqlite:":
         raise InvalidInput("database url", "an in-memory SQLite database cannot hold a ledger")
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -55,7 +56,7 @@ def _sqlite_engine(url: str, writer: bool) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()

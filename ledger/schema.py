@@ -98,6 +98,15 @@ class DocPartyRow(SQLModel, table=True):
     party_id: str = Field(primary_key=True, max_length=20, index=True)
 
 
+class NonceRow(SQLModel, table=True):
+    """Request nonces (RFC 9421) seen within the signature window, shared by API processes."""
+
+    __tablename__ = "request_nonce"
+    key_id: str = Field(primary_key=True, max_length=64)
+    nonce: str = Field(primary_key=True, max_length=128)
+    expires_at: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+
+
 class MetaRow(SQLModel, table=True):
     __tablename__ = "meta"
     key: str = Field(primary_key=True, max_length=64)
@@ -123,3 +132,4 @@ CARGO = _table(CargoRow)
 PROPOSAL = _table(ProposalRow)
 META = _table(MetaRow)
 DOC_PARTY = _table(DocPartyRow)
+NONCE = _table(NonceRow)

@@ -673,12 +673,6 @@ def test_malformed_signature_headers_are_401_never_500(world: World, doc_id: str
     assert snapshot(world) == before
 
 
-@pytest.mark.xfail(
-    reason="api/auth.py NonceCache lives in one process's memory: a request replayed after a "
-    "restart (or to another API process behind the same load balancer, design.md §7) within "
-    "the ±300 s window is accepted",
-    strict=True,
-)
 def test_replay_across_a_restart_is_401(settings: Settings) -> None:
     with running(settings) as url:
         operator_id = httpx.get(url + "/v1/service").json()["operator"]
