@@ -62,8 +62,10 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -75,7 +77,7 @@ from encd.events import Event, event_id
 from encd.keys import PublicKey
 from encd.logentry import LogEntry
 from encd.merkle import HASH_SIZE, MAX_SIZE, CompactRange, short, verify_inclusion
-from encd.parties import Party
+from encd.parties import Party, preverify
 from encd.replay import Replay, admit
 from encd.title import DocumentState
 from encd.tlogproof import MAX_PROOF_HASHES
@@ -330,6 +332,7 @@ class _Run:
         self.last_index = -1
         self.document_events = 0
         self.pending: Error | None = None  # a step-5 failure, raised once steps 3-4 pass
+        self.queued: list[tuple[Event, int, int]] = []  # parsed, awaiting replay
 
     def entry(self, number: int, chunk: bytes) -> None:
         # (3) a well-formed entry line
@@ -404,23 +407,44 @@ class _Run:
             self.tree, _ = self.tree.append(leaf)
         self.last_index = index
         self.count += 1
-        # (5) replay, unless an earlier entry already failed it
+        # (5) replay, unless an earlier entry already failed it (in chunks: see _replay)
         if self.pending is None:
+            if self.count == 1 and index != 0:
+                first = VerificationError(
+                    "the first entry must be the log's first, index 0 (the operator's own registration)"
+                )
+                self.pending = _at(first, 5, number, index)
+                return
+            self.queued.append((event, number, index))
+            if len(self.queued) >= REPLAY_CHUNK:
+                self._replay()
+
+    def _replay(self) -> None:
+        """(5) Admit the queued events in log order.  Their signatures are checked first,
+        on every core (PyNaCl releases the GIL), against the registry as the chunk
+        starts; ``admit`` then only re-checks that each key is active at its event."""
+        queued, self.queued = self.queued, []
+        if self.pending is not None or not queued:
+            return
+        state = self.replay
+        checked = list(_pool().map(lambda item: preverify(item[0], state.parties), queued))
+        for (event, number, index), preverified in zip(queued, checked, strict=True):
+            document = None if event.is_party_event else state.documents.get(event.subject)
             try:
-                self._admit(event, index)
+                admitted = admit(
+                    event,
+                    parties=state.parties,
+                    document=document,
+                    cargo=state.cargo,
+                    preverified=preverified,
+                )
             except Error as exc:
                 self.pending = _at(exc, 5, number, index)
-
-    def _admit(self, event: Event, index: int) -> None:
-        if self.count == 1 and index != 0:
-            raise VerificationError(
-                "the first entry must be the log's first, index 0 (the operator's own registration)"
-            )
-        state = self.replay
-        document = None if event.is_party_event else state.documents.get(event.subject)
-        state.commit(admit(event, parties=state.parties, document=document, cargo=state.cargo))
+                return
+            state.commit(admitted)
 
     def finish(self) -> BundleReport:
+        self._replay()
         # (4) a ledger export: exactly N entries, whose root is the checkpoint's
         if not self.is_document:
             if self.count != self.size:
@@ -463,6 +487,18 @@ class _Run:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+REPLAY_CHUNK = 512
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(
+            max_workers=os.cpu_count() or 1, thread_name_prefix="encd-verify"
+        )
+    return _POOL
 
 
 def _at(exc: Error, step: int, line: int | None = None, index: int | None = None) -> Error:
