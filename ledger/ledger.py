@@ -231,7 +231,10 @@ class Ledger:
 
     def submit(self, raw: bytes) -> Future[Receipt]:
         """Queue an event for the sequencer; malformed bytes fail here, at once."""
-        event = Event.parse(raw)
+        return self.submit_event(Event.parse(raw))
+
+    def submit_event(self, event: Event) -> Future[Receipt]:
+        """Queue an already parsed event for the sequencer."""
         # Signatures are checked here, on the caller's thread (PyNaCl releases the GIL, so
         # callers verify in parallel); the sequencer re-checks only that the key is active.
         pending = _Pending(event, preverify(event, self._parties))

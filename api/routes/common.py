@@ -62,7 +62,9 @@ async def append(state: State, event: Event) -> Receipt:
     started = time.perf_counter()
     ok = False
     try:
-        receipt = await asyncio.wrap_future(state.ledger.submit(event.raw))
+        # The signature checks in submit_event run on a worker thread, off the event loop.
+        future = await asyncio.to_thread(state.ledger.submit_event, event)
+        receipt = await asyncio.wrap_future(future)
         ok = True
         return receipt
     finally:
