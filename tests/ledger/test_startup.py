@@ -1,0 +1,62 @@
+"""Start-up reads O(log n) rows, never every leaf: at 1,000,000 events it stays a few seconds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, event
+
+from ledger.ledger import Ledger
+from tests.kit import corridor_cast, seeded_key
+
+LOG_KEY = seeded_key("encd.test/log", "log")
+
+
+@contextmanager
+def counting() -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+
+
+def rows_read_at_startup(url: str) -> int:
+    with counting() as statements, Ledger(url, LOG_KEY):
+        pass
+    for statement in statements:
+        flat = " ".join(statement.split())
+        if "FROM tree_node" in flat:  # one node at a time, by its position
+            assert "tree_node.level =" in flat and "tree_node.idx =" in flat, flat
+        if "FROM event" in flat:  # the log's size, never its rows
+            assert "max(event.log_index)" in flat, flat
+    return len(statements)
+
+
+def test_startup_does_not_grow_with_the_log(database_url: str) -> None:
+    cast = corridor_cast()
+    with Ledger(database_url, LOG_KEY) as ledger:
+        for raw in cast.log:
+            ledger.append(raw)
+        small = ledger.size()
+    at_small = rows_read_at_startup(database_url)
+    carrier = cast.actor("carrier")
+    added = []
+    for i in range(1024 - small):  # grow the log to 1024 entries: ten levels of tree
+        key = seeded_key(carrier.id, f"k{i}").public.vkey
+        added.append(cast.party_event(carrier, "add_key", {"key": key}, [carrier.key]))
+        cast.append(added[-1])
+    with Ledger(database_url, LOG_KEY) as ledger:
+        ledger.append_many(added)
+        assert ledger.size() == 1024
+    at_large = rows_read_at_startup(database_url)
+    # a 1024-leaf tree has a one-node border, a 9-leaf one two nodes: start-up cost
+    # depends on the bits of the size, not on the number of leaves
+    assert at_large <= at_small + 2, (at_small, at_large)
