@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -14,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.metrics import Metrics
-from api.problems import from_error, handle_error, handle_http, handle_validation, problem
+from api.problems import handle_error, handle_http, handle_validation, problem
 from api.settings import Settings
 from api.setup import Service, ensure_genesis, load_or_init
 from encd.errors import Error
@@ -112,13 +111,6 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, handle_http)
     app.add_exception_handler(Exception, handle_error)
     app.add_middleware(BodyLimit, limit=settings.max_body)
-
-    @app.middleware("http")
-    async def timing(request: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
-        try:
-            return await call_next(request)
-        except Exception as exc:  # never a traceback to the client
-            return from_error(exc, request)
 
     from api.routes import documents, events, log, parties, proposals, service, stream
 

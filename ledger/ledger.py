@@ -644,6 +644,12 @@ class Ledger:
                 for row in conn.execute(select(PARTY.c.id, PARTY.c.state))
             }
 
+    def exists(self, chain: str, subject: str) -> bool:
+        """Whether a document (``chain`` "doc") or party ("party") has been created."""
+        table = DOCUMENT if chain == "doc" else PARTY
+        with self.reader.connect() as conn:
+            return conn.execute(select(table.c.id).where(table.c.id == subject)).first() is not None
+
     def event_subject(self, index: int) -> tuple[str, str]:
         """(chain, subject) of the event at log ``index``."""
         with self.reader.connect() as conn:

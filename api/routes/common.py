@@ -13,7 +13,7 @@ from api.auth import Caller, authenticate
 from api.problems import Forbidden
 from encd.events import Event
 from encd.parties import Role
-from ledger.ledger import Receipt
+from ledger.ledger import NotFound, Receipt
 
 
 def get_state(request: Request) -> State:
@@ -51,10 +51,10 @@ def require_subject(state: State, event: Event) -> None:
     missing chain a conflict, which it is not).
     """
     if event.is_party_event:
-        if event.type != "register":
-            state.ledger.party(event.subject)
-    elif event.type != "issue":
-        state.ledger.title(event.subject)
+        if event.type != "register" and not state.ledger.exists("party", event.subject):
+            raise NotFound(f"no party {event.subject}")
+    elif event.type != "issue" and not state.ledger.exists("doc", event.subject):
+        raise NotFound(f"no document {event.subject}")
 
 
 async def append(state: State, event: Event) -> Receipt:
