@@ -23,15 +23,15 @@ demo: $(STAMP)
 	$(BIN)/encd demo $(DEMO_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check encd ledger api tests
-	$(BIN)/ruff format --check encd ledger api tests
+	$(BIN)/ruff check encd ledger api tests bench
+	$(BIN)/ruff format --check encd ledger api tests bench
 
 fmt: $(STAMP)
-	$(BIN)/ruff format encd ledger api tests
-	$(BIN)/ruff check --fix encd ledger api tests
+	$(BIN)/ruff format encd ledger api tests bench
+	$(BIN)/ruff check --fix encd ledger api tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy encd ledger api
+	$(BIN)/mypy encd ledger api bench
 
 check: lint typecheck test
 
@@ -45,3 +45,19 @@ test-pg: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# Benchmarks against the machine's own limits (issue 6, docs/benchmarks.md): bench/results.json
+# and docs/benchmarks.md.  `bench` takes a few minutes (a 20,000-event ledger); `bench-full`
+# builds a 1,000,000-event ledger (tens of minutes).  BENCH_ARGS passes options to bench.run.
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+.PHONY: bench bench-full
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run --mode quick --profile $(BENCH_ARGS)
+
+bench-full: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run --mode full $(BENCH_ARGS)
