@@ -88,6 +88,8 @@ def _check_line(text: str, field: str) -> None:
     for ch in text:
         if ord(ch) < 0x20:
             raise InvalidInput(field, f"control character U+{ord(ch):04X} is not allowed")
+        if 0xD800 <= ord(ch) <= 0xDFFF:
+            raise InvalidInput(field, f"lone surrogate U+{ord(ch):04X} is not valid Unicode")
 
 
 @dataclass(frozen=True, slots=True)
