@@ -8,6 +8,7 @@ on 127.0.0.1 in a process of its own.  Every loop is bounded by a count.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import random
@@ -64,6 +65,14 @@ def scratch(keep: str | None = None) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="encd-bench-") as tmp:
         yield Path(tmp)
+
+
+def pin_all(cpus: set[int]) -> None:
+    """Set the CPU mask of every thread of this process (threads started later inherit the
+    calling thread's mask)."""
+    for task in os.listdir("/proc/self/task"):
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # a thread just ended
+            os.sched_setaffinity(int(task), cpus)
 
 
 # --- profiles ------------------------------------------------------------------------------
@@ -450,9 +459,15 @@ def big(
     proof_samples: int = 1000,
     title_samples: int = 500,
     keep: str | None = None,
+    pin_build: bool = True,
 ) -> dict[str, Any]:
     """Build a ledger of ``size`` events in chunks of ``chunk_docs`` documents (each chunk
-    signed, then appended with ``append_many`` and timed), then measure at that size."""
+    signed, then appended with ``append_many`` and timed), then measure at that size.
+
+    With ``pin_build`` the build and the probe chunks run with the process pinned to one
+    core: unpinned, how many events the sequencer gets per batch depends on how the two
+    threads meet on two cores (see docs/benchmarks.md), which swamps any effect of the
+    ledger's size.  Everything after the build runs on every core again."""
     from encd.audit import audit_file
     from ledger.export import export_ledger
 
@@ -465,6 +480,10 @@ def big(
         sign_seconds = append_seconds = 0.0
         started = time.perf_counter()
         next_report = 0.0
+        every_core = os.sched_getaffinity(0)
+        result["build_pinned"] = pin_build
+        if pin_build:
+            pin_all({min(every_core)})
         with world.open() as ledger:
             current = ledger.size()
             result["registered_events"] = current
@@ -500,6 +519,7 @@ def big(
             result["build_append_s"] = append_seconds
             probes = [one_chunk() for _ in range(probe_chunks)]
             final = current
+        pin_all(every_core)
         result["ledger_size"] = built
         result["final_size"] = final
         result["series"] = series
@@ -552,6 +572,30 @@ def big(
         log(f"audited {report.entries:,} entries in {result['audit_s']:.1f} s")
         export_path.unlink()
     return result
+
+
+def audit_profile(documents: int, per_document: int, profile: str) -> dict[str, Any]:
+    """A ledger of ``documents`` lifecycles exported, then audited under py-spy (200 Hz)."""
+    from encd.audit import audit_file
+    from ledger.export import export_ledger
+
+    with scratch() as tmp:
+        world = new_world(tmp / "data")
+        raws = Documents(world.cast).lifecycle(documents, per_document)
+        export_path = tmp / "ledger.encd"
+        with world.open() as ledger:
+            append_all(ledger, raws)
+            with export_path.open("wb") as out:
+                exported = export_ledger(ledger, out)
+        policy = tmp / "policy"
+        policy.write_text(f"log {world.log_key.public.vkey}\n")
+        with profiled(os.getpid(), profile):
+            t0 = time.perf_counter()
+            report = audit_file(export_path, policy)
+            elapsed = time.perf_counter() - t0
+    if not report.ok:
+        raise RuntimeError(f"the audit failed: {report.message}")
+    return {"entries": exported.entries, "audit_per_s": exported.entries / elapsed}
 
 
 def _proofs(ledger: Any, size: int, samples: int, signed: int) -> dict[str, Any]:

@@ -5,7 +5,7 @@ signed events, timed alone) at the ledger size it started from; the probes
 are the chunks appended once the ledger had reached its full size.  Two
 lines give the scale: the raw verify rate on one core and half of it (the
 one-core target); a third, the append rate of the process pinned to one core
-(the build runs unpinned).
+measured on its own (item 1).
 """
 
 from __future__ import annotations
@@ -40,7 +40,10 @@ def png(results: dict[str, Any], path: Path) -> bool:
         [r for _, r in build],
         marker=".",
         linewidth=1,
-        label=f"append_many, one chunk of {results['sizes']['chunk_events']:,} events",
+        label=(
+            f"append_many, one chunk of {results['sizes']['chunk_events']:,} events"
+            + (", pinned to one core" if results.get("build_pinned") else "")
+        ),
     )
     ax.plot(
         [s for s, _ in probes],

@@ -35,6 +35,7 @@ WAITS = frozenset(
         "select (selectors.py)",
         "Queue.get (queue.py)",
         "main (bench/serve.py)",  # waiting on stdin
+        "profiled (bench/measures.py)",  # sleeping while py-spy attaches
         "sleep",
     }
 )

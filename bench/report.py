@@ -153,7 +153,7 @@ def shortfall(target: dict[str, Any]) -> str:
     if figure <= 0:
         return "missed"
     factor = goal / figure if target["op"] == ">=" else figure / goal
-    return f"missed: ×{factor:.1f} to go"
+    return f"missed: ×{factor:.2f} to go" if factor < 1.1 else f"missed: ×{factor:.1f} to go"
 
 
 def load_results(results_dir: Path) -> dict[str, dict[str, Any]]:
@@ -170,6 +170,7 @@ def write_profiles(profile_dir: Path) -> None:
     titles = {
         "append.raw": "In-process append path: Ledger.append_many, one caller (py-spy)",
         "http-submit.raw": "HTTP submit path: the encd server under 32 clients (py-spy)",
+        "audit.raw": "Offline audit: encd.audit.audit_file on a full export (py-spy)",
     }
     for raw in sorted(profile_dir.glob("*.raw")):
         raw.with_suffix(".txt").write_text(render(raw, titles.get(raw.name, raw.stem), 40))
@@ -226,6 +227,12 @@ def _mode_section(
         f"{r['pymerkle']}.",
         "",
     ]
+    if r.get("load_average_before", 0) > 0.5:
+        out += [
+            f"**The machine was not idle when this run started** (load average "
+            f"{r['load_average_before']}): its figures are skewed.",
+            "",
+        ]
     if baseline:
         out += [
             f"*Before* is `bench/baseline-{mode}.json`: {baseline['date']}, commit "
@@ -331,7 +338,10 @@ METHOD = """
   been party to; for each one the bank, on the stream message, fetches
   `GET /v1/events/<id>/receipt` and verifies the tlog-proof against the log key.
 - **Large ledger** (`bench.measures.big`): built in chunks of signed events with
-  `append_many`; each chunk's append is timed alone (the plot), signing is not. Then three
+  `append_many`, the process pinned to one core (unpinned, the batch sizes, and so the
+  rate, depend on how the caller and the sequencer meet on the two cores, which would
+  hide any effect of size; see item 1); each chunk's append is timed alone (the plot),
+  signing is not. Then three
   more chunks at the full size (the probes; *growth* = their median rate / the median rate
   of chunks 2-4, the first chunk being the process's warm-up), the SQLite file size after closing, `Ledger()` start-up, 1,000
   inclusion + consistency proofs from `Ledger` at random leaves and sizes, the title

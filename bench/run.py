@@ -177,7 +177,16 @@ def median_of(results: list[dict[str, Any]], key: str) -> float:
     return statistics.median(float(r[key]) for r in results)
 
 
+def busy_elsewhere() -> float:
+    """The 1-minute load average: other work on the machine skews every figure (on two
+    cores, a busy second core even changes how encd's threads meet, see item 1)."""
+    return round(os.getloadavg()[0], 2)
+
+
 def measure(mode: Mode, profile_dir: Path | None = None) -> dict[str, Any]:
+    load_before = busy_elsewhere()
+    if load_before > 0.5:
+        log(f"the machine is not idle (load average {load_before}): figures will be skewed")
     started = time.perf_counter()
     durations: dict[str, float] = {}
     runs: dict[str, list[float]] = {}
@@ -233,7 +242,7 @@ def measure(mode: Mode, profile_dir: Path | None = None) -> dict[str, Any]:
     # 4, 5, 6. a large ledger
     log(f"a ledger of {mode.big['size']:,} events: growth, proofs, title, start-up, audit")
     b = call("big", **mode.big)
-    series, probes = b.pop("series"), b.pop("probes")
+    series, probes, pinned = b.pop("series"), b.pop("probes"), b.pop("build_pinned")
     f.update({k: v for k, v in b.items() if isinstance(v, int | float)})
     f["growth_ratio"] = b["append_per_s_at_size"] / b["append_per_s_empty"]
     f["audit_ratio"] = b["audit_per_s"] / (2 * f["verify_per_s_1core"])
@@ -251,7 +260,9 @@ def measure(mode: Mode, profile_dir: Path | None = None) -> dict[str, Any]:
     if profile_dir is not None:
         log("profiling the in-process append path (py-spy)")
         call("append", profile=str(profile_dir / "append.raw"), **mode.profile_append)
-        profiles = {"append": "append.raw", "http_submit": "http-submit.raw"}
+        log("profiling the offline audit (py-spy)")
+        call("audit_profile", profile=str(profile_dir / "audit.raw"), **mode.profile_append)
+        profiles = {"append": "append.raw", "http_submit": "http-submit.raw", "audit": "audit.raw"}
         phase("profiles")
     cpus = os.cpu_count() or 0
     return {
@@ -285,9 +296,11 @@ def measure(mode: Mode, profile_dir: Path | None = None) -> dict[str, Any]:
         "figures": f,
         "targets": [{**asdict(t), "figure": f[t.key], "met": t.met(f[t.key])} for t in TARGETS],
         "series": {"append_by_size": series, "probes": probes},
+        "build_pinned": pinned,
         "runs": runs,
         "durations_s": durations,
         "total_s": round(time.perf_counter() - started, 1),
+        "load_average_before": load_before,
         "profiles": profiles,
     }
 
