@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 
@@ -21,9 +22,14 @@ def serve(settings: Settings, host: str, port: int) -> None:
 @contextmanager
 def running(settings: Settings, host: str = "127.0.0.1") -> Iterator[str]:
     """Serve ``create_app(settings)`` on ``host`` at a free port; yields the base URL."""
-    config = uvicorn.Config(
-        create_app(settings), host=host, port=0, log_level="warning", lifespan="on"
-    )
+    with running_app(create_app(settings), host) as url:
+        yield url
+
+
+@contextmanager
+def running_app(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve any ASGI ``app`` on ``host`` at a free port in a thread; yields the base URL."""
+    config = uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="encd-server", daemon=True)
     thread.start()

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,23 +34,10 @@ def hello_app() -> FastAPI:
 
 @contextmanager
 def _hello() -> Iterator[str]:
-    import uvicorn
+    from api.server import running_app
 
-    config = uvicorn.Config(hello_app(), host=HOST, port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="hello-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the hello-world server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://{HOST}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with running_app(hello_app(), HOST) as url:
+        yield url
 
 
 def main(argv: list[str]) -> None:
