@@ -35,14 +35,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text, tuple_, update
 
 from encd.checkpoint import Checkpoint, sign_checkpoint
 from encd.errors import Error, InvalidInput
 from encd.events import Event
 from encd.keys import SigningKey
 from encd.logentry import LogEntry
-from encd.merkle import CompactRange, consistency_proof, inclusion_proof
+from encd.merkle import CompactRange, GetNode, consistency_proof, inclusion_proof
 from encd.parties import Party, Preverified, load_party, preverify
 from encd.replay import Admitted, admit
 from encd.title import DocumentState, dump_state, load_state
@@ -63,6 +63,7 @@ ADVISORY_LOCK = 0x656E6364  # "encd"
 MAX_BATCH = 512
 DOC_CACHE = 20_000
 NODE_CACHE = 1_000_000  # tree nodes kept in memory (~150 MB at most)
+_PLACEHOLDER = bytes(32)  # stands in for a node's hash while listing the nodes a proof needs
 
 Clock = Callable[[], datetime]
 
@@ -99,6 +100,17 @@ class Receipt:
             "tlog_proof": self.proof.decode(),
             "duplicate": self.duplicate,
         }
+
+
+@dataclass(frozen=True)
+class TitleProof:
+    """A document's title state and the proof that its head event is in the log."""
+
+    state: DocumentState
+    head_index: int
+    head_sequenced_at: int
+    checkpoint: bytes
+    proof: TlogProof
 
 
 @dataclass
@@ -524,7 +536,7 @@ class Ledger:
             .limit(1)
         ).one()
         size, note = int(note_row[1]), bytes(note_row[0])
-        proof = inclusion_proof(index, size, lambda lv, ix: self._node(conn, lv, ix))
+        proof = self._proof(conn, lambda get: inclusion_proof(index, size, get))
         tlog = TlogProof(index, tuple(proof), note)
         return Receipt(str(row[0]), index, int(row[1]), note, tlog.to_bytes(), duplicate)
 
@@ -592,6 +604,36 @@ class Ledger:
         self._cache_nodes({key: value})
         return value
 
+    def _proof(self, conn: Connection, build: Callable[[GetNode], list[bytes]]) -> list[bytes]:
+        """Run a proof builder with every node it needs read in one query, not one each.
+
+        The nodes a proof needs depend only on the sizes and the index, so a first run
+        with placeholder hashes lists them; the second run finds them all in the cache.
+        """
+        wanted: list[tuple[int, int]] = []
+
+        def record(level: int, index: int) -> bytes:
+            if (level, index) not in self._nodes:
+                wanted.append((level, index))
+            return _PLACEHOLDER
+
+        build(record)
+        if wanted:
+            self._load_nodes(conn, wanted)
+        return build(lambda lv, ix: self._node(conn, lv, ix))
+
+    def _load_nodes(self, conn: Connection, keys: Sequence[tuple[int, int]]) -> None:
+        found: dict[tuple[int, int], bytes] = {}
+        for start in range(0, len(keys), 200):
+            chunk = keys[start : start + 200]
+            rows = conn.execute(
+                select(TREE_NODE.c.level, TREE_NODE.c.idx, TREE_NODE.c.hash).where(
+                    tuple_(TREE_NODE.c.level, TREE_NODE.c.idx).in_(chunk)
+                )
+            )
+            found.update(((int(r[0]), int(r[1])), bytes(r[2])) for r in rows)
+        self._cache_nodes(found)  # a node still missing is reported by _node
+
     def _cache_nodes(self, nodes: Mapping[tuple[int, int], bytes]) -> None:
         if len(self._nodes) + len(nodes) > NODE_CACHE:
             self._nodes = {}
@@ -629,6 +671,32 @@ class Ledger:
         if row is None:
             raise NotFound(f"no document {doc_id}")
         return load_state(json.loads(row[0])), int(row[1])
+
+    def title_proof(self, doc_id: str) -> TitleProof:
+        """A document's title with its head event's inclusion proof against the latest
+        checkpoint, read on one connection."""
+        with self.reader.connect() as conn:
+            row = conn.execute(
+                select(DOCUMENT.c.state, DOCUMENT.c.head_index).where(DOCUMENT.c.id == doc_id)
+            ).first()
+            if row is None:
+                raise NotFound(f"no document {doc_id}")
+            head_index = int(row[1])
+            # read after the document row: its checkpoint is at least as new as its head
+            note_row = conn.execute(
+                select(CHECKPOINT.c.note, CHECKPOINT.c.size)
+                .order_by(CHECKPOINT.c.size.desc())
+                .limit(1)
+            ).one()
+            note, size = bytes(note_row[0]), int(note_row[1])
+            head_at = conn.execute(
+                select(EVENT.c.sequenced_at).where(EVENT.c.log_index == head_index)
+            ).scalar_one()
+            proof = self._proof(conn, lambda get: inclusion_proof(head_index, size, get))
+        state = load_state(json.loads(row[0]))
+        return TitleProof(
+            state, head_index, int(head_at), note, TlogProof(head_index, tuple(proof), note)
+        )
 
     def party(self, party_id: str) -> Party:
         with self.reader.connect() as conn:
@@ -697,16 +765,16 @@ class Ledger:
 
     def inclusion(self, index: int, size: int) -> list[bytes]:
         """The inclusion proof of leaf ``index`` in the tree of ``size`` leaves."""
-        self._check_range(index, size, "index")
         with self.reader.connect() as conn:
-            return inclusion_proof(index, size, lambda lv, ix: self._node(conn, lv, ix))
+            self._check_range(conn, index, size, "index")
+            return self._proof(conn, lambda get: inclusion_proof(index, size, get))
 
     def consistency(self, size1: int, size2: int) -> list[bytes]:
         if not 0 < size1 <= size2:
             raise InvalidInput("size1", f"expected 0 < size1 <= size2, got {size1} and {size2}")
-        self._check_range(size1 - 1, size2, "size1")
         with self.reader.connect() as conn:
-            return consistency_proof(size1, size2, lambda lv, ix: self._node(conn, lv, ix))
+            self._check_range(conn, size1 - 1, size2, "size1")
+            return self._proof(conn, lambda get: consistency_proof(size1, size2, get))
 
     def receipt(self, event_id: str) -> Receipt:
         """The receipt an event got when it was appended (proof to that batch's checkpoint)."""
@@ -737,8 +805,8 @@ class Ledger:
             raise NotFound(f"tile {level}/{index} has fewer than {width} hashes")
         return b"".join(bytes(r[1]) for r in rows)
 
-    def _check_range(self, index: int, size: int, name: str) -> None:
-        current = self.size()
+    def _check_range(self, conn: Connection, index: int, size: int, name: str) -> None:
+        current = self._stored_size(conn)
         if not 0 < size <= current:
             raise InvalidInput("size", f"expected a tree size from 1 to {current}, got {size}")
         if not 0 <= index < size:

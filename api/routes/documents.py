@@ -9,11 +9,8 @@ from fastapi import APIRouter
 from fastapi.responses import Response, StreamingResponse
 
 from api.routes.common import CallerDep, StateDep, require_reader
-from encd.checkpoint import Checkpoint
-from encd.note import parse_note
 from encd.parties import Role
 from encd.title import dump_state
-from encd.tlogproof import TlogProof
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
@@ -44,11 +41,8 @@ def title(doc_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """Who holds the document, is it pledged, to whom — with the head event's inclusion
     proof (a C2SP tlog-proof) against the latest signed checkpoint, so the caller can
     check the answer itself.  Any registered party may ask."""
-    current, head_index = state.ledger.title(doc_id)
-    note = state.ledger.checkpoint()
-    size = Checkpoint.parse(parse_note(note).text).size
-    proof = TlogProof(head_index, tuple(state.ledger.inclusion(head_index, size)), note)
-    head_at = state.ledger.entries(head_index, head_index + 1)[0][2]
+    found = state.ledger.title_proof(doc_id)
+    current, head_index, note = found.state, found.head_index, found.checkpoint
     summary = current.to_json()
     return {
         "document": doc_id,
@@ -61,9 +55,9 @@ def title(doc_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
         "seq": current.seq,
         "head": current.head,
         "head_index": head_index,
-        "head_sequenced_at": head_at,
+        "head_sequenced_at": found.head_sequenced_at,
         "checkpoint": note.decode(),
-        "tlog_proof": proof.to_bytes().decode(),
+        "tlog_proof": found.proof.to_bytes().decode(),
     }
 
 

@@ -292,6 +292,35 @@ def test_tree_matches_naive_hash_and_all_proofs_verify(ledger: Ledger, cast: Cas
             )
 
 
+def test_a_reader_with_no_cached_nodes_serves_the_same_proofs(
+    ledger: Ledger, cast: Cast, database_url: str
+) -> None:
+    load(ledger, cast)
+    raw = issue_event(cast)
+    cast.append(raw)
+    ledger.append(raw)
+    n = ledger.size()
+    # a second process's view: nothing in its node cache, every node read from the store
+    with Ledger(database_url, LOG_KEY) as other:
+        other._nodes.clear()
+        entries = other.entries(0, n)
+        for index, eid, at, _ in entries:
+            proof = other.inclusion(index, n)
+            assert proof == ledger.inclusion(index, n)
+            TlogProof(index, tuple(proof), other.checkpoint_at(n)).verify(
+                LogEntry(eid, at).leaf_hash, LOG_KEY.public
+            )
+        for size1 in range(1, n):
+            other._nodes.clear()
+            assert other.consistency(size1, n) == ledger.consistency(size1, n)
+        other._nodes.clear()
+        found = other.title_proof(DOC)
+        assert found.state.head == entries[-1][1]
+        assert found.head_index == n - 1 and found.checkpoint == other.checkpoint()
+        head = LogEntry(entries[-1][1], found.head_sequenced_at)
+        assert found.proof.verify(head.leaf_hash, LOG_KEY.public).size == n
+
+
 def test_reopening_continues_the_same_log(database_url: str, cast: Cast) -> None:
     with Ledger(database_url, LOG_KEY) as first:
         load(first, cast)
