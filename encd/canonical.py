@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import rfc8785
@@ -72,6 +72,9 @@ def _check_string(text: str, path: str) -> None:
 
 def canonical_bytes(value: Any) -> bytes:
     """The RFC 8785 bytes of ``value``; raises InvalidInput for what cannot be exact."""
+    fast = _fast_bytes(value)
+    if fast is not None:
+        return fast
     _check(value, "")
     result: bytes = rfc8785.dumps(value)
     return result
@@ -124,7 +127,82 @@ def parse_json(data: bytes) -> Any:
 
 def parse_canonical(data: bytes) -> Any:
     """Parse bytes that must already be canonical (RFC 8785); returns the value."""
+    value = _fast_canonical(data)
+    if value is not _NOT_SURE:
+        return value
     value = parse_json(data)
     if rfc8785.dumps(value) != data:
         raise InvalidInput("", "JSON is not in canonical form (RFC 8785)")
     return value
+
+
+# --- the fast path of parse_canonical -------------------------------------------------------
+#
+# Canonical bytes are exactly what ``json`` writes with sorted keys, no whitespace and
+# UTF-8 text, whenever (a) every number is an integer, written as Python writes ints,
+# and (b) sorting keys by code point (Python) agrees with sorting them by UTF-16 code
+# unit (RFC 8785 §3.2.3), which holds when no character is outside the Basic
+# Multilingual Plane.  Python's string escapes are RFC 8785's (§3.2.2.2): \" \\ \b
+# \f \n \r \t and \u00xx (lowercase) for the other controls, nothing else escaped.
+#
+# So: parse with the C scanner (no hooks but for numbers), write the value back with
+# the C encoder and compare with the input.  Equal bytes are canonical and the value
+# is the one ``parse_json`` returns.  Anything else -- a float, a constant, an unsafe
+# integer, a lone surrogate (the UTF-8 encoding fails), a duplicate name, whitespace,
+# an escape that need not be one, a character outside the BMP, malformed JSON -- goes
+# the slow way, which gives the exact answer and error.
+
+_NOT_SURE = object()
+
+
+def _fast_int(text: str) -> int:
+    number = int(text)
+    if -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER:
+        return number
+    raise ValueError(text)
+
+
+def _fast_refuse(text: str) -> Any:
+    raise ValueError(text)
+
+
+_DECODER = json.JSONDecoder(
+    parse_int=_fast_int, parse_float=_fast_refuse, parse_constant=_fast_refuse
+)
+#: The decoder's C scanner: (text, index) -> (value, end); no whitespace skipped.
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+_WRITE = json.JSONEncoder(
+    ensure_ascii=False, check_circular=False, allow_nan=False, sort_keys=True, separators=(",", ":")
+).encode
+
+
+def _fast_canonical(data: bytes) -> Any:
+    """The value of ``data`` if it is sure to be canonical, else ``_NOT_SURE``."""
+    if type(data) is not bytes:
+        return _NOT_SURE
+    try:
+        text = data.decode("utf-8")
+        if not text.isascii() and len(text.encode("utf-16-le")) != 2 * len(text):
+            return _NOT_SURE  # outside the BMP: UTF-16 order may not be code point order
+        value, end = _SCAN(text, 0)
+        if end == len(text) and _WRITE(value).encode("utf-8") == data:
+            return value
+    except Exception:  # any doubt: the slow path decides, with its own error
+        pass
+    return _NOT_SURE
+
+
+def _fast_bytes(value: Any) -> bytes | None:
+    """The canonical bytes of ``value`` if the fast path is sure of them, else None.
+
+    ``json`` writes the value; if those bytes pass ``_fast_canonical`` and read back as
+    a value equal to ``value``, they are its canonical bytes (a float, a non-string key,
+    a tuple, an unsafe integer, a lone surrogate ... fails one or the other)."""
+    try:
+        data = _WRITE(value).encode("utf-8")
+    except Exception:  # not JSON as json sees it: the slow path says why
+        return None
+    parsed = _fast_canonical(data)
+    if parsed is _NOT_SURE or parsed != value:
+        return None
+    return data

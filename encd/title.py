@@ -22,9 +22,10 @@ but cannot transfer, surrender, amend or switch it without the pledgee.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from enum import StrEnum
+from operator import attrgetter
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
@@ -165,6 +166,19 @@ class DocumentState:
             "seq": self.seq,
             "head": self.head,
         }
+
+
+_STATE_FIELDS = tuple(f.name for f in fields(DocumentState))
+_STATE_VALUES = attrgetter(*_STATE_FIELDS)
+_STATE_INDEX = {name: i for i, name in enumerate(_STATE_FIELDS)}
+
+
+def _evolve(state: DocumentState, changes: Mapping[str, Any]) -> DocumentState:
+    """``dataclasses.replace(state, **changes)`` without its introspection on every call."""
+    values = list(_STATE_VALUES(state))
+    for name, value in changes.items():
+        values[_STATE_INDEX[name]] = value
+    return DocumentState(*values)
 
 
 def dump_state(state: DocumentState) -> dict[str, Any]:
@@ -461,6 +475,27 @@ def _claim(doc_id: str, keys: frozenset[str], cargo: Mapping[str, str]) -> None:
             )
 
 
+_PLACES: dict[tuple[tuple[str, Any], ...], Place] = {}
+_PLACES_KEPT = 4096
+
+
+def _place(location: dict[str, Any]) -> Place:
+    """``parse_model(Place, location, "body.location")``, remembered: a Place is frozen and
+    its validation depends on nothing but the value, and carriers report the same few
+    places over and over.  Only valid places are kept, under their exact members."""
+    try:
+        key = tuple(location.items())
+        place = _PLACES.get(key)
+    except TypeError:  # a member that cannot be hashed (a list, an object): not a place
+        return parse_model(Place, location, "body.location")
+    if place is None:
+        place = parse_model(Place, location, "body.location")
+        if len(_PLACES) >= _PLACES_KEPT:
+            _PLACES.clear()
+        _PLACES[key] = place
+    return place
+
+
 def _content(value: dict[str, Any], doc_id: str) -> Document:
     content = Document.from_json(value, field="body.content")
     if content.id != doc_id:
@@ -565,8 +600,9 @@ def apply(
         )
     _check_signers(kind, slots, signers)
     # (6) the rule's own conditions and effect
-    after = replace(state, seq=event.seq, head=event.id, last_type=kind)
-    return _EFFECTS[kind](after, event, body, parties, cargo)
+    changes = _EFFECTS[kind](state, event, body, parties, cargo)
+    changes.update(seq=event.seq, head=event.id, last_type=kind)
+    return _evolve(state, changes)
 
 
 def required_signers(
@@ -586,29 +622,31 @@ def required_signers(
     return [s for name in rule.signers if (s := _slot(name, state, body, parties)) is not None]
 
 
-def _transfer(
-    s: DocumentState, e: Event, b: Any, parties: Mapping[str, Party], c: Any
-) -> DocumentState:
+Changes = dict[str, Any]
+"""What an event changes in a document's state: field name -> new value (see ``_evolve``)."""
+
+
+def _transfer(s: DocumentState, e: Event, b: Any, parties: Mapping[str, Party], c: Any) -> Changes:
     assert isinstance(b, TransferBody)
     if b.to == s.holder:
         raise RuleViolation("transfer", f"{b.to} already holds {s.id}")
     _party(parties, b.to, "body.to", HOLDER_ROLES, "a trader, bank or carrier")
     change = TitleChange(e.seq, "transfer", s.holder, b.to, blank=b.blank)
-    return replace(
-        s, holder=b.to, endorsements=(*s.endorsements, change), ever_transferred_or_pledged=True
-    )
+    return {
+        "holder": b.to,
+        "endorsements": (*s.endorsements, change),
+        "ever_transferred_or_pledged": True,
+    }
 
 
-def _reject(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> DocumentState:
+def _reject(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> Changes:
     last = s.endorsements[-1]
     assert last.from_party is not None
     undone = replace(last, rejected=True)
-    return replace(s, holder=last.from_party, endorsements=(*s.endorsements[:-1], undone))
+    return {"holder": last.from_party, "endorsements": (*s.endorsements[:-1], undone)}
 
 
-def _pledge(
-    s: DocumentState, e: Event, b: Any, parties: Mapping[str, Party], c: Any
-) -> DocumentState:
+def _pledge(s: DocumentState, e: Event, b: Any, parties: Mapping[str, Party], c: Any) -> Changes:
     assert isinstance(b, PledgeBody)
     _party(parties, b.pledgee, "body.pledgee", frozenset({Role.BANK}), "a bank")
     if b.pledgee == s.holder:
@@ -627,27 +665,29 @@ def _pledge(
                 f"{declared.amount} {declared.currency}",
             )
     pledge = Pledge(b.pledgee, b.loan_ref, b.amount, b.currency, b.registry_ref, b.maturity, e.seq)
-    return replace(s, pledge=pledge, ever_transferred_or_pledged=True)
+    return {"pledge": pledge, "ever_transferred_or_pledged": True}
 
 
-def _release(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> DocumentState:
-    return replace(s, pledge=None)
+def _release(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> Changes:
+    return {"pledge": None}
 
 
-def _enforce(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> DocumentState:
+def _enforce(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> Changes:
     assert s.pledge is not None
     change = TitleChange(e.seq, "enforcement", s.holder, s.pledge.pledgee)
-    return replace(s, holder=s.pledge.pledgee, pledge=None, endorsements=(*s.endorsements, change))
+    return {
+        "holder": s.pledge.pledgee,
+        "pledge": None,
+        "endorsements": (*s.endorsements, change),
+    }
 
 
-def _instruct(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> DocumentState:
+def _instruct(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> Changes:
     assert isinstance(b, InstructBody)
-    return replace(
-        s, instructions=(*s.instructions, Instruction(e.id, e.seq, s.holder, b.instruction))
-    )
+    return {"instructions": (*s.instructions, Instruction(e.id, e.seq, s.holder, b.instruction))}
 
 
-def _acknowledge(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> DocumentState:
+def _acknowledge(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> Changes:
     assert isinstance(b, AcknowledgeBody)
     for i, item in enumerate(s.instructions):
         if item.event_id == b.instruction:
@@ -656,21 +696,19 @@ def _acknowledge(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> Document
                     "acknowledge", f"instruction {b.instruction} was already answered"
                 )
             answered = replace(item, answer=b.accepted)
-            return replace(
-                s, instructions=(*s.instructions[:i], answered, *s.instructions[i + 1 :])
-            )
+            return {"instructions": (*s.instructions[:i], answered, *s.instructions[i + 1 :])}
     raise RuleViolation("acknowledge", f"{s.id} has no instruction {b.instruction}")
 
 
-def _milestone(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> DocumentState:
+def _milestone(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> Changes:
     assert isinstance(b, MilestoneBody)
-    place = parse_model(Place, b.location, "body.location")
+    place = _place(b.location)
     parse_time(b.at, "body.at")
     signer = next(sig.name for sig in e.signatures)
-    return replace(s, location=Milestone(e.seq, b.kind, place.locode, place.name, b.at, signer))
+    return {"location": Milestone(e.seq, b.kind, place.locode, place.name, b.at, signer)}
 
 
-def _amend(s: DocumentState, e: Event, b: Any, p: Any, cargo: Mapping[str, str]) -> DocumentState:
+def _amend(s: DocumentState, e: Event, b: Any, p: Any, cargo: Mapping[str, str]) -> Changes:
     assert isinstance(b, AmendBody)
     if b.supersedes != s.content_digest:
         raise RuleViolation(
@@ -681,39 +719,39 @@ def _amend(s: DocumentState, e: Event, b: Any, p: Any, cargo: Mapping[str, str])
     if content.carrier.legal_id != s.carrier:
         raise RuleViolation("amend", f"the carrier cannot change by amendment (is {s.carrier})")
     _claim(s.id, cargo_keys(content), cargo)
-    return replace(
-        s,
-        content=content,
-        content_version=s.content_version + 1,
-        content_digest=content_digest(b.content),
-    )
+    return {
+        "content": content,
+        "content_version": s.content_version + 1,
+        "content_digest": content_digest(b.content),
+    }
 
 
-def _surrender(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> DocumentState:
-    return replace(s, status=Status.SURRENDERED)
+def _surrender(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> Changes:
+    return {"status": Status.SURRENDERED}
 
 
-def _deliver(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> DocumentState:
-    return replace(s, status=Status.DELIVERED)
+def _deliver(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> Changes:
+    return {"status": Status.DELIVERED}
 
 
-def _refuse(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> DocumentState:
-    return replace(s, status=Status.ACTIVE)
+def _refuse(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> Changes:
+    return {"status": Status.ACTIVE}
 
 
-def _switch(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> DocumentState:
+def _switch(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> Changes:
     assert isinstance(b, SwitchBody)
-    return replace(
-        s, status=Status.SWITCHED_TO_PAPER, paper_document_number=b.paper_document_number
-    )
+    return {
+        "status": Status.SWITCHED_TO_PAPER,
+        "paper_document_number": b.paper_document_number,
+    }
 
 
-def _void(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> DocumentState:
+def _void(s: DocumentState, e: Event, b: Any, p: Any, c: Any) -> Changes:
     if s.ever_transferred_or_pledged:
         raise RuleViolation(
             "void", f"{s.id} was transferred or pledged and can no longer be voided"
         )
-    return replace(s, status=Status.VOID)
+    return {"status": Status.VOID}
 
 
 _EFFECTS = {
@@ -741,9 +779,14 @@ def live_cargo(state: DocumentState | None) -> frozenset[str]:
     return cargo_keys(state.content)
 
 
+_NO_KEYS: frozenset[str] = frozenset()
+
+
 def cargo_delta(
     before: DocumentState | None, after: DocumentState
 ) -> tuple[frozenset[str], frozenset[str]]:
     """Keys to claim and to release in the cargo index when ``before`` becomes ``after``."""
+    if before is not None and before.content is after.content and before.live == after.live:
+        return _NO_KEYS, _NO_KEYS  # the same content, held or not held as before
     old, new = live_cargo(before), live_cargo(after)
     return new - old, old - new

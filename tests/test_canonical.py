@@ -5,10 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from encd.canonical import MAX_SAFE_INTEGER, canonical_bytes, parse_canonical, parse_json
+from encd.canonical import (
+    _NOT_SURE,
+    MAX_SAFE_INTEGER,
+    _check,
+    _fast_canonical,
+    canonical_bytes,
+    parse_canonical,
+    parse_json,
+)
 from encd.errors import InvalidInput
 
 # RFC 8785 §3.2.3 "Sorting of Object Properties": the example object ...
@@ -222,3 +231,152 @@ def test_canonical_bytes_round_trip(value: Any) -> None:
     data = canonical_bytes(value)
     assert parse_canonical(data) == value
     assert canonical_bytes(parse_json(data)) == data
+
+
+# --- the fast path (encd.canonical._fast_canonical) agrees with RFC 8785 -------------------
+
+# Every character, astral ones and controls included (and lone surrogates, which are refused).
+any_text = st.text(st.characters(codec=None), max_size=12)
+wide_values: st.SearchStrategy[Any] = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER)
+    | st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
+    | st.sampled_from(["\U0001f600", "\ufb33", "\u20ac", "\x00\x1f\x7f", '"\\/', "\u2028"]),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.text(st.characters(exclude_categories=["Cs"]), max_size=6)
+            | st.sampled_from(["\U0001f600", "\ufb33", "\ue000", "a", "\U00010000x"]),
+            children,
+            max_size=5,
+        )
+    ),
+    max_leaves=24,
+)
+
+
+def reference_parse_canonical(data: bytes) -> Any:
+    """parse_canonical as it was before the fast path: parse strictly, then compare."""
+    value = parse_json(data)
+    if rfc8785.dumps(value) != data:
+        raise InvalidInput("", "JSON is not in canonical form (RFC 8785)")
+    return value
+
+
+def outcome(parse: Any, data: bytes) -> tuple[str, Any]:
+    try:
+        return ("ok", parse(data))
+    except InvalidInput as exc:
+        return ("error", exc.message)
+
+
+@given(wide_values)
+def test_fast_path_accepts_exactly_the_canonical_bytes(value: Any) -> None:
+    data = rfc8785.dumps(value)
+    fast = _fast_canonical(data)
+    assert fast is _NOT_SURE or (fast == value and type(fast) is type(value))
+    if not any(ord(c) > 0xFFFF for c in data.decode()):
+        assert fast is not _NOT_SURE  # what it is there for: no detour for plain values
+    assert parse_canonical(data) == value
+    assert canonical_bytes(value) == data
+
+
+@given(wide_values, st.data())
+def test_fast_path_refuses_what_is_not_canonical(value: Any, data: st.DataObject) -> None:
+    """Mutations of canonical bytes: parse_canonical answers exactly as the reference."""
+    canonical = rfc8785.dumps(value)
+    text = canonical.decode()
+    edits = [
+        lambda t: " " + t,
+        lambda t: t + "\n",
+        lambda t: t.replace(":", ": ", 1),
+        lambda t: t.replace(",", ", ", 1),
+        lambda t: t.replace('"', '"\\u0041', 1),
+        lambda t: t.replace("1", "1.0", 1),
+        lambda t: t.replace("1", "1e0", 1),
+        lambda t: t.replace("0", "-0", 1),
+        lambda t: t.replace("null", "NaN", 1),
+        lambda t: t.replace("\\n", "\\u000a", 1),
+        lambda t: t.replace("\\u001f", "\\u001F", 1),
+        lambda t: t.replace("/", "\\/", 1),
+        lambda t: t.replace("\U0001f600", "\\ud83d\\ude00", 1),
+        lambda t: t.replace("{", '{"a":1,"a":2,', 1) if t != "{}" else '{"a":1,"a":1}',
+        lambda t: t.replace("[", "[9007199254740992,", 1),
+        lambda t: t.replace('"', '"\\udc00', 1),
+    ]
+    edit = data.draw(st.sampled_from(edits))
+    changed = edit(text).encode("utf-8", "surrogatepass")
+    assert outcome(parse_canonical, changed) == outcome(reference_parse_canonical, changed)
+    # and any byte changed anywhere
+    if canonical:
+        at = data.draw(st.integers(0, len(canonical) - 1))
+        byte = data.draw(st.integers(0, 255))
+        flipped = canonical[:at] + bytes([byte]) + canonical[at + 1 :]
+        assert outcome(parse_canonical, flipped) == outcome(reference_parse_canonical, flipped)
+
+
+@given(st.binary(max_size=40) | any_text.map(lambda t: t.encode("utf-8", "surrogatepass")))
+def test_fast_path_on_arbitrary_bytes(data: bytes) -> None:
+    assert outcome(parse_canonical, data) == outcome(reference_parse_canonical, data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a":1.5}',
+        b'{"a":1e3}',
+        b'{"a":NaN}',
+        b'{"a":-Infinity}',
+        b'{"a":9007199254740992}',
+        b'{"a":-9007199254740992}',
+        b'{"a":-0}',
+        b'{"a":"\\ud800"}',
+        b'{"a":1,"a":1}',
+        b'{"b":1,"a":2}',
+        b'{"a":"\\/"}',
+        b'{"a":"\\u0041"}',
+        b'{"a":"\\u001F"}',
+        b'{"a":"\\u000a"}',
+        b'{ "a":1}',
+        b"\xef\xbb\xbf{}",
+        b'{"a":1}\n',
+        b"[1]x",
+        '{"\ufb33":1,"\U0001f600":2}'.encode(),
+        '{"\U0001f600":2,"\ufb33":1}'.encode(),
+        b"[" * 100_000,
+        b"1" * 5000,
+    ],
+)
+def test_fast_path_examples(data: bytes) -> None:
+    assert outcome(parse_canonical, data) == outcome(reference_parse_canonical, data)
+    assert _fast_canonical(data) is _NOT_SURE  # each goes the slow way, to its exact error
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": 1.0},
+        {"a": (1, 2)},
+        (1, 2),
+        {"a": 2**53},
+        {1: "x"},
+        {"a": "\ud800"},
+        {"a": float("nan")},
+        {"\U0001f600": 2, "\ufb33": 1},
+        {"a": [True, None, "x\n"]},
+    ],
+)
+def test_canonical_bytes_fast_path_examples(value: Any) -> None:
+    def reference(v: Any) -> tuple[str, Any]:
+        try:
+            _check(v, "")
+            return ("ok", rfc8785.dumps(v))
+        except InvalidInput as exc:
+            return ("error", exc.message)
+
+    try:
+        got: tuple[str, Any] = ("ok", canonical_bytes(value))
+    except InvalidInput as exc:
+        got = ("error", exc.message)
+    assert got == reference(value)

@@ -428,3 +428,65 @@ def test_a_float_amount_is_refused_before_signing(cast: Cast) -> None:
         str(info.value)
         == "body.amount: binary float 1000.5 is not exact; use a decimal string or an integer"
     )
+
+
+@pytest.mark.parametrize(
+    ("location", "field", "message"),
+    [
+        ({"locode": "cnckg", "name": "Luoqi, Jiangjin"}, "body.location.locode", None),
+        ({"locode": "CNCKG", "name": "Luoqi\x00"}, "body.location.name", None),
+        ({"locode": "CNCKG", "name": "Luoqi, Jiangjin", "x": 1}, "body.location.x", None),
+        ({"name": "Luoqi, Jiangjin", "locode": "CNCKG", "x": [1]}, "body.location.x", None),
+        ({"locode": "CNCKG", "name": ["Luoqi"]}, "body.location.name", None),
+        ({"locode": "CNCKG"}, "body.location.name", "required field is missing"),
+    ],
+)
+def test_a_remembered_place_does_not_admit_a_wrong_one(
+    cast: Cast, location: dict[str, Any], field: str, message: str | None
+) -> None:
+    """Places are remembered once valid (encd.title._place); a wrong one is still refused,
+    with pydantic's message, right after the right one was admitted."""
+    from encd.document import Place
+    from encd.validation import parse_model
+
+    issue(cast)
+    good = {"locode": "CNCKG", "name": "Luoqi, Jiangjin"}
+    milestone = {"kind": "departed", "at": "2026-05-01T09:00:00Z"}
+    step(cast, "milestone", {**milestone, "location": good}, "agent")
+    step(cast, "milestone", {**milestone, "location": dict(good)}, "agent")
+    with pytest.raises(InvalidInput) as expected:
+        parse_model(Place, location, "body.location")
+    assert expected.value.field == field
+    if message is not None:
+        assert expected.value.reason == message
+    rejects(
+        cast,
+        InvalidInput,
+        str(expected.value),
+        "milestone",
+        {**milestone, "location": location},
+        "agent",
+    )
+
+
+def test_cargo_is_released_and_claimed_as_the_state_changes(cast: Cast) -> None:
+    """An event that keeps the content and liveness changes nothing in the cargo index;
+    a surrender keeps it (surrendered is live), a delivery releases it."""
+    issue(cast)
+    keys = set(cast.replay.cargo)
+    assert keys and all(owner == DOC for owner in cast.replay.cargo.values())
+    step(
+        cast,
+        "milestone",
+        {
+            "kind": "departed",
+            "location": {"locode": "CNCKG", "name": "Luoqi, Jiangjin"},
+            "at": "2026-05-01T09:00:00Z",
+        },
+        "agent",
+    )
+    assert set(cast.replay.cargo) == keys
+    step(cast, "surrender", {}, "exporter")
+    assert set(cast.replay.cargo) == keys
+    step(cast, "deliver", {}, "carrier")
+    assert cast.replay.cargo == {}
