@@ -43,7 +43,7 @@ and the new complete nodes to store, without reading the tree.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 
 from encd.errors import InvalidInput, VerificationError
@@ -55,6 +55,11 @@ EMPTY_ROOT = hashlib.sha256(b"").digest()
 GetNode = Callable[[int, int], bytes]
 """``get_node(level, index)``: hash of the perfect subtree of ``2**level``
 leaves starting at leaf ``index * 2**level``."""
+
+Memo = MutableMapping[tuple[int, int], bytes]
+"""Hashes of ragged ranges ``(start, end)`` already composed.  A range's hash never
+changes once its leaves exist, and every proof at one tree size composes the same
+ragged right edge, so a server keeps one memo across proofs."""
 
 
 # --- hashing -------------------------------------------------------------------------------
@@ -331,14 +336,15 @@ def _fetch(get_node: GetNode, level: int, index: int) -> bytes:
     return check_hash(get_node(level, index), f"get_node({level}, {index})")
 
 
-def subtree_hash(start: int, end: int, get_node: GetNode) -> bytes:
+def subtree_hash(start: int, end: int, get_node: GetNode, memo: Memo | None = None) -> bytes:
     """MTH(D[start:end]) from perfect subtrees fetched with ``get_node``.
 
     A range of ``2**l`` leaves starting at a multiple of ``2**l`` is one
     perfect subtree: one call ``get_node(l, start >> l)``.  Any other range
     (the ragged right edge of a tree) is split as MTH splits it, the largest
     power of two on the left, and composed with ``node_hash``; the ranges
-    proofs ask for need at most one perfect subtree per level.
+    proofs ask for need at most one perfect subtree per level.  ``memo``, if
+    given, keeps the composed hashes of ragged ranges.
     """
     n = end - start
     if start < 0 or n <= 0:
@@ -346,10 +352,18 @@ def subtree_hash(start: int, end: int, get_node: GetNode) -> bytes:
     if n & (n - 1) == 0 and start % n == 0:
         level = n.bit_length() - 1
         return _fetch(get_node, level, start >> level)
+    if memo is not None:
+        known = memo.get((start, end))
+        if known is not None:
+            return known
     k = _split(n)
-    return node_hash(
-        subtree_hash(start, start + k, get_node), subtree_hash(start + k, end, get_node)
+    value = node_hash(
+        subtree_hash(start, start + k, get_node, memo),
+        subtree_hash(start + k, end, get_node, memo),
     )
+    if memo is not None:
+        memo[(start, end)] = value
+    return value
 
 
 def tree_root(size: int, get_node: GetNode) -> bytes:
@@ -358,7 +372,9 @@ def tree_root(size: int, get_node: GetNode) -> bytes:
     return subtree_hash(0, size, get_node) if size else EMPTY_ROOT
 
 
-def inclusion_proof(index: int, size: int, get_node: GetNode) -> list[bytes]:
+def inclusion_proof(
+    index: int, size: int, get_node: GetNode, memo: Memo | None = None
+) -> list[bytes]:
     """PATH(index, D[size]) of RFC 9162 §2.1.3.1, ordered from the leaf's sibling up."""
     _check_size(index, "leaf index")
     _check_size(size, "tree size")
@@ -369,16 +385,18 @@ def inclusion_proof(index: int, size: int, get_node: GetNode) -> list[bytes]:
     while end - start > 1:
         k = _split(end - start)
         if index < start + k:
-            siblings.append(subtree_hash(start + k, end, get_node))
+            siblings.append(subtree_hash(start + k, end, get_node, memo))
             end = start + k
         else:
-            siblings.append(subtree_hash(start, start + k, get_node))
+            siblings.append(subtree_hash(start, start + k, get_node, memo))
             start += k
     siblings.reverse()
     return siblings
 
 
-def consistency_proof(size1: int, size2: int, get_node: GetNode) -> list[bytes]:
+def consistency_proof(
+    size1: int, size2: int, get_node: GetNode, memo: Memo | None = None
+) -> list[bytes]:
     """PROOF(size1, D[size2]) of RFC 9162 §2.1.4.1 (SUBPROOF), ordered as the RFC orders it.
 
     Requires 0 < size1 <= size2; the proof for equal sizes is empty.
@@ -393,14 +411,14 @@ def consistency_proof(size1: int, size2: int, get_node: GetNode) -> list[bytes]:
         n, m = end - start, size1 - start
         if m == n:
             if not whole:
-                hashes.append(subtree_hash(start, end, get_node))
+                hashes.append(subtree_hash(start, end, get_node, memo))
             break
         k = _split(n)
         if m <= k:
-            hashes.append(subtree_hash(start + k, end, get_node))
+            hashes.append(subtree_hash(start + k, end, get_node, memo))
             end = start + k
         else:
-            hashes.append(subtree_hash(start, start + k, get_node))
+            hashes.append(subtree_hash(start, start + k, get_node, memo))
             start += k
             whole = False
     hashes.reverse()

@@ -35,14 +35,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, text, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    delete,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from encd.checkpoint import Checkpoint, sign_checkpoint
 from encd.errors import Error, InvalidInput
 from encd.events import Event
 from encd.keys import SigningKey
 from encd.logentry import LogEntry
-from encd.merkle import CompactRange, GetNode, consistency_proof, inclusion_proof
+from encd.merkle import CompactRange, GetNode, Memo, consistency_proof, inclusion_proof
 from encd.parties import Party, Preverified, load_party, preverify
 from encd.replay import Admitted, admit
 from encd.title import DocumentState, dump_state, load_state
@@ -63,9 +71,21 @@ ADVISORY_LOCK = 0x656E6364  # "encd"
 MAX_BATCH = 512
 DOC_CACHE = 20_000
 NODE_CACHE = 1_000_000  # tree nodes kept in memory (~150 MB at most)
+RAGGED_CACHE = 100_000  # composed hashes of ragged ranges kept (encd.merkle.Memo)
 _PLACEHOLDER = bytes(32)  # stands in for a node's hash while listing the nodes a proof needs
 
 Clock = Callable[[], datetime]
+
+
+def _raw_rows(conn: Connection, sql: str) -> list[Any]:
+    """Rows of a constant SQL text through the driver's own cursor: on the proof path
+    SQLAlchemy's result machinery costs more than the query."""
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def _now() -> datetime:
@@ -185,11 +205,13 @@ class Ledger:
         # Sequencer state: touched only by the sequencer thread (or under _state_lock).
         self._state_lock = threading.Lock()
         self._size = -1  # -1: reload from the store before the next batch
+        self._seen_size = 0  # the largest log size this process has seen stored
         self._range = CompactRange()
         self._parties: dict[str, Party] = {}
         self._docs: OrderedDict[str, tuple[DocumentState, int]] = OrderedDict()
         self._checkpoint = b""
         self._nodes: dict[tuple[int, int], bytes] = {}
+        self._ragged: Memo = {}  # committed ragged ranges only: a rolled-back batch adds none
         self._queue: list[_Pending] = []
         self._queue_ready = threading.Condition()
         self._closed = False
@@ -369,6 +391,7 @@ class Ledger:
             self._step("before_commit")
         # committed: the caches follow
         self._size, self._range, self._checkpoint = size, tree, checkpoint_note
+        self._seen_size = max(self._seen_size, size)
         self._cache_nodes(batch.nodes)
         self._parties.update(batch.parties)
         for doc_id, state in batch.documents.items():
@@ -508,6 +531,7 @@ class Ledger:
             return staged if staged is not None else self._node(conn, level, index)
 
         appended = {index: (a.event.id, at) for index, a, at in batch.events}
+        memo: Memo = {}  # this batch's ragged ranges: not kept, the batch may yet roll back
         receipts: list[Receipt | Error] = []
         for outcome in outcomes:
             if isinstance(outcome, Error):
@@ -516,7 +540,7 @@ class Ledger:
                 receipts.append(self._first_receipt(conn, -1 - outcome))
             else:
                 event_id, at = appended[outcome]
-                proof = inclusion_proof(outcome, size, get_node)
+                proof = inclusion_proof(outcome, size, get_node, memo)
                 tlog = TlogProof(outcome, tuple(proof), checkpoint_note)
                 duplicate = outcomes.index(outcome) != len(receipts)
                 receipts.append(
@@ -536,7 +560,7 @@ class Ledger:
             .limit(1)
         ).one()
         size, note = int(note_row[1]), bytes(note_row[0])
-        proof = self._proof(conn, lambda get: inclusion_proof(index, size, get))
+        proof = self._proof(conn, lambda get, memo: inclusion_proof(index, size, get, memo))
         tlog = TlogProof(index, tuple(proof), note)
         return Receipt(str(row[0]), index, int(row[1]), note, tlog.to_bytes(), duplicate)
 
@@ -546,10 +570,11 @@ class Ledger:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK})
 
-    @staticmethod
-    def _stored_size(conn: Connection) -> int:
-        last = conn.execute(select(func.max(EVENT.c.log_index))).scalar_one()
-        return 0 if last is None else int(last) + 1
+    def _stored_size(self, conn: Connection) -> int:
+        last = _raw_rows(conn, "SELECT max(log_index) FROM event")[0][0]
+        size = 0 if last is None else int(last) + 1
+        self._seen_size = max(self._seen_size, size)
+        return size
 
     def _sync(self, conn: Connection) -> None:
         """Reload the caches if another process appended since this one last did."""
@@ -604,7 +629,9 @@ class Ledger:
         self._cache_nodes({key: value})
         return value
 
-    def _proof(self, conn: Connection, build: Callable[[GetNode], list[bytes]]) -> list[bytes]:
+    def _proof(
+        self, conn: Connection, build: Callable[[GetNode, Memo], list[bytes]]
+    ) -> list[bytes]:
         """Run a proof builder with every node it needs read in one query, not one each.
 
         The nodes a proof needs depend only on the sizes and the index, so a first run
@@ -617,20 +644,23 @@ class Ledger:
                 wanted.append((level, index))
             return _PLACEHOLDER
 
-        build(record)
+        # the listing run may read the memo of ragged ranges but must not fill it
+        build(record, ChainMap({}, self._ragged))
         if wanted:
             self._load_nodes(conn, wanted)
-        return build(lambda lv, ix: self._node(conn, lv, ix))
+        if len(self._ragged) > RAGGED_CACHE:
+            self._ragged = {}
+        return build(lambda lv, ix: self._node(conn, lv, ix), self._ragged)
 
     def _load_nodes(self, conn: Connection, keys: Sequence[tuple[int, int]]) -> None:
         found: dict[tuple[int, int], bytes] = {}
         for start in range(0, len(keys), 200):
             chunk = keys[start : start + 200]
-            rows = conn.execute(
-                select(TREE_NODE.c.level, TREE_NODE.c.idx, TREE_NODE.c.hash).where(
-                    tuple_(TREE_NODE.c.level, TREE_NODE.c.idx).in_(chunk)
-                )
-            )
+            # (level = l AND idx = i) OR ...: both databases look each pair up in the
+            # primary key (SQLite scans the table for a row-value IN).  The numbers are
+            # ints this class computed, written as literals: no SQL builder on this path.
+            where = " OR ".join(f"(level = {int(lv)} AND idx = {int(ix)})" for lv, ix in chunk)
+            rows = _raw_rows(conn, f"SELECT level, idx, hash FROM tree_node WHERE {where}")
             found.update(((int(r[0]), int(r[1])), bytes(r[2])) for r in rows)
         self._cache_nodes(found)  # a node still missing is reported by _node
 
@@ -692,7 +722,9 @@ class Ledger:
             head_at = conn.execute(
                 select(EVENT.c.sequenced_at).where(EVENT.c.log_index == head_index)
             ).scalar_one()
-            proof = self._proof(conn, lambda get: inclusion_proof(head_index, size, get))
+            proof = self._proof(
+                conn, lambda get, memo: inclusion_proof(head_index, size, get, memo)
+            )
         state = load_state(json.loads(row[0]))
         return TitleProof(
             state, head_index, int(head_at), note, TlogProof(head_index, tuple(proof), note)
@@ -767,14 +799,14 @@ class Ledger:
         """The inclusion proof of leaf ``index`` in the tree of ``size`` leaves."""
         with self.reader.connect() as conn:
             self._check_range(conn, index, size, "index")
-            return self._proof(conn, lambda get: inclusion_proof(index, size, get))
+            return self._proof(conn, lambda get, memo: inclusion_proof(index, size, get, memo))
 
     def consistency(self, size1: int, size2: int) -> list[bytes]:
         if not 0 < size1 <= size2:
             raise InvalidInput("size1", f"expected 0 < size1 <= size2, got {size1} and {size2}")
         with self.reader.connect() as conn:
             self._check_range(conn, size1 - 1, size2, "size1")
-            return self._proof(conn, lambda get: consistency_proof(size1, size2, get))
+            return self._proof(conn, lambda get, memo: consistency_proof(size1, size2, get, memo))
 
     def receipt(self, event_id: str) -> Receipt:
         """The receipt an event got when it was appended (proof to that batch's checkpoint)."""
@@ -806,7 +838,8 @@ class Ledger:
         return b"".join(bytes(r[1]) for r in rows)
 
     def _check_range(self, conn: Connection, index: int, size: int, name: str) -> None:
-        current = self._stored_size(conn)
+        # The log only grows: a size this process has seen stored needs no query.
+        current = self._seen_size if 0 < size <= self._seen_size else self._stored_size(conn)
         if not 0 < size <= current:
             raise InvalidInput("size", f"expected a tree size from 1 to {current}, got {size}")
         if not 0 <= index < size:

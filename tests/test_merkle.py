@@ -151,6 +151,23 @@ def test_subtree_hash_composes_ragged_edges() -> None:
             assert subtree_hash(start, end, nodes_of(end)) == root_naive(LEAVES[start:end])
 
 
+def test_proofs_with_one_memo_across_sizes_equal_proofs_without() -> None:
+    # A server keeps one memo of ragged ranges for every proof it serves, whatever the size.
+    memo: dict[tuple[int, int], bytes] = {}
+    for size in [*range(1, 70), 255, 256, 257, 1000, 1023, 69, 3, 1000]:
+        for index in {0, size // 3, size - 1}:
+            assert inclusion_proof(index, size, nodes_of(size), memo) == inclusion_proof(
+                index, size, nodes_of(size)
+            )
+        for size1 in {1, size // 2 or 1, size - 1 or 1, size}:
+            assert consistency_proof(size1, size, nodes_of(size), memo) == consistency_proof(
+                size1, size, nodes_of(size)
+            )
+    assert memo, "ragged ranges were composed and kept"
+    for (start, end), value in memo.items():
+        assert value == root_naive(LEAVES[start:end])
+
+
 def test_compact_range_refuses_wrong_border() -> None:
     with pytest.raises(InvalidInput) as info:
         CompactRange(3, (LEAVES[0],))
