@@ -77,8 +77,9 @@ from encd.events import Event, event_id
 from encd.keys import PublicKey
 from encd.logentry import LogEntry
 from encd.merkle import HASH_SIZE, MAX_SIZE, CompactRange, short, verify_inclusion
-from encd.parties import Party, preverify
+from encd.parties import Party, Preverified, preverify
 from encd.replay import Replay, admit
+from encd.sigcheck import Job, Workers, workers
 from encd.title import DocumentState
 from encd.tlogproof import MAX_PROOF_HASHES
 
@@ -313,9 +314,12 @@ def verify_bundle(source: bytes | Iterable[bytes], log_key: PublicKey) -> Bundle
             1,
         )
     run = _Run(header, checkpoint)
-    for number, chunk in lines:
-        run.entry(number, chunk)
-    return run.finish()
+    try:
+        for number, chunk in lines:
+            run.entry(number, chunk)
+        return run.finish()
+    finally:
+        run.close()
 
 
 class _Run:
@@ -332,7 +336,9 @@ class _Run:
         self.last_index = -1
         self.document_events = 0
         self.pending: Error | None = None  # a step-5 failure, raised once steps 3-4 pass
-        self.queued: list[tuple[Event, int, int]] = []  # parsed, awaiting replay
+        self.queued: list[_Queued] = []  # parsed, awaiting their signature checks
+        self.checking: list[_Queued] = []  # the chunk whose signatures are being checked
+        self.checks: _Checks = _checks(header)
 
     def entry(self, number: int, chunk: bytes) -> None:
         # (3) a well-formed entry line
@@ -417,18 +423,29 @@ class _Run:
                 return
             self.queued.append((event, number, index))
             if len(self.queued) >= REPLAY_CHUNK:
-                self._replay()
+                self._advance()
 
-    def _replay(self) -> None:
-        """(5) Admit the queued events in log order.  Their signatures are checked first,
-        on every core (PyNaCl releases the GIL), against the registry as the chunk
-        starts; ``admit`` then only re-checks that each key is active at its event."""
+    def _advance(self) -> None:
+        """(5) The chunk being checked is replayed; the queued one is sent to be checked.
+
+        A chunk's signatures are checked ahead of its replay (see ``_Checks``), against
+        the registry as it then stands; ``admit`` then only re-checks that each key is
+        active at its event, and checks itself any signature not found verified."""
+        checking, self.checking = self.checking, []
         queued, self.queued = self.queued, []
-        if self.pending is not None or not queued:
+        checked = self.checks.results(self.replay.parties) if checking else []
+        if self.pending is None and queued:
+            self.checks.start([event for event, _, _ in queued], self.replay.parties)
+            self.checking = queued
+        if checking:
+            self._replay(checking, checked)
+
+    def _replay(self, chunk: list[_Queued], checked: list[Preverified]) -> None:
+        """(5) Admit a chunk's events in log order."""
+        if self.pending is not None:
             return
         state = self.replay
-        checked = list(_pool().map(lambda item: preverify(item[0], state.parties), queued))
-        for (event, number, index), preverified in zip(queued, checked, strict=True):
+        for (event, number, index), preverified in zip(chunk, checked, strict=True):
             document = None if event.is_party_event else state.documents.get(event.subject)
             try:
                 admitted = admit(
@@ -443,8 +460,16 @@ class _Run:
                 return
             state.commit(admitted)
 
+    def close(self) -> None:
+        """Collect what is still being checked (an error may have cut the run short)."""
+        if self.checking:
+            self.checking = []
+            self.checks.results(self.replay.parties)
+        self.checks.close()
+
     def finish(self) -> BundleReport:
-        self._replay()
+        self._advance()  # the last chunk sent to be checked ...
+        self._advance()  # ... and replayed
         # (4) a ledger export: exactly N entries, whose root is the checkpoint's
         if not self.is_document:
             if self.count != self.size:
@@ -489,7 +514,83 @@ class _Run:
 # --- helpers -------------------------------------------------------------------------------
 
 REPLAY_CHUNK = 512
+#: A ledger export of at least this many entries has its signatures checked in worker
+#: processes (encd.sigcheck), started once and kept; a smaller bundle, on threads.
+PROCESS_MIN_ENTRIES = 4 * REPLAY_CHUNK
 _POOL: ThreadPoolExecutor | None = None
+
+_Queued = tuple[Event, int, int]  # an event, its line number and its log index
+
+
+class _Checks:
+    """Signature checks ahead of the replay, one chunk at a time: ``start`` a chunk, and
+    later have its ``results``, one ``Preverified`` per event (see encd.parties)."""
+
+    def start(self, events: list[Event], parties: Mapping[str, Party]) -> None:
+        raise NotImplementedError
+
+    def results(self, parties: Mapping[str, Party]) -> list[Preverified]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class _ThreadChecks(_Checks):
+    """On threads, when the results are asked for (while the main thread waits: a thread
+    cannot check while the main thread runs Python, see encd.sigcheck)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def start(self, events: list[Event], parties: Mapping[str, Party]) -> None:
+        self.events = events
+
+    def results(self, parties: Mapping[str, Party]) -> list[Preverified]:
+        events, self.events = self.events, []
+        return list(_pool().map(lambda event: preverify(event, parties), events))
+
+
+class _ProcessChecks(_Checks):
+    """In worker processes, while the main thread goes on parsing and replaying."""
+
+    def __init__(self, workers: Workers) -> None:
+        self.workers = workers
+        self.keys: list[tuple[int, tuple[str, bytes], bytes]] = []  # (event, signer, key)
+        self.count = 0
+
+    def start(self, events: list[Event], parties: Mapping[str, Party]) -> None:
+        jobs: list[Job] = []
+        keys = []
+        for i, event in enumerate(events):
+            for sig in event.signatures:
+                party = parties.get(sig.name)
+                raw = None if party is None else party.key_by_hash(sig.key_hash)
+                if raw is not None:
+                    jobs.append((raw, event.text, sig.signature))
+                    keys.append((i, (sig.name, sig.key_hash), raw))
+        self.keys, self.count = keys, len(events)
+        self.workers.send(jobs)
+
+    def results(self, parties: Mapping[str, Party]) -> list[Preverified]:
+        verified = self.workers.receive()
+        out: list[dict[tuple[str, bytes], bytes]] = [{} for _ in range(self.count)]
+        for (i, signer, raw), ok in zip(self.keys, verified, strict=True):
+            if ok:
+                out[i][signer] = raw
+        self.keys, self.count = [], 0
+        return list(out)
+
+    def close(self) -> None:
+        self.workers.lock.release()
+
+
+def _checks(header: BundleHeader) -> _Checks:
+    if header.kind == LEDGER and header.size >= PROCESS_MIN_ENTRIES:
+        found = workers()
+        if found is not None and found.lock.acquire(blocking=False):
+            return _ProcessChecks(found)
+    return _ThreadChecks()
 
 
 def _pool() -> ThreadPoolExecutor:

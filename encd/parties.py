@@ -21,7 +21,7 @@ in the registry as it stands just before the event in the log.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -51,6 +51,11 @@ HOLDER_ROLES = frozenset({Role.TRADER, Role.BANK, Role.CARRIER})
 class KeyRecord:
     key: PublicKey
     revoked: bool = False
+    #: ``key.hash`` (a SHA-256), computed once: signatures find their key by it.
+    key_hash: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key_hash", self.key.hash)
 
     @property
     def key_id(self) -> str:
@@ -67,6 +72,13 @@ class Party:
     agent_for: frozenset[str]
     seq: int
     head: str
+
+    def key_by_hash(self, key_hash: bytes) -> bytes | None:
+        """The raw public key of this party's key (active or revoked) with that key hash."""
+        for record in self.keys:
+            if record.key_hash == key_hash:
+                return record.key.raw
+        return None
 
     def active_keys(self) -> tuple[PublicKey, ...]:
         return tuple(record.key for record in self.keys if not record.revoked)
@@ -214,7 +226,7 @@ def verify_signers(
                 raise VerificationError(
                     f"signature by {sig.key_id}: {sig.name} is not a registered party"
                 )
-            record = next((r for r in party.keys if r.key.hash == sig.key_hash), None)
+            record = next((r for r in party.keys if r.key_hash == sig.key_hash), None)
             if record is None:
                 raise VerificationError(
                     f"signature by {sig.key_id}: no such key of party {sig.name}"
@@ -240,7 +252,7 @@ def preverify(event: Event, parties: Mapping[str, Party]) -> dict[tuple[str, byt
         record = (
             None
             if party is None
-            else next((r for r in party.keys if r.key.hash == sig.key_hash), None)
+            else next((r for r in party.keys if r.key_hash == sig.key_hash), None)
         )
         if record is None:
             continue
@@ -284,7 +296,7 @@ def apply_party(
         keys = tuple(
             KeyRecord(_vkey(text, pid, f"body.keys[{i}]")) for i, text in enumerate(body.keys)
         )
-        if len({r.key.hash for r in keys}) != len(keys):
+        if len({r.key_hash for r in keys}) != len(keys):
             raise InvalidInput("body.keys", "two keys with the same key hash")
         roles, agent_for = _roles_and_agency(body.roles, body.agent_for, parties, "body")
         _check_chain(None, event)
@@ -345,7 +357,7 @@ def _check_chain(party: Party | None, event: Event) -> None:
 
 
 def _with_key(party: Party, key: PublicKey, field: str) -> tuple[KeyRecord, ...]:
-    if any(r.key.hash == key.hash for r in party.keys):
+    if any(r.key_hash == key.hash for r in party.keys):
         raise InvalidInput(field, f"key {key.key_id} is already registered for {party.id}")
     return (*party.keys, KeyRecord(key))
 

@@ -827,3 +827,90 @@ def test_the_worked_example_of_log_md() -> None:
     tree, _ = tree.append(second.leaf_hash)
     assert base64.b64encode(tree.root()).decode() == "t8LWde0JDZyr0CA2XSRWX+cqnGGJkpRN/NWPxJ7OrMw="
     assert TRUSTED.vkey == "encd.test/log+6f73c67b+AWag6cppBjEBDURHA/JP2lMf7oW/tUVvrkiie9C0nYzy"
+
+
+# --- signature checks in worker processes (encd.sigcheck) ------------------------------------
+
+
+@pytest.fixture()
+def processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ledger export checked in worker processes, in chunks of 3 (so that several
+    chunks are out and back while the main thread parses and replays)."""
+    import encd.bundle
+
+    monkeypatch.setattr(encd.bundle, "PROCESS_MIN_ENTRIES", 0)
+    monkeypatch.setattr(encd.bundle, "REPLAY_CHUNK", 3)
+
+
+def outcome(bundle: bytes) -> tuple[str, Any]:
+    try:
+        report = verify_bundle(bundle, TRUSTED)
+    except Error as exc:
+        return (type(exc).__name__, str(exc))
+    return ("ok", (report.entries, dict(report.documents), dict(report.parties)))
+
+
+def test_worker_processes_check_what_threads_check(
+    story: Story, before_transfer: tuple[Cast, list[bytes], bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An honest export, forged ones and flipped bits: the same verdict and message either way."""
+    import encd.bundle
+    import encd.sigcheck
+
+    cast, log, transfer = before_transfer
+    exporter, buyer = cast.actor("exporter"), cast.actor("buyer")
+    event = Event.parse(transfer)
+    other = resign(transfer, [exporter.key], body__to=cast.actor("bank2").id)
+    bundles = [
+        story.ledger,
+        rogue_bundle([*log, resign(transfer, [buyer.key])], "ledger"),
+        rogue_bundle([*log, event.text + other[len(Event.parse(other).text) :]], "ledger"),
+        rogue_bundle([*log, resign(transfer, [seeded_key(exporter.id, "mallory")])], "ledger"),
+    ]
+    flipped = bytearray(story.ledger)
+    for bit in range(8 * len(split(story.ledger)[0]) + 5, len(flipped) * 8, 997):
+        changed = bytearray(flipped)
+        changed[bit // 8] ^= 1 << (bit % 8)
+        bundles.append(bytes(changed))
+    with monkeypatch.context() as threads:
+        threads.setattr(encd.bundle, "REPLAY_CHUNK", 3)
+        expected = [outcome(bundle) for bundle in bundles]
+    monkeypatch.setattr(encd.bundle, "PROCESS_MIN_ENTRIES", 0)
+    monkeypatch.setattr(encd.bundle, "REPLAY_CHUNK", 3)
+    started = encd.sigcheck.workers()
+    assert started is not None and not started.broken
+    answers: list[int] = []
+    receive = started.receive
+    monkeypatch.setattr(started, "receive", lambda: answers.append(1) or receive())
+    assert [outcome(bundle) for bundle in bundles] == expected
+    assert len(answers) > len(bundles)  # the workers did check
+    assert expected[0][0] == "ok" and {kind for kind, _ in expected[1:]} - {"ok"}
+    assert encd.sigcheck.workers() is started  # kept for the next audit, free again
+    assert started.lock.acquire(blocking=False)
+    started.lock.release()
+
+
+def test_dead_workers_cost_speed_not_the_verdict(story: Story, processes: None) -> None:
+    import encd.sigcheck
+
+    expected = outcome(story.ledger)
+    assert expected[0] == "ok"
+    started = encd.sigcheck.workers()
+    assert started is not None
+    for proc in started._procs:
+        proc.kill()
+        proc.join()
+    assert outcome(story.ledger) == expected  # checked again on the main thread
+    assert started.broken
+    fresh = encd.sigcheck.workers()
+    assert fresh is not None and fresh is not started and not fresh.broken
+    assert outcome(story.ledger) == expected
+
+
+def test_a_busy_pool_leaves_the_next_audit_to_threads(story: Story, processes: None) -> None:
+    import encd.sigcheck
+
+    started = encd.sigcheck.workers()
+    assert started is not None
+    with started.lock:  # another audit has the workers
+        assert outcome(story.ledger)[0] == "ok"
