@@ -38,7 +38,6 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    delete,
     insert,
     select,
     text,
@@ -46,6 +45,7 @@ from sqlalchemy import (
 )
 
 from encd.checkpoint import Checkpoint, sign_checkpoint
+from encd.document import Document
 from encd.errors import Error, InvalidInput
 from encd.events import Event
 from encd.keys import SigningKey
@@ -72,17 +72,46 @@ MAX_BATCH = 512
 DOC_CACHE = 20_000
 NODE_CACHE = 1_000_000  # tree nodes kept in memory (~150 MB at most)
 RAGGED_CACHE = 100_000  # composed hashes of ragged ranges kept (encd.merkle.Memo)
-_PLACEHOLDER = bytes(32)  # stands in for a node's hash while listing the nodes a proof needs
+_PLACEHOLDER = bytes(32)
+_NONE: frozenset[str] = (
+    frozenset()
+)  # stands in for a node's hash while listing the nodes a proof needs
 
 Clock = Callable[[], datetime]
 
 
-def _raw_rows(conn: Connection, sql: str) -> list[Any]:
-    """Rows of a constant SQL text through the driver's own cursor: on the proof path
-    SQLAlchemy's result machinery costs more than the query."""
+class _Driver:
+    """The driver's own cursor on a SQLAlchemy connection, inside its transaction.
+
+    The sequencer writes a batch as a handful of ``executemany`` calls of fixed
+    statements; through SQLAlchemy Core each row cost more in statement building
+    and parameter processing than in the database.  Statements are written with
+    ``?`` and turned into the driver's placeholder (``%s`` for psycopg)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._cursor = conn.connection.cursor()
+        self._postgres = conn.dialect.name == "postgresql"
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self._postgres else sql
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._cursor.executemany(self._sql(sql), rows)
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        self._cursor.execute(self._sql(sql), params)
+        return list(self._cursor.fetchall())
+
+
+def _raw_rows(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    """Rows of a query through the driver's own cursor (``?`` placeholders): on the
+    sequencer's and the proofs' paths SQLAlchemy's machinery costs more than the query."""
     cursor = conn.connection.cursor()
     try:
-        cursor.execute(sql)
+        if conn.dialect.name == "postgresql":
+            sql = sql.replace("?", "%s")
+        cursor.execute(sql, params)
         return list(cursor.fetchall())
     finally:
         cursor.close()
@@ -159,23 +188,27 @@ class _Batch:
 class _CargoView(Mapping[str, str]):
     """The cargo index as the batch sees it: staged changes over the stored rows."""
 
-    def __init__(self, conn: Connection, batch: _Batch) -> None:
-        self._conn = conn
+    def __init__(self, driver: _Driver, batch: _Batch) -> None:
+        self._driver = driver
         self._batch = batch
 
-    def __getitem__(self, key: str) -> str:
+    def get(self, key: str, default: Any = None) -> Any:
         if key in self._batch.claimed:
             return self._batch.claimed[key]
         if key in self._batch.released:
+            return default
+        rows = self._driver.rows("SELECT doc_id FROM cargo WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else default
+
+    def __getitem__(self, key: str) -> str:
+        found: str | None = self.get(key)
+        if found is None:
             raise KeyError(key)
-        row = self._conn.execute(select(CARGO.c.doc_id).where(CARGO.c.key == key)).first()
-        if row is None:
-            raise KeyError(key)
-        return str(row[0])
+        return found
 
     def __iter__(self) -> Iterator[str]:  # pragma: no cover - the rules only look keys up
-        stored = self._conn.execute(select(CARGO.c.key)).scalars()
-        keys = (set(stored) - self._batch.released) | set(self._batch.claimed)
+        stored = {str(row[0]) for row in self._driver.rows("SELECT key FROM cargo")}
+        keys = (stored - self._batch.released) | set(self._batch.claimed)
         return iter(sorted(keys))
 
     def __len__(self) -> int:  # pragma: no cover
@@ -211,6 +244,8 @@ class Ledger:
         self._docs: OrderedDict[str, tuple[DocumentState, int]] = OrderedDict()
         self._checkpoint = b""
         self._nodes: dict[tuple[int, int], bytes] = {}
+        self._doc_parties: dict[str, frozenset[str]] = {}  # pairs known to be stored
+        self._content_text: dict[str, tuple[Document, str]] = {}
         self._ragged: Memo = {}  # committed ragged ranges only: a rolled-back batch adds none
         self._queue: list[_Pending] = []
         self._queue_ready = threading.Condition()
@@ -343,7 +378,8 @@ class Ledger:
         with self.writer.begin() as conn:
             self._lock_log(conn)
             self._sync(conn)
-            cargo = _CargoView(conn, batch)
+            driver = _Driver(conn)
+            cargo = _CargoView(driver, batch)
             size = self._size
             tree = self._range
             ids = [item.event.id for item in pending]
@@ -383,7 +419,7 @@ class Ledger:
                 self._stage(batch, admitted, index)
                 outcomes.append(index)
             if batch.events:
-                self._flush(conn, batch)
+                self._flush(conn, driver, batch)
                 checkpoint_note = self._sign_and_store(conn, tree, sequenced_at)
             else:
                 checkpoint_note = self._checkpoint
@@ -396,6 +432,10 @@ class Ledger:
         self._parties.update(batch.parties)
         for doc_id, state in batch.documents.items():
             self._remember(doc_id, state, batch.head_index[doc_id])
+        if len(self._doc_parties) > DOC_CACHE:
+            self._doc_parties = {}
+        for doc_id, involved in batch.doc_parties.items():
+            self._doc_parties[doc_id] = self._doc_parties.get(doc_id, _NONE) | involved
         return receipts
 
     def _admit(
@@ -433,21 +473,13 @@ class Ledger:
                 batch.released.discard(key)
                 batch.claimed[key] = doc.id
 
-    def _flush(self, conn: Connection, batch: _Batch) -> None:
-        conn.execute(
-            insert(EVENT),
+    def _flush(self, conn: Connection, driver: _Driver, batch: _Batch) -> None:
+        driver.many(
+            "INSERT INTO event (log_index, event_id, chain, subject, seq, type, sequenced_at, raw)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                {
-                    "log_index": index,
-                    "event_id": a.event.id,
-                    "chain": a.event.chain,
-                    "subject": a.event.subject,
-                    "seq": a.event.seq,
-                    "type": a.event.type,
-                    "sequenced_at": at,
-                    "raw": a.event.raw,
-                }
-                for index, a, at in batch.events
+                (index, e.id, e.chain, e.subject, e.seq, e.type, at, e.raw)
+                for index, e, at in ((i, a.event, at) for i, a, at in batch.events)
             ],
         )
         self._step("after_events")
@@ -463,46 +495,69 @@ class Ledger:
             else:
                 conn.execute(update(PARTY).where(PARTY.c.id == pid).values(**values))
         self._step("after_parties")
+        inserts: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
         for doc_id, state in batch.documents.items():
-            values = {
-                "seq": state.seq,
-                "head": state.head,
-                "head_index": batch.head_index[doc_id],
-                "status": str(state.status),
-                "holder": state.holder,
-                "controller": state.controller,
-                "carrier": state.carrier,
-                "state": json.dumps(dump_state(state), sort_keys=True),
-            }
+            row = (
+                state.seq,
+                state.head,
+                batch.head_index[doc_id],
+                str(state.status),
+                state.holder,
+                state.controller,
+                state.carrier,
+                self._state_text(state),
+            )
             if doc_id in batch.new_documents:
-                conn.execute(insert(DOCUMENT).values(id=doc_id, **values))
+                inserts.append((doc_id, *row))
             else:
-                conn.execute(update(DOCUMENT).where(DOCUMENT.c.id == doc_id).values(**values))
+                updates.append((*row, doc_id))
+        driver.many(
+            "INSERT INTO document (id, seq, head, head_index, status, holder, controller,"
+            " carrier, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            inserts,
+        )
+        driver.many(
+            "UPDATE document SET seq = ?, head = ?, head_index = ?, status = ?, holder = ?,"
+            " controller = ?, carrier = ?, state = ? WHERE id = ?",
+            updates,
+        )
         self._step("after_documents")
-        if batch.released:
-            conn.execute(delete(CARGO).where(CARGO.c.key.in_(sorted(batch.released))))
-        if batch.claimed:
-            conn.execute(
-                insert(CARGO),
-                [{"key": k, "doc_id": d} for k, d in sorted(batch.claimed.items())],
-            )
-        for doc_id, involved in batch.doc_parties.items():
-            known = set(
-                conn.execute(
-                    select(DOC_PARTY.c.party_id).where(DOC_PARTY.c.doc_id == doc_id)
-                ).scalars()
-            )
-            if involved - known:
-                conn.execute(
-                    insert(DOC_PARTY),
-                    [{"doc_id": doc_id, "party_id": p} for p in sorted(involved - known)],
-                )
+        driver.many("DELETE FROM cargo WHERE key = ?", [(k,) for k in sorted(batch.released)])
+        driver.many("INSERT INTO cargo (key, doc_id) VALUES (?, ?)", sorted(batch.claimed.items()))
+        # who has been party to each document: rows this process knows are stored are
+        # skipped; any other pair is inserted unless it is there already
+        known = self._doc_parties
+        pairs = [
+            (doc_id, party)
+            for doc_id, involved in batch.doc_parties.items()
+            for party in sorted(involved - known.get(doc_id, _NONE))
+        ]
+        driver.many(
+            "INSERT INTO doc_party (doc_id, party_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            pairs,
+        )
         self._step("after_cargo")
-        conn.execute(
-            insert(TREE_NODE),
-            [{"level": lv, "idx": ix, "hash": h} for (lv, ix), h in batch.nodes.items()],
+        driver.many(
+            "INSERT INTO tree_node (level, idx, hash) VALUES (?, ?, ?)",
+            [(lv, ix, h) for (lv, ix), h in batch.nodes.items()],
         )
         self._step("after_tree")
+
+    def _state_text(self, state: DocumentState) -> str:
+        """A document's state as stored: JSON of ``dump_state``, its content (unchanged by
+        most events) serialised once per content version and reused."""
+        content = state.content
+        cached = self._content_text.get(state.id)
+        if cached is None or cached[0] is not content:
+            cached = (content, json.dumps(content.to_json(), sort_keys=True))
+            if len(self._content_text) >= DOC_CACHE:
+                self._content_text.clear()
+            self._content_text[state.id] = cached
+        value = dump_state(state)
+        del value["content"]
+        rest = json.dumps(value, sort_keys=True)
+        return f'{rest[:-1]}, "content": {cached[1]}}}'
 
     def _sign_and_store(self, conn: Connection, tree: CompactRange, at: int) -> bytes:
         checkpoint = Checkpoint(self.origin, tree.size, tree.root())
@@ -605,13 +660,11 @@ class Ledger:
         cached = self._docs.get(doc_id)
         if cached is not None:
             return cached[0]
-        row = conn.execute(
-            select(DOCUMENT.c.state, DOCUMENT.c.head_index).where(DOCUMENT.c.id == doc_id)
-        ).first()
-        if row is None:
+        rows = _raw_rows(conn, "SELECT state, head_index FROM document WHERE id = ?", (doc_id,))
+        if not rows:
             return None
-        state = load_state(json.loads(row[0]))
-        self._remember(doc_id, state, int(row[1]))
+        state = load_state(json.loads(rows[0][0]))
+        self._remember(doc_id, state, int(rows[0][1]))
         return state
 
     def _node(self, conn: Connection, level: int, index: int) -> bytes:
