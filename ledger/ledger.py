@@ -26,6 +26,7 @@ reloads otherwise, so several processes may append and the log never forks.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import ChainMap, OrderedDict
@@ -53,6 +54,7 @@ from encd.logentry import LogEntry
 from encd.merkle import CompactRange, GetNode, Memo, consistency_proof, inclusion_proof
 from encd.parties import Party, Preverified, load_party, preverify
 from encd.replay import Admitted, admit
+from encd.sigcheck import Job, Workers, workers
 from encd.title import DocumentState, dump_state, load_state
 from encd.tlogproof import TlogProof
 from ledger.db import make_engine, migrate
@@ -72,6 +74,8 @@ MAX_BATCH = 512
 DOC_CACHE = 20_000
 NODE_CACHE = 1_000_000  # tree nodes kept in memory (~150 MB at most)
 RAGGED_CACHE = 100_000  # composed hashes of ragged ranges kept (encd.merkle.Memo)
+PARSE_CHUNK = 256  # append_many: events parsed while the workers check the chunk before
+PROCESS_MIN_EVENTS = 2 * PARSE_CHUNK  # fewer than this: checked on the caller's thread
 _PLACEHOLDER = bytes(32)
 _NONE: frozenset[str] = (
     frozenset()
@@ -102,6 +106,18 @@ class _Driver:
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         self._cursor.execute(self._sql(sql), params)
         return list(self._cursor.fetchall())
+
+
+def _workers_for(count: int) -> Workers | None:
+    """Signature-checking worker processes for ``count`` events, held for this caller; None
+    when they would not help (few events, one core) or another caller has them."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if count < PROCESS_MIN_EVENTS or (cores or 1) < 2:
+        return None
+    found = workers()
+    if found is None or not found.lock.acquire(blocking=False):
+        return None
+    return found
 
 
 def _raw_rows(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -280,13 +296,24 @@ class Ledger:
         return self.submit(raw).result()
 
     def append_many(self, raws: Sequence[bytes]) -> list[Receipt | Error]:
-        """Append several events (in order); each gets its receipt or its error."""
+        """Append several events (in order); each gets its receipt or its error.
+
+        With more than one core and enough events, the signatures are checked in worker
+        processes (encd.sigcheck) while this thread parses the next chunk, and each
+        chunk reaches the sequencer at once, so its batches stay full."""
         futures: list[Future[Receipt] | Error] = []
-        for raw in raws:
+        workers = _workers_for(len(raws))
+        if workers is None:
+            for raw in raws:
+                try:
+                    futures.append(self.submit(raw))
+                except Error as exc:
+                    futures.append(exc)
+        else:
             try:
-                futures.append(self.submit(raw))
-            except Error as exc:
-                futures.append(exc)
+                self._submit_checked_elsewhere(raws, workers, futures)
+            finally:
+                workers.lock.release()
         results: list[Receipt | Error] = []
         for item in futures:
             if isinstance(item, Error):
@@ -298,6 +325,62 @@ class Ledger:
                 results.append(exc)
         return results
 
+    def _submit_checked_elsewhere(
+        self, raws: Sequence[bytes], workers: Workers, out: list[Future[Receipt] | Error]
+    ) -> None:
+        out_chunk: list[Event | Error] = []
+        keys: list[tuple[int, tuple[str, bytes], bytes]] = []
+        for start in range(0, len(raws) + PARSE_CHUNK, PARSE_CHUNK):
+            # parse this chunk while the workers check the previous one
+            chunk: list[Event | Error] = []
+            for raw in raws[start : start + PARSE_CHUNK]:
+                try:
+                    chunk.append(Event.parse(raw))
+                except Error as exc:
+                    chunk.append(exc)
+            if out_chunk:
+                self._enqueue_checked(out_chunk, keys, workers.receive(), out)
+            if not chunk:
+                break
+            jobs: list[Job] = []
+            keys = []
+            for i, item in enumerate(chunk):
+                if isinstance(item, Error):
+                    continue
+                for sig in item.signatures:
+                    party = self._parties.get(sig.name)
+                    key = None if party is None else party.key_by_hash(sig.key_hash)
+                    if key is not None:
+                        jobs.append((key, item.text, sig.signature))
+                        keys.append((i, (sig.name, sig.key_hash), key))
+            workers.send(jobs)
+            out_chunk = chunk
+
+    def _enqueue_checked(
+        self,
+        chunk: list[Event | Error],
+        keys: list[tuple[int, tuple[str, bytes], bytes]],
+        verified: list[bool],
+        out: list[Future[Receipt] | Error],
+    ) -> None:
+        # The flags are a hint: verify_signers checks again any signature not listed.
+        checked: list[dict[tuple[str, bytes], bytes]] = [{} for _ in chunk]
+        for (i, signer, key), ok in zip(keys, verified, strict=True):
+            if ok:
+                checked[i][signer] = key
+        pending: list[_Pending] = []
+        for item, preverified in zip(chunk, checked, strict=True):
+            if isinstance(item, Error):
+                out.append(item)
+            else:
+                pending.append(_Pending(item, preverified))
+                out.append(pending[-1].future)
+        try:
+            self._enqueue(pending)
+        except Error as exc:
+            for entry in pending:
+                entry.future.set_exception(exc)
+
     def submit(self, raw: bytes) -> Future[Receipt]:
         """Queue an event for the sequencer; malformed bytes fail here, at once."""
         return self.submit_event(Event.parse(raw))
@@ -307,17 +390,20 @@ class Ledger:
         # Signatures are checked here, on the caller's thread (PyNaCl releases the GIL, so
         # callers verify in parallel); the sequencer re-checks only that the key is active.
         pending = _Pending(event, preverify(event, self._parties))
+        self._enqueue([pending])
+        return pending.future
+
+    def _enqueue(self, pending: list[_Pending]) -> None:
         with self._queue_ready:
             if self._closed:
                 raise StoreError("the ledger is closed")
-            self._queue.append(pending)
+            self._queue.extend(pending)
             self._queue_ready.notify()
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="encd-sequencer", daemon=True
                 )
                 self._thread.start()
-        return pending.future
 
     def close(self) -> None:
         with self._queue_ready:
