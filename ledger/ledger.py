@@ -472,10 +472,11 @@ class Ledger:
             logged = {
                 str(row[0]): int(row[1])
                 for start in range(0, len(ids), 500)
-                for row in conn.execute(
-                    select(EVENT.c.event_id, EVENT.c.log_index).where(
-                        EVENT.c.event_id.in_(ids[start : start + 500])
-                    )
+                for row in driver.rows(
+                    "SELECT event_id, log_index FROM event WHERE event_id IN ("
+                    + ", ".join("?" * len(ids[start : start + 500]))
+                    + ")",
+                    ids[start : start + 500],
                 )
             }
             for item in pending:
