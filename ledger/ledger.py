@@ -107,6 +107,9 @@ class _Driver:
         self._cursor.execute(self._sql(sql), params)
         return list(self._cursor.fetchall())
 
+    def close(self) -> None:
+        self._cursor.close()
+
 
 def _workers_for(count: int) -> Workers | None:
     """Signature-checking worker processes for ``count`` events, held for this caller; None
@@ -511,6 +514,7 @@ class Ledger:
             else:
                 checkpoint_note = self._checkpoint
             receipts = self._receipts(conn, batch, outcomes, size, checkpoint_note)
+            driver.close()
             self._step("before_commit")
         # committed: the caches follow
         self._size, self._range, self._checkpoint = size, tree, checkpoint_note
