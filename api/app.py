@@ -12,10 +12,12 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.lookups import Lookups
 from api.metrics import Metrics
 from api.problems import handle_error, handle_http, handle_validation, problem
 from api.settings import Settings
 from api.setup import Service, ensure_genesis, load_or_init
+from api.submitter import Submitter
 from encd.errors import Error
 from encd.events import Event
 from ledger.ledger import Ledger
@@ -33,6 +35,8 @@ class State:
     ledger: Ledger
     nonces: NonceStore
     metrics: Metrics
+    lookups: Lookups
+    submitter: Submitter
     waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=set)
 
     def notify(self, appended: list[tuple[int, Event]]) -> None:
@@ -52,10 +56,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        too_large = problem(413, "too-large", f"request body over {self.limit} bytes")
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await too_large(scope, receive, send)
+            await self.too_large(scope, receive, send)
             return
         seen = 0
 
@@ -71,7 +74,12 @@ class BodyLimit:
         try:
             await self.app(scope, limited, send)
         except _TooLarge:
-            await too_large(scope, receive, send)
+            await self.too_large(scope, receive, send)
+
+    async def too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await problem(413, "too-large", f"request body over {self.limit} bytes")(
+            scope, receive, send
+        )
 
 
 class _TooLarge(Exception):
@@ -87,7 +95,9 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
         opened = ledger or Ledger(settings.url, service.log_key, clock=settings.clock)
         ensure_genesis(opened, service, settings.clock())
         nonces = NonceStore(settings.url, settings.signature_window)
-        state = State(settings, service, opened, nonces, Metrics())
+        lookups = Lookups(opened)
+        submitter = Submitter(opened)
+        state = State(settings, service, opened, nonces, Metrics(), lookups, submitter)
         opened.listeners.append(state.notify)
         opened.listeners.append(state.metrics.observe_batch)
         app.state.encd = state
@@ -96,7 +106,9 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
         finally:
             opened.listeners.remove(state.notify)
             opened.listeners.remove(state.metrics.observe_batch)
+            submitter.close()
             nonces.close()
+            lookups.close()
             if ledger is None:
                 opened.close()
 

@@ -11,7 +11,6 @@ this key within the window.  Any failure is 401 and changes nothing.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -65,10 +64,9 @@ async def authenticate(request: Request) -> Caller:
         )
     name, _, key_hash = params.keyid.rpartition("+")
     try:
-        party = state.ledger.party(name)
+        party, record = state.lookups.key(name, key_hash)
     except Error:
         raise Unauthorized(f"unknown key {params.keyid}: no registered party {name}") from None
-    record = next((r for r in party.keys if r.key.hash.hex() == key_hash), None)
     if record is None:
         raise Unauthorized(f"unknown key {params.keyid}")
     if record.revoked:
@@ -86,6 +84,7 @@ async def authenticate(request: Request) -> Caller:
             check_content_digest(request.headers.get("content-digest"), body)
     except Error as exc:
         raise Unauthorized(exc.message) from None
-    if not await asyncio.to_thread(state.nonces.use, params.keyid, params.nonce, now):
+    # Recorded with the next group write of the nonce store (see ledger.nonces).
+    if not await state.nonces.claim(params.keyid, params.nonce, now):
         raise Unauthorized(f"nonce {params.nonce!r} was already used: a replayed request")
     return Caller(party, params.keyid)

@@ -687,6 +687,23 @@ def test_replay_across_a_restart_is_401(settings: Settings) -> None:
         assert replayed.status_code == 401
 
 
+def test_replay_to_another_api_process_is_401(settings: Settings) -> None:
+    """Two API processes on one store (two servers in one process here, each with its own
+    ledger and nonce store): a request one of them took is a replay to the other."""
+    with running(settings) as first, running(settings) as second:
+        operator_id = httpx.get(first + "/v1/service").json()["operator"]
+        key = SigningKey.load(operator_id, settings.data_dir / "operator.key")
+        path = f"/v1/parties/{operator_id}"
+        with Client(first, key) as a, Client(second, key) as b:
+            for taker, other in ((a, b), (b, a)):
+                headers = taker.signed_headers("GET", path, "", b"")
+                assert taker.http.get(path, headers=headers).status_code == 200
+                signed_for = urlsplit(taker.base_url).netloc
+                replayed = other.http.get(path, headers=headers | {"host": signed_for})
+                assert replayed.status_code == 401
+                assert "replayed" in replayed.json()["detail"]
+
+
 def test_parties_get_a_bundle_and_auditors_the_export(world: World, doc_id: str) -> None:
     pytest.importorskip("ledger.export", reason="ledger/export.py has not landed yet")
     bundles = pytest.importorskip("encd.bundle", reason="encd/bundle.py has not landed yet")

@@ -1,0 +1,132 @@
+"""Reads on the request path that skip the work the store says is unchanged.
+
+- ``party``: the caller's party, checked against the store on every request
+  (one indexed read of its stored state text) but parsed again only when that
+  text has changed.  A key revoked by any process is refused at once: the
+  revocation changes the text.
+- ``exists``: whether a document or party has been created.  Neither is ever
+  removed, so once the store has said yes the answer stays yes; a no is asked
+  again every time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, select
+
+from encd.parties import KeyRecord, Party, load_party
+from ledger.ledger import Ledger, NotFound
+from ledger.schema import PARTY
+
+MAX_PARTIES = 10_000  # parsed parties kept (only registered parties ever get in)
+MAX_EXISTING = 200_000  # subjects known to exist
+
+
+@dataclass(frozen=True)
+class _Known:
+    """A party parsed from its stored state text, with its keys by hash."""
+
+    stored: str
+    party: Party
+    keys: dict[str, KeyRecord]
+
+
+class Lookups:
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._reader = ledger.reader
+        self._party_state = select(PARTY.c.state).where(PARTY.c.id == bindparam("id"))
+        # The read on every signed request goes straight to the driver: one statement, where
+        # SQLAlchemy's connection (a pool checkout, BEGIN, the query, ROLLBACK) costs ×20.
+        mark = "?" if self._reader.dialect.paramstyle == "qmark" else "%s"
+        self._party_sql = f"SELECT state FROM {PARTY.name} WHERE id = {mark}"
+        self._dbapi_error: type[Exception] = self._reader.dialect.loaded_dbapi.Error
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[Any] = []
+        self._parties: dict[str, _Known] = {}
+        self._existing: set[tuple[str, str]] = set()
+
+    def party_state_text(self, party_id: str) -> str | None:
+        """The party's stored state (its JSON text), None if it was never registered."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self._connect()
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(self._party_sql, (party_id,))
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        except self._dbapi_error:
+            # The connection broke (the server restarted, say): drop it, and ask again the
+            # ordinary way, which reconnects or raises the store's error (a 503).
+            self._local.connection = None
+            with self._lock:
+                if connection in self._connections:
+                    self._connections.remove(connection)
+            with contextlib.suppress(Exception):
+                connection.close()
+            with self._reader.connect() as conn:
+                row = conn.execute(self._party_state, {"id": party_id}).first()
+        return None if row is None else str(row[0])
+
+    def _connect(self) -> Any:
+        """A connection of this thread's own, outside the pool, that sees every commit at once
+        (autocommit: no transaction is left open between reads)."""
+        connection = self._reader.raw_connection()
+        connection.detach()
+        if self._reader.dialect.name == "postgresql":
+            connection.driver_connection.autocommit = True  # type: ignore[union-attr]
+        with self._lock:
+            self._connections.append(connection)
+        return connection
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def party(self, party_id: str) -> Party:
+        """The party as the store holds it now (NotFound if it was never registered)."""
+        return self._party(party_id).party
+
+    def key(self, party_id: str, key_hash: str) -> tuple[Party, KeyRecord | None]:
+        """The party as the store holds it now, and its key whose hash is ``key_hash`` (hex),
+        if it has one, revoked or not (NotFound if the party was never registered)."""
+        known = self._party(party_id)
+        return known.party, known.keys.get(key_hash)
+
+    def _party(self, party_id: str) -> _Known:
+        stored = self.party_state_text(party_id)
+        if stored is None:
+            raise NotFound(f"no party {party_id}")
+        known = self._parties.get(party_id)
+        if known is not None and known.stored == stored:
+            return known
+        party = load_party(json.loads(stored))
+        known = _Known(stored, party, {r.key.hash.hex(): r for r in party.keys})
+        if len(self._parties) >= MAX_PARTIES:
+            self._parties.clear()
+        self._parties[party_id] = known
+        return known
+
+    def exists(self, chain: str, subject: str) -> bool:
+        """Whether a document (``chain`` "doc") or party ("party") has been created."""
+        key = (chain, subject)
+        if key in self._existing:
+            return True
+        if not self.ledger.exists(chain, subject):
+            return False
+        if len(self._existing) >= MAX_EXISTING:
+            self._existing.clear()
+        self._existing.add(key)
+        return True

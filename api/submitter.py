@@ -1,0 +1,98 @@
+"""Handing events from the event loop to the sequencer, and their receipts back.
+
+``Ledger.submit_event`` checks an event's signatures on the calling thread
+(PyNaCl releases the GIL) before queueing it, so it should not run on the
+event loop.  ``asyncio.to_thread`` would do, but costs a pool work item, a
+concurrent future and a second wake-up of the loop per event; here one
+thread of our own takes the events from a queue, and the receipts of a
+whole sequencer batch come back to the loop in one wake-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import queue
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+from encd.events import Event
+from ledger.ledger import Ledger, Receipt, StoreError
+
+_STOP = object()
+
+
+class Submitter:
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # guards _closed, _thread and _settling
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        # Receipts waiting to be handed to their loop: one wake-up of the loop for them all.
+        self._settling: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any]]] = {}
+
+    def submit(self, event: Event) -> asyncio.Future[Receipt]:
+        """Queue ``event`` for the sequencer; its receipt (or error) as a future of this loop."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Receipt] = loop.create_future()
+        with self._lock:
+            if self._closed:
+                raise StoreError("the service is shutting down")
+            self._queue.put((event, loop, future))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="encd-submitter", daemon=True
+                )
+                self._thread.start()
+        return future
+
+    def close(self) -> None:
+        """Stop once every event queued so far is with the sequencer."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+            self._queue.put(_STOP)
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            event, loop, future = item
+            try:
+                queued = self.ledger.submit_event(event)
+            except Exception as exc:
+                self._settle(loop, future, exc)
+                continue
+            queued.add_done_callback(functools.partial(self._settle, loop, future))
+
+    def _settle(self, loop: asyncio.AbstractEventLoop, future: Any, outcome: Any) -> None:
+        """Hand ``outcome`` (a done ``Future`` or an exception) to ``future`` on its loop."""
+        with self._lock:
+            waiting = self._settling.get(loop)
+            if waiting is not None:
+                waiting.append((future, outcome))  # the loop is already called for
+                return
+            self._settling[loop] = [(future, outcome)]
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+            loop.call_soon_threadsafe(self._settle_all, loop)
+
+    def _settle_all(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            settled = self._settling.pop(loop, [])
+        for future, outcome in settled:
+            if future.done():  # its waiter was cancelled (the client went away)
+                continue
+            if isinstance(outcome, Future):
+                error = outcome.exception()
+                if error is None:
+                    future.set_result(outcome.result())
+                else:
+                    future.set_exception(error)
+            else:
+                future.set_exception(outcome)

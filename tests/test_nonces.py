@@ -1,0 +1,163 @@
+"""The request-nonce store: a nonce counts once per key, across stores, groups and restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from ledger.ledger import StoreError
+from ledger.nonces import NonceStore
+
+WINDOW = 300
+NOW = 1_767_225_600.0
+
+
+def test_a_nonce_is_used_once_per_key(database_url: str) -> None:
+    store = NonceStore(database_url, WINDOW)
+    try:
+        assert store.use("alice+00", "nonce-0001", NOW)
+        assert not store.use("alice+00", "nonce-0001", NOW + 1)
+        assert store.use("bob+00", "nonce-0001", NOW)  # another key's nonce is its own
+        assert store.use("alice+00", "nonce-0002", NOW)
+    finally:
+        store.close()
+
+
+def test_two_stores_refuse_each_others_replays(database_url: str) -> None:
+    """Two API processes on one store (here two stores in one process, on one database)."""
+    first, second = NonceStore(database_url, WINDOW), NonceStore(database_url, WINDOW)
+    try:
+        assert first.use("alice+00", "nonce-0001", NOW)
+        assert not second.use("alice+00", "nonce-0001", NOW)
+        assert second.use("alice+00", "nonce-0002", NOW)
+        assert not first.use("alice+00", "nonce-0002", NOW)
+        # both writing at once: each nonce is granted to exactly one of them
+        nonces = [f"race-{i:04d}" for i in range(200)]
+        outcomes: dict[int, list[bool]] = {}
+
+        def claim(n: int, store: NonceStore) -> None:
+            futures = [store.submit("alice+00", nonce, NOW) for nonce in nonces]
+            outcomes[n] = [f.result() for f in futures]
+
+        threads = [
+            threading.Thread(target=claim, args=(n, s)) for n, s in enumerate((first, second))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(a != b for a, b in zip(outcomes[0], outcomes[1], strict=True))
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_replay_after_a_restart_is_refused(database_url: str) -> None:
+    store = NonceStore(database_url, WINDOW)
+    assert store.use("alice+00", "nonce-0001", NOW)
+    store.close()
+    store = NonceStore(database_url, WINDOW)
+    try:
+        assert not store.use("alice+00", "nonce-0001", NOW)
+    finally:
+        store.close()
+
+
+class Held:
+    """Holds a store's writer before each group until released: the claims made meanwhile
+    all go into its next group.  Records the groups' sizes."""
+
+    def __init__(self, store: NonceStore) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.sizes: list[int] = []
+        store.before_write = self.hold
+
+    def hold(self, group: list[Any]) -> None:
+        self.sizes.append(len(group))
+        self.entered.set()
+        assert self.release.wait(10)
+
+
+def test_a_replay_within_one_group_is_refused(database_url: str) -> None:
+    store = NonceStore(database_url, WINDOW)
+    assert store.use("alice+00", "stored-0001", NOW)
+    held = Held(store)
+    try:
+        first = store.submit("alice+00", "first-0001", NOW)
+        assert held.entered.wait(10)  # the writer holds the group of that one claim
+        claims = ["a-000001", "b-000001", "a-000001", "stored-0001", "b-000001", "c-000001"]
+        futures = [store.submit("alice+00", nonce, NOW) for nonce in claims]
+        held.release.set()
+        assert first.result(10)
+        assert [f.result(10) for f in futures] == [True, True, False, False, False, True]
+        assert held.sizes == [1, len(claims)]  # the six in one group, one transaction
+    finally:
+        held.release.set()
+        store.close()
+
+
+def test_claims_from_a_coroutine(database_url: str) -> None:
+    store = NonceStore(database_url, WINDOW)
+
+    async def main() -> list[bool]:
+        claims = [store.claim("alice+00", f"nonce-{i % 5:04d}", NOW) for i in range(10)]
+        return list(await asyncio.gather(*claims))
+
+    try:
+        assert asyncio.run(main()) == [True] * 5 + [False] * 5
+    finally:
+        store.close()
+
+
+def test_a_claim_the_store_refuses_does_not_fail_its_group(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = NonceStore(database_url, WINDOW)
+    held = Held(store)
+    write = store._write
+
+    def refusing(group: list[Any]) -> set[int]:
+        if any(claim.nonce == "poison-0001" for claim in group):
+            raise RuntimeError("the store refused the row")
+        return write(group)
+
+    monkeypatch.setattr(store, "_write", refusing)
+    try:
+        first = store.submit("alice+00", "first-0001", NOW)
+        assert held.entered.wait(10)
+        nonces = ("ok-000001", "poison-0001", "ok-000002", "ok-000001")
+        futures = [store.submit("alice+00", n, NOW) for n in nonces]
+        held.release.set()
+        assert first.result(10)
+        assert futures[0].result(10) and futures[2].result(10)
+        assert not futures[3].result(10)  # written on its own, after its twin: a replay
+        with pytest.raises(RuntimeError, match="refused the row"):
+            futures[1].result(10)
+        assert held.sizes == [1, len(nonces)]
+    finally:
+        held.release.set()
+        store.close()
+
+
+def test_expired_nonces_are_swept(database_url: str) -> None:
+    store = NonceStore(database_url, WINDOW)
+    try:
+        assert store.use("alice+00", "nonce-0001", NOW)
+        later = NOW + 3 * WINDOW  # past the row's expiry (2 windows): swept, then new again
+        assert store.use("alice+00", "nonce-0002", later)
+        assert store.use("alice+00", "nonce-0001", later)
+    finally:
+        store.close()
+
+
+def test_a_closed_store_takes_no_claims(database_url: str) -> None:
+    store = NonceStore(database_url, WINDOW)
+    future = store.submit("alice+00", "nonce-0001", NOW)
+    store.close()
+    assert future.result(10)  # answered before the store closed
+    with pytest.raises(StoreError):
+        store.submit("alice+00", "nonce-0002", NOW)
