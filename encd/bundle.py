@@ -76,7 +76,7 @@ from encd.errors import Error, InvalidInput, VerificationError
 from encd.events import Event, event_id
 from encd.keys import PublicKey
 from encd.logentry import LogEntry
-from encd.merkle import HASH_SIZE, MAX_SIZE, CompactRange, short, verify_inclusion
+from encd.merkle import HASH_SIZE, MAX_SIZE, CompactRange, node_hash, short, verify_inclusion
 from encd.parties import Party, Preverified, preverify
 from encd.replay import Replay, admit
 from encd.sigcheck import Job, Workers, workers
@@ -330,7 +330,7 @@ class _Run:
         self.checkpoint = checkpoint
         self.size = checkpoint.size
         self.is_document = header.kind == DOCUMENT
-        self.tree = CompactRange()
+        self.tree = _Border()
         self.replay = Replay()
         self.count = 0
         self.last_index = -1
@@ -410,7 +410,7 @@ class _Run:
             except Error as exc:
                 raise _at(exc, 4, number, index) from None
         else:
-            self.tree, _ = self.tree.append(leaf)
+            self.tree.append(leaf)
         self.last_index = index
         self.count += 1
         # (5) replay, unless an earlier entry already failed it (in chunks: see _replay)
@@ -513,6 +513,30 @@ class _Run:
 
 # --- helpers -------------------------------------------------------------------------------
 
+
+class _Border:
+    """The right border of a ledger export's tree, entry by entry: ``merkle.CompactRange``
+    without re-checking its hashes and recording its nodes on every append (the leaves
+    are hashes computed here).  The root is CompactRange's."""
+
+    __slots__ = ("hashes", "size")
+
+    def __init__(self) -> None:
+        self.hashes: list[bytes] = []
+        self.size = 0
+
+    def append(self, leaf: bytes) -> None:
+        node, index = leaf, self.size
+        while index & 1:
+            node = node_hash(self.hashes.pop(), node)
+            index >>= 1
+        self.hashes.append(node)
+        self.size += 1
+
+    def root(self) -> bytes:
+        return CompactRange(self.size, tuple(self.hashes)).root()
+
+
 REPLAY_CHUNK = 512
 #: A ledger export of at least this many entries has its signatures checked in worker
 #: processes (encd.sigcheck), started once and kept; a smaller bundle, on threads.
@@ -558,14 +582,38 @@ class _ProcessChecks(_Checks):
         self.workers = workers
         self.keys: list[tuple[int, tuple[str, bytes], bytes]] = []  # (event, signer, key)
         self.count = 0
+        # Every key a party event of the bundle has declared so far, by (name, key hash):
+        # what the registry will hold once those events are replayed (a chunk is sent
+        # before the one ahead of it is replayed).  Only a hint, as the results are.
+        self.declared: dict[tuple[str, bytes], bytes] = {}
+
+    def _declare(self, event: Event) -> None:
+        body = event.body
+        if event.type == "register":
+            texts = body.get("keys")
+        elif event.type in ("add_key", "rotate_key"):
+            texts = [body.get("key" if event.type == "add_key" else "new")]
+        else:
+            return
+        for text in texts if isinstance(texts, list) else ():
+            try:
+                key = PublicKey.from_vkey(text)
+            except (InvalidInput, TypeError, ValueError, AttributeError):
+                continue  # the replay will say what is wrong with it
+            self.declared[(key.name, key.hash)] = key.raw
 
     def start(self, events: list[Event], parties: Mapping[str, Party]) -> None:
         jobs: list[Job] = []
         keys = []
+        for event in events:
+            if event.is_party_event:
+                self._declare(event)
+        declared = self.declared
         for i, event in enumerate(events):
             for sig in event.signatures:
-                party = parties.get(sig.name)
-                raw = None if party is None else party.key_by_hash(sig.key_hash)
+                raw = declared.get((sig.name, sig.key_hash))
+                if raw is None and (party := parties.get(sig.name)) is not None:
+                    raw = party.key_by_hash(sig.key_hash)
                 if raw is not None:
                     jobs.append((raw, event.text, sig.signature))
                     keys.append((i, (sig.name, sig.key_hash), raw))
@@ -649,6 +697,8 @@ def _object(line: bytes, required: frozenset[str], allowed: frozenset[str]) -> d
     value = parse_canonical(line)
     if not isinstance(value, dict):
         raise InvalidInput("", f"expected a JSON object, got {type(value).__name__}")
+    if value.keys() == required:
+        return value  # every field required, none other (the usual line)
     for name in sorted(value):
         if name not in allowed:
             raise InvalidInput(name, "unknown field")

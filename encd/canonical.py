@@ -23,6 +23,11 @@ from typing import Any
 
 import rfc8785
 
+try:
+    import _json
+except ImportError:  # pragma: no cover - not CPython
+    _json = None  # type: ignore[assignment]
+
 from encd.errors import InvalidInput
 
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -171,9 +176,27 @@ _DECODER = json.JSONDecoder(
 )
 #: The decoder's C scanner: (text, index) -> (value, end); no whitespace skipped.
 _SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
-_WRITE = json.JSONEncoder(
+_ENCODER = json.JSONEncoder(
     ensure_ascii=False, check_circular=False, allow_nan=False, sort_keys=True, separators=(",", ":")
-).encode
+)
+
+
+def _no_default(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def _c_write(value: Any) -> str:
+    """``_ENCODER.encode(value)`` without building the C encoder again on every call."""
+    return "".join(_C_ENCODER(value, 0))
+
+
+if _json is not None:
+    _C_ENCODER = _json.make_encoder(
+        None, _no_default, _json.encode_basestring, None, ":", ",", True, False, False
+    )
+    _WRITE: Callable[[Any], str] = _c_write
+else:  # pragma: no cover - not CPython
+    _WRITE = _ENCODER.encode
 
 
 def _fast_canonical(data: bytes) -> Any:

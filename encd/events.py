@@ -65,6 +65,8 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
 _CHAIN_ID = re.compile(r"[A-Z0-9][A-Z0-9-]{2,63}")
 _ENVELOPE_KEYS = {"v", "type", "seq", "prev", "time", "body"}
+_DOC_ENVELOPE = frozenset({*_ENVELOPE_KEYS, "doc"})
+_PARTY_ENVELOPE = frozenset({*_ENVELOPE_KEYS, "party"})
 
 
 def parse_time(value: object, field: str) -> datetime:
@@ -154,16 +156,13 @@ class Event:
 
 
 def _parse_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
-    chains = [key for key in ("doc", "party") if key in envelope]
-    if len(chains) != 1:
-        raise InvalidInput("event envelope", "exactly one of 'doc' or 'party' is required")
-    chain = chains[0]
-    for key in envelope:
-        if key not in _ENVELOPE_KEYS and key != chain:
-            raise InvalidInput(f"event.{key}", "unknown field")
-    for key in sorted(_ENVELOPE_KEYS):
-        if key not in envelope:
-            raise InvalidInput(f"event.{key}", "required field is missing")
+    members = envelope.keys()
+    if members == _DOC_ENVELOPE:  # every field, and no other: the usual case
+        chain = "doc"
+    elif members == _PARTY_ENVELOPE:
+        chain = "party"
+    else:
+        chain = _envelope_chain(envelope)
     if envelope["v"] != VERSION:
         raise InvalidInput("event.v", f"expected envelope version {VERSION}, got {envelope['v']!r}")
     kind = envelope["type"]
@@ -202,6 +201,21 @@ def _parse_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
         "time": parse_time(envelope["time"], "event.time"),
         "body": body,
     }
+
+
+def _envelope_chain(envelope: dict[str, Any]) -> str:
+    """The chain an envelope names; InvalidInput for a field missing or unknown."""
+    chains = [key for key in ("doc", "party") if key in envelope]
+    if len(chains) != 1:
+        raise InvalidInput("event envelope", "exactly one of 'doc' or 'party' is required")
+    chain = chains[0]
+    for key in envelope:
+        if key not in _ENVELOPE_KEYS and key != chain:
+            raise InvalidInput(f"event.{key}", "unknown field")
+    for key in sorted(_ENVELOPE_KEYS):
+        if key not in envelope:
+            raise InvalidInput(f"event.{key}", "required field is missing")
+    return chain
 
 
 def envelope_text(

@@ -34,6 +34,12 @@ def _serve(conn: Connection) -> None:  # pragma: no cover - runs in the worker p
     """A worker: read a pickled list of jobs, answer one byte per job (1: verified)."""
     from nacl.bindings import crypto_sign_open
 
+    # A forked worker has a copy of every file its parent had open (sockets, databases);
+    # it needs its pipe and nothing else, and must not keep the others alive.
+    mine = conn.fileno()
+    os.closerange(3, mine)
+    os.closerange(mine + 1, _MAX_FD)
+
     while True:
         try:
             data = conn.recv_bytes()
@@ -48,6 +54,12 @@ def _serve(conn: Connection) -> None:  # pragma: no cover - runs in the worker p
                 continue  # the caller's own check will say why
             out[i] = 1
         conn.send_bytes(bytes(out))
+
+
+try:
+    _MAX_FD = max(os.sysconf("SC_OPEN_MAX"), 256)
+except (AttributeError, ValueError, OSError):  # pragma: no cover
+    _MAX_FD = 65536
 
 
 def _context() -> Any:

@@ -394,9 +394,17 @@ RULES: Mapping[str, Rule] = {
 
 
 def _slot(
-    name: str, state: DocumentState, body: BaseModel, parties: Mapping[str, Party]
+    name: str,
+    state: DocumentState,
+    body: BaseModel,
+    parties: Mapping[str, Party],
+    among: frozenset[str] | None = None,
 ) -> tuple[str, frozenset[str]] | None:
-    """The label and acceptable signers of one signer slot (None: slot not needed)."""
+    """The label and acceptable signers of one signer slot (None: slot not needed).
+
+    With ``among`` (the event's signers), the carrier's agents are looked for among
+    them only, not in the whole registry: ``_check_signers`` compares the slots with
+    those signers, so the answer is the same."""
     if name == "carrier":
         return f"the carrier {state.carrier}", frozenset({state.carrier})
     if name == "holder":
@@ -414,8 +422,13 @@ def _slot(
     if name == "endorsee":
         return f"the endorsee {state.holder}", frozenset({state.holder})
     if name == "carrier_or_agent":
+        candidates = (
+            parties.values()
+            if among is None
+            else [p for pid in among if (p := parties.get(pid)) is not None]
+        )
         agents = {
-            p.id for p in parties.values() if Role.AGENT in p.roles and state.carrier in p.agent_for
+            p.id for p in candidates if Role.AGENT in p.roles and state.carrier in p.agent_for
         }
         return f"the carrier {state.carrier} or its agent", frozenset({state.carrier, *agents})
     raise AssertionError(f"unknown signer slot {name}")  # pragma: no cover
@@ -424,6 +437,8 @@ def _slot(
 def _check_signers(
     kind: str, slots: list[tuple[str, frozenset[str]]], signers: frozenset[str]
 ) -> None:
+    if len(slots) == 1 and signers and signers <= slots[0][1]:
+        return  # the one slot's signers, and no one else: the usual case
     missing = [label for label, allowed in slots if not signers & allowed]
     allowed_all = frozenset().union(*(allowed for _, allowed in slots))
     extra = sorted(signers - allowed_all)
@@ -592,7 +607,9 @@ def apply(
             f"{kind} needs a document that is not pledged; {state.id} is pledged to {state.pledge.pledgee}",
         )
     # (5) signers
-    slots = [s for name in rule.signers if (s := _slot(name, state, body, parties)) is not None]
+    slots = [
+        s for name in rule.signers if (s := _slot(name, state, body, parties, signers)) is not None
+    ]
     if kind == "reject_transfer" and state.last_type != "transfer":
         raise RuleViolation(
             kind,

@@ -15,6 +15,8 @@ from __future__ import annotations
 import base64
 import io
 import itertools
+import os
+import pickle
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -914,3 +916,19 @@ def test_a_busy_pool_leaves_the_next_audit_to_threads(story: Story, processes: N
     assert started is not None
     with started.lock:  # another audit has the workers
         assert outcome(story.ledger)[0] == "ok"
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_workers_keep_no_file_of_their_parent(tmp_path: Path) -> None:
+    import encd.sigcheck
+
+    with (tmp_path / "held").open("w"):
+        fresh = encd.sigcheck.Workers(1)
+        try:
+            assert fresh._conns[0].send_bytes(pickle.dumps([])) is None
+            assert fresh._conns[0].recv_bytes() == b""  # it has started and answers
+            (pid,) = (proc.pid for proc in fresh._procs)
+            held = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        finally:
+            fresh.close()
+    assert not any(str(tmp_path) in target for target in held), held
