@@ -199,14 +199,22 @@ else:  # pragma: no cover - not CPython
     _WRITE = _ENCODER.encode
 
 
+def _astral(data: bytes) -> bool:
+    """Whether UTF-8 ``data`` has a character outside the BMP (a 4-byte sequence), where
+    sorting by code point (Python) and by UTF-16 code unit (RFC 8785) may disagree."""
+    return (
+        b"\xf0" in data or b"\xf1" in data or b"\xf2" in data or b"\xf3" in data or b"\xf4" in data
+    )
+
+
 def _fast_canonical(data: bytes) -> Any:
     """The value of ``data`` if it is sure to be canonical, else ``_NOT_SURE``."""
     if type(data) is not bytes:
         return _NOT_SURE
     try:
         text = data.decode("utf-8")
-        if not text.isascii() and len(text.encode("utf-16-le")) != 2 * len(text):
-            return _NOT_SURE  # outside the BMP: UTF-16 order may not be code point order
+        if not text.isascii() and _astral(data):
+            return _NOT_SURE
         value, end = _SCAN(text, 0)
         if end == len(text) and _WRITE(value).encode("utf-8") == data:
             return value
@@ -218,14 +226,20 @@ def _fast_canonical(data: bytes) -> Any:
 def _fast_bytes(value: Any) -> bytes | None:
     """The canonical bytes of ``value`` if the fast path is sure of them, else None.
 
-    ``json`` writes the value; if those bytes pass ``_fast_canonical`` and read back as
-    a value equal to ``value``, they are its canonical bytes (a float, a non-string key,
-    a tuple, an unsafe integer, a lone surrogate ... fails one or the other)."""
+    ``json`` writes the value; if those bytes read back through the fast path's scanner
+    (integers only and safe, whole, no character outside the BMP) as a value equal to
+    ``value``, they are its canonical bytes: what json writes from the value read back
+    is the same text again, so ``_fast_canonical`` would accept them.  A float, a
+    non-string key, a tuple, an unsafe integer, a lone surrogate ... fails one test or
+    the other and goes the slow way."""
     try:
-        data = _WRITE(value).encode("utf-8")
+        text = _WRITE(value)
+        data = text.encode("utf-8")
+        if not text.isascii() and _astral(data):
+            return None
+        parsed, end = _SCAN(text, 0)
     except Exception:  # not JSON as json sees it: the slow path says why
         return None
-    parsed = _fast_canonical(data)
-    if parsed is _NOT_SURE or parsed != value:
+    if end != len(text) or parsed != value:
         return None
     return data

@@ -380,3 +380,39 @@ def test_canonical_bytes_fast_path_examples(value: Any) -> None:
     except InvalidInput as exc:
         got = ("error", exc.message)
     assert got == reference(value)
+
+
+dirty_values: st.SearchStrategy[Any] = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**60), 2**60)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | any_text,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.tuples(children, children)
+        | st.dictionaries(
+            any_text | st.integers(-3, 3) | st.booleans() | st.none(), children, max_size=3
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@given(dirty_values)
+def test_canonical_bytes_agrees_with_rfc8785_on_any_value(value: Any) -> None:
+    """The fast path of canonical_bytes gives RFC 8785's bytes or leaves the value to the
+    slow path, which refuses what is not exact with its own message."""
+
+    def reference(v: Any) -> tuple[str, Any]:
+        try:
+            _check(v, "")
+            return ("ok", rfc8785.dumps(v))
+        except InvalidInput as exc:
+            return ("error", exc.message)
+
+    try:
+        got: tuple[str, Any] = ("ok", canonical_bytes(value))
+    except InvalidInput as exc:
+        got = ("error", exc.message)
+    assert got == reference(value)

@@ -497,3 +497,22 @@ def test_round_trip_property(value: dict[str, Any]) -> None:
     assert Document.from_json(doc.to_json()) == doc
     assert doc.to_json() == value
     assert Document.from_json(parse_canonical(canonical_bytes(doc.to_json()))) == doc
+
+
+def test_the_characters_refused_in_text_are_those_of_their_unicode_categories() -> None:
+    """encd.document spells out the code points of Cc, Cs, Zl and Zp (and the bidi
+    controls) as a regex; they are exactly unicodedata's, code point by code point."""
+    import unicodedata
+
+    from encd.document import (
+        _BIDI_CONTROLS,
+        _FORBIDDEN,
+        _FORBIDDEN_CATEGORIES,
+        _FORBIDDEN_MULTILINE,
+    )
+
+    for code in range(0x110000):
+        ch = chr(code)
+        refused = unicodedata.category(ch) in _FORBIDDEN_CATEGORIES or ch in _BIDI_CONTROLS
+        assert bool(_FORBIDDEN.match(ch)) == refused, hex(code)
+        assert bool(_FORBIDDEN_MULTILINE.match(ch)) == (refused and ch != "\n"), hex(code)
