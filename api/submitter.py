@@ -27,7 +27,8 @@ _STOP = object()
 class Submitter:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()  # lists of events, or _STOP
+        self._buffered: dict[asyncio.AbstractEventLoop, list[Any]] = {}  # see submit()
         self._lock = threading.Lock()  # guards _closed, _thread and _settling
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -35,19 +36,34 @@ class Submitter:
         self._settling: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any]]] = {}
 
     def submit(self, event: Event) -> asyncio.Future[Receipt]:
-        """Queue ``event`` for the sequencer; its receipt (or error) as a future of this loop."""
+        """Queue ``event`` for the sequencer; its receipt (or error) as a future of this loop.
+        The events a loop submits in one pass of its callbacks reach the submitter's thread
+        together, with one wake-up."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Receipt] = loop.create_future()
-        with self._lock:
+        buffered = self._buffered.get(loop)
+        if buffered is None:
             if self._closed:
                 raise StoreError("the service is shutting down")
-            self._queue.put((event, loop, future))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="encd-submitter", daemon=True
-                )
-                self._thread.start()
+            self._buffered[loop] = buffered = []
+            loop.call_soon(self._hand_over, loop)
+        buffered.append((event, loop, future))
         return future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        items = self._buffered.pop(loop)
+        with self._lock:
+            if not self._closed:
+                self._queue.put(items)
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="encd-submitter", daemon=True
+                    )
+                    self._thread.start()
+                return
+        for _, _, future in items:
+            if not future.done():
+                future.set_exception(StoreError("the service is shutting down"))
 
     def close(self) -> None:
         """Stop once every event queued so far is with the sequencer."""
@@ -60,16 +76,16 @@ class Submitter:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is _STOP:
+            items = self._queue.get()
+            if items is _STOP:
                 return
-            event, loop, future = item
-            try:
-                queued = self.ledger.submit_event(event)
-            except Exception as exc:
-                self._settle(loop, future, exc)
-                continue
-            queued.add_done_callback(functools.partial(self._settle, loop, future))
+            for event, loop, future in items:
+                try:
+                    queued = self.ledger.submit_event(event)
+                except Exception as exc:
+                    self._settle(loop, future, exc)
+                    continue
+                queued.add_done_callback(functools.partial(self._settle, loop, future))
 
     def _settle(self, loop: asyncio.AbstractEventLoop, future: Any, outcome: Any) -> None:
         """Hand ``outcome`` (a done ``Future`` or an exception) to ``future`` on its loop."""

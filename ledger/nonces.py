@@ -94,7 +94,8 @@ class NonceStore:
         self._dbapi_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
         self._connection: Any = None  # the writer thread's (see _connect)
         self._next_sweep = 0.0
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()  # lists of claims, or _STOP
+        self._buffered: dict[asyncio.AbstractEventLoop, list[_Claim]] = {}  # see claim()
         self._lock = threading.Lock()  # guards _closed and _thread
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -105,25 +106,41 @@ class NonceStore:
         """Record ``nonce`` for ``key_id``, with the next group write; the future is False if
         it was already used within the window (by this process or any other)."""
         future: Future[bool] = Future()
-        self._enqueue(_Claim(key_id, nonce, now, future))
+        self._enqueue([_Claim(key_id, nonce, now, future)])
         return future
 
     def claim(self, key_id: str, nonce: str, now: float) -> asyncio.Future[bool]:
-        """``submit`` for a coroutine: a future of the running loop (no thread hop)."""
+        """``submit`` for a coroutine: a future of the running loop (no thread hop).  The
+        claims a loop makes in one pass of its callbacks reach the writer together, with one
+        wake-up of its thread."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
-        self._enqueue(_Claim(key_id, nonce, now, future, loop))
+        claim = _Claim(key_id, nonce, now, future, loop)
+        buffered = self._buffered.get(loop)
+        if buffered is None:
+            if self._closed:
+                raise StoreError("the nonce store is closed")
+            self._buffered[loop] = buffered = []
+            loop.call_soon(self._hand_over, loop)
+        buffered.append(claim)
         return future
 
     def use(self, key_id: str, nonce: str, now: float) -> bool:
         """Record ``nonce`` for ``key_id``; False if it was already used within the window."""
         return self.submit(key_id, nonce, now).result()
 
-    def _enqueue(self, claim: _Claim) -> None:
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        claims = self._buffered.pop(loop)
+        try:
+            self._enqueue(claims)
+        except StoreError as exc:
+            _set_all([(claim.future, exc) for claim in claims])
+
+    def _enqueue(self, claims: list[_Claim]) -> None:
         with self._lock:
             if self._closed:
                 raise StoreError("the nonce store is closed")
-            self._queue.put(claim)
+            self._queue.put(claims)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="encd-nonces", daemon=True)
                 self._thread.start()
@@ -145,20 +162,21 @@ class NonceStore:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            group: list[_Claim] = []
+            waiting: list[_Claim] = []
             item = self._queue.get()  # wait for the first, then take all that are waiting
             while True:
                 if item is _STOP:
                     stopping = True
                 else:
-                    group.append(item)
-                if len(group) >= self.max_batch:
+                    waiting.extend(item)
+                if len(waiting) >= self.max_batch:
                     break
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            if group:
+            for start in range(0, len(waiting), self.max_batch):
+                group = waiting[start : start + self.max_batch]
                 if self.before_write is not None:
                     self.before_write(group)
                 self._settle(self._answer(group))

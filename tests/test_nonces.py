@@ -102,13 +102,17 @@ def test_a_replay_within_one_group_is_refused(database_url: str) -> None:
 
 def test_claims_from_a_coroutine(database_url: str) -> None:
     store = NonceStore(database_url, WINDOW)
+    held = Held(store)
+    held.release.set()
 
     async def main() -> list[bool]:
+        # made in one pass of the loop's callbacks: handed to the writer together
         claims = [store.claim("alice+00", f"nonce-{i % 5:04d}", NOW) for i in range(10)]
         return list(await asyncio.gather(*claims))
 
     try:
         assert asyncio.run(main()) == [True] * 5 + [False] * 5
+        assert held.sizes == [10]
     finally:
         store.close()
 
