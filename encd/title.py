@@ -181,11 +181,15 @@ def _evolve(state: DocumentState, changes: Mapping[str, Any]) -> DocumentState:
     return DocumentState(*values)
 
 
-def dump_state(state: DocumentState) -> dict[str, Any]:
-    """Everything in ``state`` as plain JSON, for a store to keep; ``load_state`` reverses it."""
+def dump_state(state: DocumentState, *, content: bool = True) -> dict[str, Any]:
+    """Everything in ``state`` as plain JSON, for a store to keep; ``load_state`` reverses it.
+
+    ``content=False`` leaves the document's content out, for a store that serialises the
+    content once per version and keeps that text."""
     value = state.to_json()
+    if content:
+        value["content"] = state.content.to_json()
     value.update(
-        content=state.content.to_json(),
         first_holder=state.first_holder,
         ever_transferred_or_pledged=state.ever_transferred_or_pledged,
         last_type=state.last_type,

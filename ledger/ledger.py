@@ -645,8 +645,7 @@ class Ledger:
             if len(self._content_text) >= DOC_CACHE:
                 self._content_text.clear()
             self._content_text[state.id] = cached
-        value = dump_state(state)
-        del value["content"]
+        value = dump_state(state, content=False)
         rest = json.dumps(value, sort_keys=True)
         return f'{rest[:-1]}, "content": {cached[1]}}}'
 
