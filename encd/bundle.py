@@ -76,7 +76,15 @@ from encd.errors import Error, InvalidInput, VerificationError
 from encd.events import Event, event_id
 from encd.keys import PublicKey
 from encd.logentry import LogEntry
-from encd.merkle import HASH_SIZE, MAX_SIZE, CompactRange, node_hash, short, verify_inclusion
+from encd.merkle import (
+    HASH_SIZE,
+    MAX_SIZE,
+    CompactRange,
+    leaf_hash,
+    node_hash,
+    short,
+    verify_inclusion,
+)
 from encd.parties import Party, Preverified, preverify
 from encd.replay import Replay, admit
 from encd.sigcheck import Job, Workers, workers
@@ -94,6 +102,7 @@ _HEADER_FIELDS = frozenset(
     {"format", "kind", "origin", "log_key", "document", "size", "checkpoint"}
 )
 _ENTRY_FIELDS = frozenset({"index", "sequenced_at", "event"})
+_ENTRY_FIELDS_AND_PROOF = _ENTRY_FIELDS | {"proof"}
 _DOC_ID = re.compile(r"[A-Z0-9][A-Z0-9-]{2,63}")
 
 
@@ -183,18 +192,7 @@ class BundleEntry:
     @classmethod
     def parse_line(cls, line: bytes, number: int, kind: str) -> BundleEntry:
         """Parse an entry line (without its newline) of a bundle of ``kind``."""
-        value = _object(line, _ENTRY_FIELDS, _ENTRY_FIELDS | {"proof"})
-        index = _count(value["index"], "index")
-        sequenced_at = _count(value["sequenced_at"], "sequenced_at")
-        event = _string(value["event"], "event").encode("utf-8")
-        proof: tuple[bytes, ...] | None = None
-        if kind == DOCUMENT:
-            if "proof" not in value:
-                raise InvalidInput("proof", "a document bundle gives each entry's inclusion proof")
-            proof = _proof(value["proof"])
-        elif "proof" in value:
-            raise InvalidInput("proof", "a ledger export has no proofs: its root is recomputed")
-        return cls(index, sequenced_at, event, proof, number)
+        return cls(*_entry_fields(line, kind), number)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +209,22 @@ class Bundle:
 
     def to_bytes(self) -> bytes:
         return self.header.to_line() + b"".join(e.to_line() for e in self.entries)
+
+
+def _entry_fields(line: bytes, kind: str) -> tuple[int, int, bytes, tuple[bytes, ...] | None]:
+    """An entry line's index, sequencing time, event bytes and proof (``BundleEntry``'s)."""
+    value = _object(line, _ENTRY_FIELDS, _ENTRY_FIELDS_AND_PROOF)
+    index = _count(value["index"], "index")
+    sequenced_at = _count(value["sequenced_at"], "sequenced_at")
+    event = _string(value["event"], "event").encode("utf-8")
+    proof: tuple[bytes, ...] | None = None
+    if kind == DOCUMENT:
+        if "proof" not in value:
+            raise InvalidInput("proof", "a document bundle gives each entry's inclusion proof")
+        proof = _proof(value["proof"])
+    elif "proof" in value:
+        raise InvalidInput("proof", "a ledger export has no proofs: its root is recomputed")
+    return index, sequenced_at, event, proof
 
 
 def read_bundle(source: bytes | Iterable[bytes]) -> tuple[BundleHeader, Iterator[BundleEntry]]:
@@ -343,10 +357,9 @@ class _Run:
     def entry(self, number: int, chunk: bytes) -> None:
         # (3) a well-formed entry line
         try:
-            entry = BundleEntry.parse_line(_strip(chunk), number, self.header.kind)
+            index, sequenced_at, raw, proof = _entry_fields(_strip(chunk), self.header.kind)
         except InvalidInput as exc:
             raise _at(exc, 3, number) from None
-        index = entry.index
         # (3) log order: strictly increasing, below N; a ledger export has every index
         if self.is_document:
             if index <= self.last_index:
@@ -380,7 +393,7 @@ class _Run:
             )
         # (3) the event parses
         try:
-            event = Event.parse(entry.event)
+            event = Event.parse(raw)
         except InvalidInput as exc:
             raise _at(exc, 3, number, index) from None
         except (TypeError, ValueError, RecursionError) as exc:
@@ -402,11 +415,11 @@ class _Run:
                 )
             self.document_events += 1
         # (4) the entry is in the checkpoint's tree
-        leaf = LogEntry(event.id, entry.sequenced_at).leaf_hash
+        leaf = leaf_hash(bytes.fromhex(event.id) + sequenced_at.to_bytes(8, "big"))  # LogEntry's
         if self.is_document:
-            assert entry.proof is not None  # parse_line requires it in a document bundle
+            assert proof is not None  # _entry_fields requires it in a document bundle
             try:
-                verify_inclusion(leaf, index, self.size, entry.proof, self.checkpoint.root)
+                verify_inclusion(leaf, index, self.size, proof, self.checkpoint.root)
             except Error as exc:
                 raise _at(exc, 4, number, index) from None
         else:
