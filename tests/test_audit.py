@@ -236,3 +236,30 @@ def test_cli_flipping_any_bit_fails_with_exit_1_and_no_traceback(exports: Export
         )
         assert "FAIL" in result.output and "Traceback" not in result.output
         assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_an_audit_says_the_same_with_its_signature_checks_in_worker_processes(
+    exports: Exports, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large export's signatures are checked in worker processes (encd.sigcheck); forced
+    here on the small one, in chunks of 2, every verdict and message is the threads' own."""
+    import encd.bundle
+
+    data = exports.ledger
+    rng = random.Random(11)
+    header_end = data.index(b"\n") + 1
+    samples = [data]
+    for byte in rng.sample(range(header_end, len(data)), 150):
+        flipped = bytearray(data)
+        flipped[byte] ^= 1 << rng.randrange(8)
+        samples.append(bytes(flipped))
+
+    def verdicts() -> list[tuple[bool, int | None, list[str]]]:
+        reports = [audit_bytes(sample, policy()) for sample in samples]
+        return [(r.ok, r.step, r.lines()) for r in reports]
+
+    monkeypatch.setattr(encd.bundle, "REPLAY_CHUNK", 2)
+    on_threads = verdicts()
+    monkeypatch.setattr(encd.bundle, "PROCESS_MIN_ENTRIES", 0)
+    assert verdicts() == on_threads
+    assert on_threads[0][0] and not any(ok for ok, _, _ in on_threads[1:])
