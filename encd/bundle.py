@@ -475,10 +475,12 @@ class _Run:
 
     def close(self) -> None:
         """Collect what is still being checked (an error may have cut the run short)."""
-        if self.checking:
-            self.checking = []
-            self.checks.results(self.replay.parties)
-        self.checks.close()
+        try:
+            if self.checking:
+                self.checking = []
+                self.checks.results(self.replay.parties)
+        finally:
+            self.checks.close()
 
     def finish(self) -> BundleReport:
         self._advance()  # the last chunk sent to be checked ...

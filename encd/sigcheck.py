@@ -109,7 +109,11 @@ class Workers:
                     conn.send_bytes(pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL))
         except (OSError, ValueError):
             self.broken = True
-        self._shares = shares
+        except BaseException:  # interrupted half-way: what the pipes hold is unknown
+            self.broken = True
+            raise
+        finally:
+            self._shares = shares
 
     def receive(self) -> list[bool]:
         shares, self._shares = self._shares, None
@@ -124,6 +128,9 @@ class Workers:
                     answer = conn.recv_bytes()
                 except (EOFError, OSError):
                     self.broken = True
+                except BaseException:  # interrupted: answers may be left in the pipes
+                    self.broken = True
+                    raise
             if len(answer) != share:  # a worker gone: nothing it had counts as checked
                 self.broken = True
                 answer = bytes(share)

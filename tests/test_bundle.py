@@ -932,3 +932,27 @@ def test_workers_keep_no_file_of_their_parent(tmp_path: Path) -> None:
         finally:
             fresh.close()
     assert not any(str(tmp_path) in target for target in held), held
+
+
+def test_interrupted_workers_are_not_used_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupt half-way through leaves answers in the pipes: the workers are marked
+    broken (encd.sigcheck.workers() then starts new ones) and never read out of step."""
+    import encd.sigcheck
+
+    fresh = encd.sigcheck.Workers(1)
+    try:
+        key = seeded_key("worker.test", "w")
+        jobs = [(key.public.raw, b"hello\n", key.sign(b"hello\n"))] * 3
+        fresh.send(jobs)
+        assert fresh.receive() == [True, True, True]
+        fresh.send([(key.public.raw, b"other\n", key.sign(b"hello\n"))])
+
+        def interrupted() -> bytes:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(fresh._conns[0], "recv_bytes", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            fresh.receive()
+        assert fresh.broken
+    finally:
+        fresh.close()
