@@ -18,6 +18,7 @@ This module imports nothing of encd's, so that a worker starts fast.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import pickle
@@ -31,7 +32,8 @@ Job = tuple[bytes, bytes, bytes]
 
 
 def _serve(conn: Connection) -> None:  # pragma: no cover - runs in the worker process
-    """A worker: read a pickled list of jobs, answer one byte per job (1: verified)."""
+    """A worker: read the CPUs to run on and a list of jobs (pickled), answer one byte per
+    job (1: verified)."""
     from nacl.bindings import crypto_sign_open
 
     # A forked worker has a copy of every file its parent had open (sockets, databases);
@@ -40,12 +42,20 @@ def _serve(conn: Connection) -> None:  # pragma: no cover - runs in the worker p
     os.closerange(3, mine)
     os.closerange(mine + 1, _MAX_FD)
 
+    placed: frozenset[int] | None = None
     while True:
         try:
             data = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        jobs: list[Job] = pickle.loads(data)
+        cpus: frozenset[int] | None
+        jobs: list[Job]
+        cpus, jobs = pickle.loads(data)
+        if cpus is not None and cpus != placed:
+            # run where the caller runs now (a benchmark pins and unpins its process)
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, cpus)
+            placed = cpus
         out = bytearray(len(jobs))
         for i, (key, message, signature) in enumerate(jobs):
             try:
@@ -60,6 +70,14 @@ try:
     _MAX_FD = max(os.sysconf("SC_OPEN_MAX"), 256)
 except (AttributeError, ValueError, OSError):  # pragma: no cover
     _MAX_FD = 65536
+
+
+def _cpus() -> frozenset[int] | None:
+    """The CPUs the calling thread may run on, where the system says."""
+    try:
+        return frozenset(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return None
 
 
 def _context() -> Any:
@@ -101,12 +119,13 @@ class Workers:
         size = -(-len(jobs) // count) if jobs else 0
         shares: list[int] = []
         self._total = len(jobs)
+        cpus = _cpus()
         try:
             for i, conn in enumerate(self._conns):
                 part = list(jobs[i * size : (i + 1) * size])
                 shares.append(len(part))
                 if part:
-                    conn.send_bytes(pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL))
+                    conn.send_bytes(pickle.dumps((cpus, part), protocol=pickle.HIGHEST_PROTOCOL))
         except (OSError, ValueError):
             self.broken = True
         except BaseException:  # interrupted half-way: what the pipes hold is unknown

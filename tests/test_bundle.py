@@ -925,7 +925,7 @@ def test_workers_keep_no_file_of_their_parent(tmp_path: Path) -> None:
     with (tmp_path / "held").open("w"):
         fresh = encd.sigcheck.Workers(1)
         try:
-            assert fresh._conns[0].send_bytes(pickle.dumps([])) is None
+            assert fresh._conns[0].send_bytes(pickle.dumps((None, []))) is None
             assert fresh._conns[0].recv_bytes() == b""  # it has started and answers
             (pid,) = (proc.pid for proc in fresh._procs)
             held = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
@@ -955,4 +955,32 @@ def test_interrupted_workers_are_not_used_again(monkeypatch: pytest.MonkeyPatch)
             fresh.receive()
         assert fresh.broken
     finally:
+        fresh.close()
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs two CPUs and sched_setaffinity",
+)
+def test_workers_run_where_their_caller_runs_now() -> None:
+    """A benchmark pins its process to one core and unpins it: the workers follow."""
+    import encd.sigcheck
+
+    everywhere = os.sched_getaffinity(0)
+    key = seeded_key("worker.test", "w")
+    job = (key.public.raw, b"hello\n", key.sign(b"hello\n"))
+    fresh = encd.sigcheck.Workers(1)
+    (pid,) = (proc.pid for proc in fresh._procs)
+    try:
+        one = {min(everywhere)}
+        os.sched_setaffinity(0, one)
+        fresh.send([job])
+        assert fresh.receive() == [True]
+        assert os.sched_getaffinity(pid) == one
+        os.sched_setaffinity(0, everywhere)
+        fresh.send([job])
+        assert fresh.receive() == [True]
+        assert os.sched_getaffinity(pid) == everywhere
+    finally:
+        os.sched_setaffinity(0, everywhere)
         fresh.close()
