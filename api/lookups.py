@@ -83,7 +83,8 @@ class Lookups:
         connection = self._reader.raw_connection()
         connection.detach()
         if self._reader.dialect.name == "postgresql":
-            connection.driver_connection.autocommit = True  # type: ignore[union-attr]
+            connection.rollback()  # the pool's liveness ping may have begun a transaction
+            connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
         with self._lock:
             self._connections.append(connection)
         return connection

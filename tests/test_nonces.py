@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from ledger.db import make_engine, migrate
 from ledger.ledger import StoreError
 from ledger.nonces import NonceStore
 
@@ -15,8 +16,20 @@ WINDOW = 300
 NOW = 1_767_225_600.0
 
 
-def test_a_nonce_is_used_once_per_key(database_url: str) -> None:
-    store = NonceStore(database_url, WINDOW)
+@pytest.fixture()
+def store_url(database_url: str) -> str:
+    """The test's database with the store's schema (on PostgreSQL the nonce table is the
+    ledger's migration 0003; on SQLite the store makes its own file)."""
+    engine = make_engine(database_url, writer=True)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+    return database_url
+
+
+def test_a_nonce_is_used_once_per_key(store_url: str) -> None:
+    store = NonceStore(store_url, WINDOW)
     try:
         assert store.use("alice+00", "nonce-0001", NOW)
         assert not store.use("alice+00", "nonce-0001", NOW + 1)
@@ -26,9 +39,9 @@ def test_a_nonce_is_used_once_per_key(database_url: str) -> None:
         store.close()
 
 
-def test_two_stores_refuse_each_others_replays(database_url: str) -> None:
+def test_two_stores_refuse_each_others_replays(store_url: str) -> None:
     """Two API processes on one store (here two stores in one process, on one database)."""
-    first, second = NonceStore(database_url, WINDOW), NonceStore(database_url, WINDOW)
+    first, second = NonceStore(store_url, WINDOW), NonceStore(store_url, WINDOW)
     try:
         assert first.use("alice+00", "nonce-0001", NOW)
         assert not second.use("alice+00", "nonce-0001", NOW)
@@ -55,11 +68,11 @@ def test_two_stores_refuse_each_others_replays(database_url: str) -> None:
         second.close()
 
 
-def test_a_replay_after_a_restart_is_refused(database_url: str) -> None:
-    store = NonceStore(database_url, WINDOW)
+def test_a_replay_after_a_restart_is_refused(store_url: str) -> None:
+    store = NonceStore(store_url, WINDOW)
     assert store.use("alice+00", "nonce-0001", NOW)
     store.close()
-    store = NonceStore(database_url, WINDOW)
+    store = NonceStore(store_url, WINDOW)
     try:
         assert not store.use("alice+00", "nonce-0001", NOW)
     finally:
@@ -82,8 +95,8 @@ class Held:
         assert self.release.wait(10)
 
 
-def test_a_replay_within_one_group_is_refused(database_url: str) -> None:
-    store = NonceStore(database_url, WINDOW)
+def test_a_replay_within_one_group_is_refused(store_url: str) -> None:
+    store = NonceStore(store_url, WINDOW)
     assert store.use("alice+00", "stored-0001", NOW)
     held = Held(store)
     try:
@@ -100,8 +113,8 @@ def test_a_replay_within_one_group_is_refused(database_url: str) -> None:
         store.close()
 
 
-def test_claims_from_a_coroutine(database_url: str) -> None:
-    store = NonceStore(database_url, WINDOW)
+def test_claims_from_a_coroutine(store_url: str) -> None:
+    store = NonceStore(store_url, WINDOW)
     held = Held(store)
     held.release.set()
 
@@ -118,9 +131,9 @@ def test_claims_from_a_coroutine(database_url: str) -> None:
 
 
 def test_a_claim_the_store_refuses_does_not_fail_its_group(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
+    store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = NonceStore(database_url, WINDOW)
+    store = NonceStore(store_url, WINDOW)
     held = Held(store)
     write = store._write
 
@@ -147,8 +160,8 @@ def test_a_claim_the_store_refuses_does_not_fail_its_group(
         store.close()
 
 
-def test_expired_nonces_are_swept(database_url: str) -> None:
-    store = NonceStore(database_url, WINDOW)
+def test_expired_nonces_are_swept(store_url: str) -> None:
+    store = NonceStore(store_url, WINDOW)
     try:
         assert store.use("alice+00", "nonce-0001", NOW)
         later = NOW + 3 * WINDOW  # past the row's expiry (2 windows): swept, then new again
@@ -158,8 +171,8 @@ def test_expired_nonces_are_swept(database_url: str) -> None:
         store.close()
 
 
-def test_a_closed_store_takes_no_claims(database_url: str) -> None:
-    store = NonceStore(database_url, WINDOW)
+def test_a_closed_store_takes_no_claims(store_url: str) -> None:
+    store = NonceStore(store_url, WINDOW)
     future = store.submit("alice+00", "nonce-0001", NOW)
     store.close()
     assert future.result(10)  # answered before the store closed
