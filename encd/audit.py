@@ -196,7 +196,8 @@ def audit(
             raise UsageError(f"trusted checkpoint: {exc.message}") from None
     # (1)-(6): the bundle itself
     try:
-        result = verify_bundle(_counted(source, progress), policy.log_key)
+        lines = source if progress is None else _counted(source, progress)
+        result = verify_bundle(lines, policy.log_key)
     except Error as exc:
         report.step, report.message = failed_step(exc), exc.message
         return report
@@ -227,12 +228,11 @@ def audit(
     return report
 
 
-def _counted(source: BinaryIO, progress: Callable[[int], None] | None) -> Iterator[bytes]:
+def _counted(source: BinaryIO, progress: Callable[[int], None]) -> Iterator[bytes]:
     read = 0
     for line in source:
         read += len(line)
-        if progress is not None:
-            progress(read)
+        progress(read)
         yield line
 
 
