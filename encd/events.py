@@ -138,24 +138,32 @@ class Event:
             raise exc.prefixed("event envelope") from None
         if not isinstance(envelope, dict):
             raise InvalidInput("event envelope", "must be a JSON object")
-        fields = _parse_envelope(envelope)
-        if not note.signatures:
+        kind, chain, subject, seq, prev, time, body = _parse_envelope(envelope)
+        signatures = note.signatures
+        if not signatures:
             raise InvalidInput("event", "at least one signature is required")
-        ids = [sig.key_id for sig in note.signatures]
-        if ids != sorted(ids) or len(set(ids)) != len(ids):
-            raise InvalidInput(
-                "event signatures", "signature lines must be sorted by key id, one per key"
-            )
-        for sig in note.signatures:
+        if len(signatures) > 1:  # one signature is sorted and alone
+            ids = [sig.key_id for sig in signatures]
+            if ids != sorted(ids) or len(set(ids)) != len(ids):
+                raise InvalidInput(
+                    "event signatures", "signature lines must be sorted by key id, one per key"
+                )
+        for sig in signatures:
             if len(sig.signature) != 64:
                 raise InvalidInput(
                     "event signatures",
                     f"signature by {sig.key_id} must be 64 bytes, got {len(sig.signature)}",
                 )
-        return cls(raw=raw, text=text, id=event_id(raw), signatures=note.signatures, **fields)
+        return cls(
+            raw, text, event_id(raw), kind, chain, subject, seq, prev, time, body, signatures
+        )
 
 
-def _parse_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
+_Envelope = tuple[str, str, str, int, str | None, datetime, dict[str, Any]]
+"""An envelope's type, chain ("doc" or "party"), subject, seq, prev, time and body."""
+
+
+def _parse_envelope(envelope: dict[str, Any]) -> _Envelope:
     members = envelope.keys()
     if members == _DOC_ENVELOPE:  # every field, and no other: the usual case
         chain = "doc"
@@ -192,15 +200,7 @@ def _parse_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
     body = envelope["body"]
     if not isinstance(body, dict):
         raise InvalidInput("event.body", f"expected an object, got {type(body).__name__}")
-    return {
-        "type": kind,
-        "chain": chain,
-        "subject": subject,
-        "seq": seq,
-        "prev": prev,
-        "time": parse_time(envelope["time"], "event.time"),
-        "body": body,
-    }
+    return kind, chain, subject, seq, prev, parse_time(envelope["time"], "event.time"), body
 
 
 def _envelope_chain(envelope: dict[str, Any]) -> str:
