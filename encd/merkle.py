@@ -82,6 +82,8 @@ def short(digest: bytes) -> str:
 
 def check_hash(value: bytes, field: str) -> bytes:
     """``value`` if it is a 32-byte SHA-256 hash; InvalidInput naming ``field`` otherwise."""
+    if type(value) is bytes and len(value) == HASH_SIZE:  # the common case, first
+        return value
     if not isinstance(value, bytes | bytearray):
         raise InvalidInput(field, f"hash must be bytes, got {type(value).__name__}")
     if len(value) != HASH_SIZE:
