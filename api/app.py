@@ -25,6 +25,7 @@ from ledger.ledger import Ledger
 from ledger.nonces import NonceStore
 
 VERSION = "0.1.0"
+YOUNG_GC_THRESHOLD = 10_000  # allocations between collections of the youngest generation
 
 
 @dataclass
@@ -105,11 +106,16 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
         # What start-up built (the app, the models, SQLAlchemy's tables and caches) lives as
         # long as the service: out of the collector's way, so a full collection under load
         # walks only what requests made (~15 ms instead of ~100 ms, every thread stopped).
+        # A request allocates a few hundred objects that die with it: a young-generation
+        # pass every 10,000 allocations rather than every 700 (~50 us a request less).
         gc.collect()
         gc.freeze()
+        thresholds = gc.get_threshold()
+        gc.set_threshold(YOUNG_GC_THRESHOLD, *thresholds[1:])
         try:
             yield
         finally:
+            gc.set_threshold(*thresholds)
             gc.unfreeze()
             opened.listeners.remove(state.notify)
             opened.listeners.remove(state.metrics.observe_batch)
