@@ -199,12 +199,14 @@ else:  # pragma: no cover - not CPython
     _WRITE = _ENCODER.encode
 
 
+#: The lead bytes of 4-byte UTF-8 sequences (and bytes never in UTF-8).
+_LEAD_4 = bytes(range(0xF0, 0x100))
+
+
 def _astral(data: bytes) -> bool:
     """Whether UTF-8 ``data`` has a character outside the BMP (a 4-byte sequence), where
     sorting by code point (Python) and by UTF-16 code unit (RFC 8785) may disagree."""
-    return (
-        b"\xf0" in data or b"\xf1" in data or b"\xf2" in data or b"\xf3" in data or b"\xf4" in data
-    )
+    return len(data.translate(None, _LEAD_4)) != len(data)
 
 
 def _fast_canonical(data: bytes) -> Any:

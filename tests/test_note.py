@@ -6,6 +6,8 @@ import base64
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from encd.errors import Error, InvalidInput, VerificationError
 from encd.keys import PublicKey, SigningKey
@@ -150,3 +152,18 @@ def test_malformed_notes(data: bytes, message: str) -> None:
     with pytest.raises(InvalidInput) as info:
         parse_note(data)
     assert info.value.message == message
+
+
+@given(st.text(st.characters(exclude_categories=["Cs"]), max_size=30))
+def test_control_characters_are_found_as_the_regex_finds_them(text: str) -> None:
+    """_check_chars skips its regex when no control byte is there; the answer is the regex's."""
+    from encd.note import _CONTROL, _check_chars
+
+    found = _CONTROL.search(text)
+    if found is None:
+        assert _check_chars(text.encode(), "f") == text
+    else:
+        with pytest.raises(InvalidInput) as info:
+            _check_chars(text.encode(), "f")
+        code = ord(found.group())
+        assert info.value.reason == f"control character U+{code:04X} at position {found.start()}"
