@@ -33,6 +33,10 @@ ALG = "ed25519"
 
 _TOKEN = re.compile(r"[a-z*][a-z0-9_\-.*]*")
 _SF_STRING_CHARS = re.compile(r"[\x20-\x21\x23-\x5b\x5d-\x7e]*")
+_SF_STRING = re.compile(r'"((?:[\x20-\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"')
+_SF_ESCAPE = re.compile(r'\\(["\\])')
+_SF_INTEGER = re.compile(r"-?\d{1,15}")
+_SF_TOKEN = re.compile(r"[A-Za-z*][A-Za-z0-9:/!#$%&'*+\-.^_`|~]*")
 
 
 def content_digest(body: bytes) -> str:
@@ -150,6 +154,14 @@ class _Parser:
         return match.group()
 
     def string(self) -> str:
+        match = _SF_STRING.match(self.text, self.pos)
+        if match:  # a well-formed string in one step; anything else is walked for its error
+            self.pos = match.end()
+            body = match.group(1)
+            return _SF_ESCAPE.sub(r"\1", body) if "\\" in body else body
+        return self.string_walk()
+
+    def string_walk(self) -> str:
         self.expect('"')
         out: list[str] = []
         while True:
@@ -185,11 +197,11 @@ class _Parser:
                 raise self.fail("byte sequence is not base64") from None
             self.pos = end + 1
             return value
-        match = re.compile(r"-?\d{1,15}").match(self.text, self.pos)
+        match = _SF_INTEGER.match(self.text, self.pos)
         if match:
             self.pos = match.end()
             return int(match.group())
-        match = re.compile(r"[A-Za-z*][A-Za-z0-9:/!#$%&'*+\-.^_`|~]*").match(self.text, self.pos)
+        match = _SF_TOKEN.match(self.text, self.pos)
         if match:
             self.pos = match.end()
             return match.group()
