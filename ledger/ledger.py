@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import CryptoError
 from sqlalchemy import (
     Connection,
     Engine,
@@ -76,6 +78,7 @@ NODE_CACHE = 1_000_000  # tree nodes kept in memory (~150 MB at most)
 RAGGED_CACHE = 100_000  # composed hashes of ragged ranges kept (encd.merkle.Memo)
 PARSE_CHUNK = 256  # append_many: events parsed while the workers check the chunk before
 PROCESS_MIN_EVENTS = 2 * PARSE_CHUNK  # fewer than this: checked on the caller's thread
+WORKERS_WAIT = 0.5  # seconds a chunk waits for the workers before it is checked here
 _PLACEHOLDER = bytes(32)
 _NONE: frozenset[str] = (
     frozenset()
@@ -112,15 +115,22 @@ class _Driver:
 
 
 def _workers_for(count: int) -> Workers | None:
-    """Signature-checking worker processes for ``count`` events, held for this caller; None
-    when they would not help (few events, one core) or another caller has them."""
+    """Signature-checking worker processes for ``count`` events; None when they would not
+    help (few events, or one core to run on)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if count < PROCESS_MIN_EVENTS or (cores or 1) < 2:
         return None
-    found = workers()
-    if found is None or not found.lock.acquire(blocking=False):
-        return None
-    return found
+    return workers()
+
+
+def _verify_job(job: Job) -> bool:
+    """One check on the caller's thread; like a worker's, only a hint for verify_signers."""
+    key, message, signature = job
+    try:
+        crypto_sign_open(signature + message, key)
+    except (CryptoError, ValueError, TypeError):
+        return False
+    return True
 
 
 def _raw_rows(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -303,20 +313,23 @@ class Ledger:
 
         With more than one core and enough events, the signatures are checked in worker
         processes (encd.sigcheck) while this thread parses the next chunk, and each
-        chunk reaches the sequencer at once, so its batches stay full."""
+        chunk reaches the sequencer at once, so its batches stay full.  Callers take
+        turns with the workers chunk by chunk; a chunk that cannot have them soon is
+        checked on the caller's thread."""
         futures: list[Future[Receipt] | Error] = []
         workers = _workers_for(len(raws))
-        if workers is None:
-            for raw in raws:
-                try:
-                    futures.append(self.submit(raw))
-                except Error as exc:
-                    futures.append(exc)
+        if workers is None:  # checked here, handed over a chunk at a time (full batches)
+            for start in range(0, len(raws), PARSE_CHUNK):
+                pending: list[_Pending] = []
+                for parsed in self._parse_chunk(raws[start : start + PARSE_CHUNK]):
+                    if isinstance(parsed, Error):
+                        futures.append(parsed)
+                    else:
+                        pending.append(_Pending(parsed, preverify(parsed, self._parties)))
+                        futures.append(pending[-1].future)
+                self._enqueue_or_fail(pending)
         else:
-            try:
-                self._submit_checked_elsewhere(raws, workers, futures)
-            finally:
-                workers.lock.release()
+            self._submit_checked_elsewhere(raws, workers, futures)
         results: list[Receipt | Error] = []
         for item in futures:
             if isinstance(item, Error):
@@ -328,25 +341,23 @@ class Ledger:
                 results.append(exc)
         return results
 
+    def _parse_chunk(self, raws: Sequence[bytes]) -> list[Event | Error]:
+        chunk: list[Event | Error] = []
+        for raw in raws:
+            try:
+                chunk.append(Event.parse(raw))
+            except Error as exc:
+                chunk.append(exc)
+        return chunk
+
     def _submit_checked_elsewhere(
         self, raws: Sequence[bytes], workers: Workers, out: list[Future[Receipt] | Error]
     ) -> None:
-        out_chunk: list[Event | Error] = []
-        keys: list[tuple[int, tuple[str, bytes], bytes]] = []
-        for start in range(0, len(raws) + PARSE_CHUNK, PARSE_CHUNK):
-            # parse this chunk while the workers check the previous one
-            chunk: list[Event | Error] = []
-            for raw in raws[start : start + PARSE_CHUNK]:
-                try:
-                    chunk.append(Event.parse(raw))
-                except Error as exc:
-                    chunk.append(exc)
-            if out_chunk:
-                self._enqueue_checked(out_chunk, keys, workers.receive(), out)
-            if not chunk:
-                break
+        chunk = self._parse_chunk(raws[:PARSE_CHUNK])
+        start = PARSE_CHUNK
+        while chunk:
             jobs: list[Job] = []
-            keys = []
+            keys: list[tuple[int, tuple[str, bytes], bytes]] = []
             for i, item in enumerate(chunk):
                 if isinstance(item, Error):
                     continue
@@ -356,8 +367,20 @@ class Ledger:
                     if key is not None:
                         jobs.append((key, item.text, sig.signature))
                         keys.append((i, (sig.name, sig.key_hash), key))
-            workers.send(jobs)
-            out_chunk = chunk
+            following = raws[start : start + PARSE_CHUNK]
+            start += PARSE_CHUNK
+            if workers.lock.acquire(timeout=WORKERS_WAIT):
+                try:
+                    workers.send(jobs)
+                    after = self._parse_chunk(following)  # while the workers check this one
+                    verified = workers.receive()
+                finally:
+                    workers.lock.release()
+            else:  # the workers are busy elsewhere (an audit, say): check here
+                verified = [_verify_job(job) for job in jobs]
+                after = self._parse_chunk(following)
+            self._enqueue_checked(chunk, keys, verified, out)
+            chunk = after
 
     def _enqueue_checked(
         self,
@@ -378,6 +401,9 @@ class Ledger:
             else:
                 pending.append(_Pending(item, preverified))
                 out.append(pending[-1].future)
+        self._enqueue_or_fail(pending)
+
+    def _enqueue_or_fail(self, pending: list[_Pending]) -> None:
         try:
             self._enqueue(pending)
         except Error as exc:

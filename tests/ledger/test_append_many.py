@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,13 +29,16 @@ def flip_signature_bit(raw: bytes) -> bytes:
     return text + b"\n\n" + b"\n".join(lines)
 
 
-def outcome(result: Receipt | Error) -> tuple[str, object]:
+def outcome(result: Receipt | Error) -> tuple[str, Any]:
     if isinstance(result, Error):
         return type(result).__name__, str(result)
     return "receipt", (result.log_index, result.duplicate)
 
 
-def test_worker_checked_batches_match_one_by_one_appends(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers_busy", [False, True, "none"])
+def test_worker_checked_batches_match_one_by_one_appends(
+    tmp_path: Path, workers_busy: bool | str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cast = corridor_cast()
     parties = list(cast.log)
     raws = list(big_ledger_events(cast, documents=120, per_document=6))
@@ -43,12 +47,31 @@ def test_worker_checked_batches_match_one_by_one_appends(tmp_path: Path) -> None
     raws.insert(300, raws[200])  # the same event again: its first receipt
     raws[400] = flip_signature_bit(raws[400])
     assert len(raws) >= ledger_module.PROCESS_MIN_EVENTS
+    held = ledger_module._workers_for(len(raws))
     if (os.cpu_count() or 1) > 1 and len(os.sched_getaffinity(0)) > 1:
-        held = ledger_module._workers_for(len(raws))
         assert held is not None, "worker processes were expected on this machine"
-        held.lock.release()
+    if workers_busy == "none":  # one core, say: every chunk is checked on the caller's thread
+        monkeypatch.setattr(ledger_module, "_workers_for", lambda count: None)
+        held = None
+    if workers_busy and held is not None:  # an audit has them: each chunk is checked here
+        monkeypatch.setattr(ledger_module, "WORKERS_WAIT", 0.01)
+        held.lock.acquire()
+    try:
+        results = both_ways(tmp_path, parties, raws)
+    finally:
+        if workers_busy and held is not None:
+            held.lock.release()
+    assert results[0] == results[1]
+    kinds = [kind for kind, _ in results[1]]
+    assert kinds[5] == "VerificationError" and kinds[130] == "InvalidInput"
+    assert results[1][300] == ("receipt", (results[1][200][1][0], True))
+    # the documents whose issue failed: each of their later events is refused as well
+    assert kinds.count("receipt") < len(raws) - 3
 
-    results = []
+
+def both_ways(tmp_path: Path, parties: list[bytes], raws: list[bytes]) -> list[list[Any]]:
+    """Outcomes of appending ``raws`` one by one, then with append_many, on fresh ledgers."""
+    results: list[list[Any]] = []
     for name, many in (("one", False), ("many", True)):
         url = f"sqlite:///{tmp_path}/{name}.db"
         with Ledger(url, LOG_KEY) as ledger:
@@ -64,18 +87,9 @@ def test_worker_checked_batches_match_one_by_one_appends(tmp_path: Path) -> None
                     except Error as exc:
                         got.append(exc)
             results.append([outcome(r) for r in got])
-            size = ledger.size()
-        assert size == len(parties) + sum(
-            1
-            for kind, value in results[-1]
-            if kind == "receipt" and not value[1]  # type: ignore[index]
-        )
-    assert results[0] == results[1]
-    kinds = [kind for kind, _ in results[1]]
-    assert kinds[5] == "VerificationError" and kinds[130] == "InvalidInput"
-    assert results[1][300] == ("receipt", (results[1][200][1][0], True))  # type: ignore[index]
-    # the documents whose issue failed: each of their later events is refused as well
-    assert kinds.count("receipt") < len(raws) - 3
+            appended = sum(1 for kind, value in results[-1] if kind == "receipt" and not value[1])
+            assert ledger.size() == len(parties) + appended
+    return results
 
 
 @pytest.mark.parametrize("count", [1, ledger_module.PROCESS_MIN_EVENTS - 1])
