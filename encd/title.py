@@ -483,9 +483,15 @@ def _party(
 
 
 def _claim(doc_id: str, keys: frozenset[str], cargo: Mapping[str, str]) -> None:
-    """Cargo singularity: no key may belong to another live document."""
-    for key in sorted(keys):
-        owner = cargo.get(key)
+    """Cargo singularity: no key may belong to another live document.
+
+    A ``cargo`` mapping with an ``owners(keys)`` method (a store's index) is asked for
+    all the keys at once."""
+    ordered = sorted(keys)
+    bulk = getattr(cargo, "owners", None)
+    owners: Mapping[str, str] = bulk(ordered) if bulk is not None else cargo
+    for key in ordered:
+        owner = owners.get(key)
         if owner is not None and owner != doc_id:
             kind, _, number = key.partition(":")
             raise RuleViolation(

@@ -229,6 +229,18 @@ class _CargoView(Mapping[str, str]):
         rows = self._driver.rows("SELECT doc_id FROM cargo WHERE key = ?", (key,))
         return str(rows[0][0]) if rows else default
 
+    def owners(self, keys: Sequence[str]) -> dict[str, str]:
+        """The documents holding any of ``keys``, read in one query."""
+        found: dict[str, str] = {}
+        stored = [k for k in keys if k not in self._batch.claimed and k not in self._batch.released]
+        for start in range(0, len(stored), 500):
+            part = stored[start : start + 500]
+            marks = ", ".join("?" * len(part))
+            sql = f"SELECT key, doc_id FROM cargo WHERE key IN ({marks})"
+            found.update((str(k), str(d)) for k, d in self._driver.rows(sql, part))
+        found.update((k, self._batch.claimed[k]) for k in keys if k in self._batch.claimed)
+        return found
+
     def __getitem__(self, key: str) -> str:
         found: str | None = self.get(key)
         if found is None:

@@ -339,3 +339,31 @@ def test_a_store_refuses_another_log_key(database_url: str) -> None:
     with pytest.raises(InvalidInput) as info:
         Ledger(database_url, other)
     assert str(info.value).startswith("log key: this store belongs to log key encd.test/log+")
+
+
+def test_cargo_already_covered_is_refused_in_the_same_batch_and_after(
+    ledger: Ledger, cast: Cast
+) -> None:
+    load(ledger, cast)
+    raw = issue_event(cast)
+    cast.append(raw)
+
+    def second(doc_id: str) -> bytes:
+        content = corridor_document()
+        content["id"] = doc_id
+        return cast.doc_event(
+            doc_id,
+            "issue",
+            {"content": content, "holder": cast.actor("exporter").id},
+            [cast.actor("carrier")],
+        )
+
+    # the first issue and a rival in one batch: the rival sees the batch's own claim
+    same_batch = ledger.append_many([raw, second("CQ-DOUBLE-0001")])
+    assert isinstance(same_batch[0], Receipt)
+    assert isinstance(same_batch[1], RuleViolation) and same_batch[1].rule == "singularity"
+    # a later batch reads the stored claims
+    with pytest.raises(RuleViolation) as later:
+        ledger.append(second("CQ-DOUBLE-0002"))
+    assert later.value.rule == "singularity"
+    assert f"is already covered by live document {DOC}" in str(later.value)
