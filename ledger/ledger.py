@@ -876,23 +876,21 @@ class Ledger:
     def title(self, doc_id: str) -> tuple[DocumentState, int]:
         """A document's title state and the log index of its head event."""
         with self.reader.connect() as conn:
-            row = conn.execute(
-                select(DOCUMENT.c.state, DOCUMENT.c.head_index).where(DOCUMENT.c.id == doc_id)
-            ).first()
-        if row is None:
+            stored, head_index = self._title_row(conn, doc_id)
+        return load_state(json.loads(stored)), head_index
+
+    @staticmethod
+    def _title_row(conn: Connection, doc_id: str) -> tuple[str, int]:
+        rows = _raw_rows(conn, "SELECT state, head_index FROM document WHERE id = ?", (doc_id,))
+        if not rows:
             raise NotFound(f"no document {doc_id}")
-        return load_state(json.loads(row[0])), int(row[1])
+        return str(rows[0][0]), int(rows[0][1])
 
     def title_proof(self, doc_id: str) -> TitleProof:
         """A document's title with its head event's inclusion proof against the latest
         checkpoint, read on one connection."""
         with self.reader.connect() as conn:
-            row = conn.execute(
-                select(DOCUMENT.c.state, DOCUMENT.c.head_index).where(DOCUMENT.c.id == doc_id)
-            ).first()
-            if row is None:
-                raise NotFound(f"no document {doc_id}")
-            head_index = int(row[1])
+            stored, head_index = self._title_row(conn, doc_id)
             # read after the document row: its checkpoint is at least as new as its head
             note_row = conn.execute(
                 select(CHECKPOINT.c.note, CHECKPOINT.c.size)
@@ -906,7 +904,7 @@ class Ledger:
             proof = self._proof(
                 conn, lambda get, memo: inclusion_proof(head_index, size, get, memo)
             )
-        state = load_state(json.loads(row[0]))
+        state = load_state(json.loads(stored))
         return TitleProof(
             state, head_index, int(head_at), note, TlogProof(head_index, tuple(proof), note)
         )
