@@ -34,6 +34,11 @@ WAITS = frozenset(
         "EpollSelector.select (selectors.py)",
         "select (selectors.py)",
         "Queue.get (queue.py)",
+        # threads whose own frame runs only to block in a C call on their work queue
+        # (SimpleQueue.get shows no Python frame of its own): the submitter, the nonce writer
+        "Submitter._run (api/submitter.py)",
+        "NonceStore._run (ledger/nonces.py)",
+        "Connection._recv (multiprocessing/connection.py)",  # waiting for sigcheck workers
         "main (bench/serve.py)",  # waiting on stdin
         "profiled (bench/measures.py)",  # sleeping while py-spy attaches
         "sleep",
