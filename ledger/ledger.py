@@ -134,16 +134,13 @@ def _verify_job(job: Job) -> bool:
 
 
 def _raw_rows(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-    """Rows of a query through the driver's own cursor (``?`` placeholders): on the
+    """Rows of one query through the driver's own cursor (see ``_Driver``): on the
     sequencer's and the proofs' paths SQLAlchemy's machinery costs more than the query."""
-    cursor = conn.connection.cursor()
+    driver = _Driver(conn)
     try:
-        if conn.dialect.name == "postgresql":
-            sql = sql.replace("?", "%s")
-        cursor.execute(sql, params)
-        return list(cursor.fetchall())
+        return driver.rows(sql, params)
     finally:
-        cursor.close()
+        driver.close()
 
 
 def _now() -> datetime:
@@ -788,12 +785,18 @@ class Ledger:
         cached = self._docs.get(doc_id)
         if cached is not None:
             return cached[0]
-        rows = _raw_rows(conn, "SELECT state, head_index FROM document WHERE id = ?", (doc_id,))
-        if not rows:
+        row = self._document_row(conn, doc_id)
+        if row is None:
             return None
-        state = load_state(json.loads(rows[0][0]))
-        self._remember(doc_id, state, int(rows[0][1]))
+        state = load_state(json.loads(row[0]))
+        self._remember(doc_id, state, row[1])
         return state
+
+    @staticmethod
+    def _document_row(conn: Connection, doc_id: str) -> tuple[str, int] | None:
+        """A document's stored state text and head index; None if it was never issued."""
+        rows = _raw_rows(conn, "SELECT state, head_index FROM document WHERE id = ?", (doc_id,))
+        return (str(rows[0][0]), int(rows[0][1])) if rows else None
 
     def _node(self, conn: Connection, level: int, index: int) -> bytes:
         """A committed tree node, from the cache (nodes never change once written) or the store."""
@@ -879,12 +882,11 @@ class Ledger:
             stored, head_index = self._title_row(conn, doc_id)
         return load_state(json.loads(stored)), head_index
 
-    @staticmethod
-    def _title_row(conn: Connection, doc_id: str) -> tuple[str, int]:
-        rows = _raw_rows(conn, "SELECT state, head_index FROM document WHERE id = ?", (doc_id,))
-        if not rows:
+    def _title_row(self, conn: Connection, doc_id: str) -> tuple[str, int]:
+        row = self._document_row(conn, doc_id)
+        if row is None:
             raise NotFound(f"no document {doc_id}")
-        return str(rows[0][0]), int(rows[0][1])
+        return row
 
     def title_proof(self, doc_id: str) -> TitleProof:
         """A document's title with its head event's inclusion proof against the latest
