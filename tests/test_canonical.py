@@ -353,6 +353,22 @@ def test_fast_path_examples(data: bytes) -> None:
     assert _fast_canonical(data) is _NOT_SURE  # each goes the slow way, to its exact error
 
 
+def _reference_outcome(value: Any) -> tuple[str, Any]:
+    """RFC 8785's bytes for ``value`` after encd's own checks, or the check's message."""
+    try:
+        _check(value, "")
+        return ("ok", rfc8785.dumps(value))
+    except InvalidInput as exc:
+        return ("error", exc.message)
+
+
+def _bytes_outcome(value: Any) -> tuple[str, Any]:
+    try:
+        return ("ok", canonical_bytes(value))
+    except InvalidInput as exc:
+        return ("error", exc.message)
+
+
 @pytest.mark.parametrize(
     "value",
     [
@@ -368,18 +384,7 @@ def test_fast_path_examples(data: bytes) -> None:
     ],
 )
 def test_canonical_bytes_fast_path_examples(value: Any) -> None:
-    def reference(v: Any) -> tuple[str, Any]:
-        try:
-            _check(v, "")
-            return ("ok", rfc8785.dumps(v))
-        except InvalidInput as exc:
-            return ("error", exc.message)
-
-    try:
-        got: tuple[str, Any] = ("ok", canonical_bytes(value))
-    except InvalidInput as exc:
-        got = ("error", exc.message)
-    assert got == reference(value)
+    assert _bytes_outcome(value) == _reference_outcome(value)
 
 
 dirty_values: st.SearchStrategy[Any] = st.recursive(
@@ -404,15 +409,4 @@ def test_canonical_bytes_agrees_with_rfc8785_on_any_value(value: Any) -> None:
     """The fast path of canonical_bytes gives RFC 8785's bytes or leaves the value to the
     slow path, which refuses what is not exact with its own message."""
 
-    def reference(v: Any) -> tuple[str, Any]:
-        try:
-            _check(v, "")
-            return ("ok", rfc8785.dumps(v))
-        except InvalidInput as exc:
-            return ("error", exc.message)
-
-    try:
-        got: tuple[str, Any] = ("ok", canonical_bytes(value))
-    except InvalidInput as exc:
-        got = ("error", exc.message)
-    assert got == reference(value)
+    assert _bytes_outcome(value) == _reference_outcome(value)

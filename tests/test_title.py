@@ -57,6 +57,13 @@ def rejects(
     assert cast.replay.documents.get(DOC) == before  # nothing changed
 
 
+DEPARTED = {
+    "kind": "departed",
+    "location": {"locode": "CNCKG", "name": "Luoqi, Jiangjin"},
+    "at": "2026-05-01T09:00:00Z",
+}
+
+
 def state(cast: Cast):  # type: ignore[no-untyped-def]
     return cast.replay.documents[DOC]
 
@@ -68,11 +75,7 @@ def test_the_corridor_lifecycle(cast: Cast) -> None:
     step(
         cast,
         "milestone",
-        {
-            "kind": "departed",
-            "location": {"locode": "CNCKG", "name": "Luoqi, Jiangjin"},
-            "at": "2026-05-01T09:00:00Z",
-        },
+        DEPARTED,
         "agent",
     )
     assert state(cast).location is not None and state(cast).location.kind == "departed"
@@ -478,11 +481,7 @@ def test_cargo_is_released_and_claimed_as_the_state_changes(cast: Cast) -> None:
     step(
         cast,
         "milestone",
-        {
-            "kind": "departed",
-            "location": {"locode": "CNCKG", "name": "Luoqi, Jiangjin"},
-            "at": "2026-05-01T09:00:00Z",
-        },
+        DEPARTED,
         "agent",
     )
     assert set(cast.replay.cargo) == keys
