@@ -43,7 +43,7 @@ and the new complete nodes to store, without reading the tree.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 
 from encd.errors import InvalidInput, VerificationError
@@ -382,17 +382,24 @@ def inclusion_proof(
     _check_size(size, "tree size")
     if index >= size:
         raise InvalidInput("leaf index", f"{index} is not less than tree size {size}")
-    siblings: list[bytes] = []  # collected root-down, returned leaf-up
-    start, end = 0, size
-    while end - start > 1:
-        k = _split(end - start)
-        if index < start + k:
-            siblings.append(subtree_hash(start + k, end, get_node, memo))
-            end = start + k
+    # Level by level from the leaf: the sibling of the leaf's ancestor at each level.  A
+    # left sibling is always a perfect subtree; a right one is perfect, or the ragged
+    # right edge of the tree (composed by subtree_hash), or absent when the ancestor is
+    # itself that edge.  The same hashes, in the same order, as the RFC's recursion.
+    siblings: list[bytes] = []
+    node, level, last = index, 0, size - 1
+    while last >> level:
+        sibling = node ^ 1
+        if sibling < node:
+            siblings.append(_fetch(get_node, level, sibling))
         else:
-            siblings.append(subtree_hash(start, start + k, get_node, memo))
-            start += k
-    siblings.reverse()
+            first = sibling << level
+            if first + (1 << level) <= size:
+                siblings.append(_fetch(get_node, level, sibling))
+            elif first < size:
+                siblings.append(subtree_hash(first, size, get_node, memo))
+        node >>= 1
+        level += 1
     return siblings
 
 
@@ -479,20 +486,27 @@ class CompactRange:
         The nodes are the leaf itself (level 0) and every parent it completes,
         bottom-up: exactly what ``get_node`` must return from then on.
         """
-        h = check_hash(leaf, "leaf hash")
-        if self.size == MAX_SIZE:
-            raise InvalidInput("size", "the tree is full (2**64-1 leaves)")
+        return self.extend((check_hash(leaf, "leaf hash"),))
+
+    def extend(self, leaves: Iterable[bytes]) -> tuple[CompactRange, list[Node]]:
+        """Append several leaf hashes in order: ``append`` one at a time, in one step."""
         border = list(self.hashes)
-        index = self.size
-        level = 0
-        created = [Node(0, index, h)]
-        while index & 1:
-            h = node_hash(border.pop(), h)
-            index >>= 1
-            level += 1
-            created.append(Node(level, index, h))
-        border.append(h)
-        return CompactRange(self.size + 1, tuple(border)), created
+        size = self.size
+        created: list[Node] = []
+        for i, leaf in enumerate(leaves):
+            h = check_hash(leaf, f"leaves[{i}]")
+            if size == MAX_SIZE:
+                raise InvalidInput("size", "the tree is full (2**64-1 leaves)")
+            index, level = size, 0
+            created.append(Node(0, index, h))
+            while index & 1:
+                h = node_hash(border.pop(), h)
+                index >>= 1
+                level += 1
+                created.append(Node(level, index, h))
+            border.append(h)
+            size += 1
+        return CompactRange(size, tuple(border)), created
 
     def root(self) -> bytes:
         """MTH of the tree: the border hashes folded right to left."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from encd.checkpoint import Checkpoint, decode_base64, open_checkpoint, parse_decimal
@@ -114,12 +115,8 @@ class TlogProof:
         return cls(index, tuple(proof), signed_checkpoint, extra)
 
     def to_bytes(self) -> bytes:
-        lines = [HEADER]
-        if self.extra is not None:
-            lines.append("extra " + base64.b64encode(self.extra).decode())
-        lines.append(f"index {self.index}")
-        lines.extend(base64.b64encode(h).decode() for h in self.proof)
-        return "\n".join(lines).encode() + b"\n\n" + self.signed_checkpoint
+        proof = [base64.b64encode(h).decode() for h in self.proof]
+        return encode(self.index, proof, self.signed_checkpoint, self.extra)
 
     def verify(self, leaf_hash: bytes, log_key: PublicKey) -> Checkpoint:
         """Check that ``leaf_hash`` is entry ``index`` of the log ``log_key`` signs for.
@@ -140,3 +137,18 @@ class TlogProof:
         except VerificationError as exc:
             raise exc.prefixed("tlog-proof") from None
         return checkpoint
+
+
+def encode(
+    index: int, proof: Sequence[str], signed_checkpoint: bytes, extra: bytes | None = None
+) -> bytes:
+    """The tlog-proof text of values already checked, the proof's hashes given in base64.
+
+    For a writer that builds many proofs from hashes it holds (the ledger's receipts);
+    anyone else builds a ``TlogProof``, which checks its values, and calls ``to_bytes``."""
+    lines = [HEADER]
+    if extra is not None:
+        lines.append("extra " + base64.b64encode(extra).decode())
+    lines.append(f"index {index}")
+    lines.extend(proof)
+    return "\n".join(lines).encode() + b"\n\n" + signed_checkpoint

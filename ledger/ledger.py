@@ -25,6 +25,7 @@ reloads otherwise, so several processes may append and the log never forks.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import threading
@@ -59,6 +60,7 @@ from encd.replay import Admitted, admit
 from encd.sigcheck import Job, Workers, workers
 from encd.title import DocumentState, dump_state, load_state
 from encd.tlogproof import TlogProof
+from encd.tlogproof import encode as encode_tlog_proof
 from ledger.db import make_engine, migrate
 from ledger.schema import (
     CARGO,
@@ -506,6 +508,7 @@ class Ledger:
             cargo = _CargoView(driver, batch)
             size = self._size
             tree = self._range
+            leaves: list[bytes] = []
             ids = [item.event.id for item in pending]
             logged = {
                 str(row[0]): int(row[1])
@@ -534,16 +537,15 @@ class Ledger:
                     continue
                 # (3) stage
                 index = size
-                entry = LogEntry(event.id, sequenced_at)
-                tree, nodes = tree.append(entry.leaf_hash)
-                for node in nodes:
-                    batch.nodes[(node.level, node.index)] = node.hash
+                leaves.append(LogEntry(event.id, sequenced_at).leaf_hash)
                 size += 1
                 batch.ids[event.id] = index
                 batch.events.append((index, admitted, sequenced_at))
                 self._stage(batch, admitted, index)
                 outcomes.append(index)
             if batch.events:
+                tree, nodes = tree.extend(leaves)
+                batch.nodes = {(node.level, node.index): node.hash for node in nodes}
                 self._flush(conn, driver, batch)
                 checkpoint_note = self._sign_and_store(conn, tree, sequenced_at)
             else:
@@ -572,7 +574,11 @@ class Ledger:
         cargo: _CargoView,
         preverified: Preverified,
     ) -> Admitted:
-        parties: Mapping[str, Party] = ChainMap(batch.parties, self._parties)
+        # (a ChainMap's look-ups cost several times a dict's: only when this batch has
+        # staged a party does the view need one)
+        parties: Mapping[str, Party] = (
+            ChainMap(batch.parties, self._parties) if batch.parties else self._parties
+        )
         document = None
         if not event.is_party_event:
             document = batch.documents.get(event.subject) or self._document(conn, event.subject)
@@ -712,6 +718,8 @@ class Ledger:
 
         appended = {index: (a.event.id, at) for index, a, at in batch.events}
         memo: Memo = {}  # this batch's ragged ranges: not kept, the batch may yet roll back
+        encoded: dict[bytes, str] = {}  # base64 of the hashes, shared by the batch's proofs
+        first: set[int] = set()
         receipts: list[Receipt | Error] = []
         for outcome in outcomes:
             if isinstance(outcome, Error):
@@ -720,12 +728,16 @@ class Ledger:
                 receipts.append(self._first_receipt(conn, -1 - outcome))
             else:
                 event_id, at = appended[outcome]
-                proof = inclusion_proof(outcome, size, get_node, memo)
-                tlog = TlogProof(outcome, tuple(proof), checkpoint_note)
-                duplicate = outcomes.index(outcome) != len(receipts)
-                receipts.append(
-                    Receipt(event_id, outcome, at, checkpoint_note, tlog.to_bytes(), duplicate)
-                )
+                lines = []
+                for h in inclusion_proof(outcome, size, get_node, memo):
+                    line = encoded.get(h)
+                    if line is None:
+                        line = encoded[h] = base64.b64encode(h).decode()
+                    lines.append(line)
+                proof = encode_tlog_proof(outcome, lines, checkpoint_note)
+                duplicate = outcome in first  # the same event twice in this batch
+                first.add(outcome)
+                receipts.append(Receipt(event_id, outcome, at, checkpoint_note, proof, duplicate))
         return receipts
 
     def _first_receipt(self, conn: Connection, index: int, duplicate: bool = True) -> Receipt:

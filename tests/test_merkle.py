@@ -140,6 +140,22 @@ def test_compact_range_matches_naive_root_for_every_size() -> None:
         assert CompactRange.from_nodes(n + 1, nodes_of(n + 1)) == cr
 
 
+def test_extend_is_append_one_leaf_at_a_time() -> None:
+    # a batch's leaves go in with one extend: the same range and the same nodes, in order
+    for start, count in [(0, 0), (0, 1), (0, 300), (1, 2), (7, 9), (63, 66), (255, 45)]:
+        one_by_one, expected = CompactRange.from_nodes(start, nodes_of(start)), []
+        for leaf in LEAVES[start : start + count]:
+            one_by_one, created = one_by_one.append(leaf)
+            expected += created
+        extended, nodes = CompactRange.from_nodes(start, nodes_of(start)).extend(
+            LEAVES[start : start + count]
+        )
+        assert (extended, nodes) == (one_by_one, expected), (start, count)
+        assert extended.root() == ROOTS[start + count]
+    with pytest.raises(InvalidInput, match=r"leaves\[1\]: hash must be 32 bytes"):
+        CompactRange().extend([LEAVES[0], b"x" * 31])
+
+
 def test_tree_root_from_nodes_matches_naive_for_every_size() -> None:
     for n in range(301):
         assert tree_root(n, nodes_of(n)) == ROOTS[n], n
