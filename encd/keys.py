@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nacl.exceptions
@@ -121,6 +121,9 @@ class SigningKey:
 
     name: str
     seed: bytes
+    # derived once: making the key pair from the seed costs as much as a signature
+    _signer: nacl.signing.SigningKey = field(init=False, repr=False, compare=False)
+    _public: PublicKey = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_key_name(self.name)
@@ -128,6 +131,9 @@ class SigningKey:
             raise InvalidInput(
                 "private key", f"Ed25519 seed must be {SEED_SIZE} bytes, got {len(self.seed)}"
             )
+        signer = nacl.signing.SigningKey(self.seed)
+        object.__setattr__(self, "_signer", signer)
+        object.__setattr__(self, "_public", PublicKey(self.name, bytes(signer.verify_key)))
 
     def __repr__(self) -> str:  # never print the seed
         return f"SigningKey({self.public.key_id})"
@@ -138,11 +144,10 @@ class SigningKey:
 
     @property
     def public(self) -> PublicKey:
-        return PublicKey(self.name, bytes(nacl.signing.SigningKey(self.seed).verify_key))
+        return self._public
 
     def sign(self, message: bytes) -> bytes:
-        signed = nacl.signing.SigningKey(self.seed).sign(message)
-        return bytes(signed.signature)
+        return bytes(self._signer.sign(message).signature)
 
     def to_pem(self, passphrase: bytes | None = None) -> bytes:
         """PKCS#8 PEM; encrypted with the best available scheme when a passphrase is given."""

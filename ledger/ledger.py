@@ -115,6 +115,12 @@ class _Driver:
     def close(self) -> None:
         self._cursor.close()
 
+    def __enter__(self) -> _Driver:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
 
 def _workers_for(count: int) -> Workers | None:
     """Signature-checking worker processes for ``count`` events; None when they would not
@@ -138,11 +144,8 @@ def _verify_job(job: Job) -> bool:
 def _raw_rows(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
     """Rows of one query through the driver's own cursor (see ``_Driver``): on the
     sequencer's and the proofs' paths SQLAlchemy's machinery costs more than the query."""
-    driver = _Driver(conn)
-    try:
+    with _Driver(conn) as driver:
         return driver.rows(sql, params)
-    finally:
-        driver.close()
 
 
 def _now() -> datetime:
@@ -693,11 +696,11 @@ class Ledger:
     def _sign_and_store(self, conn: Connection, tree: CompactRange, at: int) -> bytes:
         checkpoint = Checkpoint(self.origin, tree.size, tree.root())
         note = sign_checkpoint(checkpoint, self.log_key)
-        conn.execute(
-            insert(CHECKPOINT).values(
-                size=tree.size, root=checkpoint.root, note=note, created_at=at
+        with _Driver(conn) as driver:
+            driver.many(
+                "INSERT INTO checkpoint (size, root, note, created_at) VALUES (?, ?, ?, ?)",
+                [(tree.size, checkpoint.root, note, at)],
             )
-        )
         self._step("after_checkpoint")
         return note
 
