@@ -2,11 +2,18 @@
 
 Every request except the public log, health and the web pages carries an
 ``encd`` signature (see encd.httpsig) by one of the caller's active keys.
-The server checks, in order: the headers parse; ``created`` is within the
-window of its clock; the key exists, belongs to a registered party and is
-not revoked; the signature covers the required components and verifies;
-the body matches its Content-Digest; the nonce was not seen before from
-this key within the window.  Any failure is 401 and changes nothing.
+The server checks, in order (docs/api.md §6 numbers the same steps):
+
+(1) the headers parse;
+(2) when ``settings.authorities`` pins the service's names, ``@authority``
+    (the Host header) is one of them;
+(3) ``created`` is within the window of its clock;
+(4) the key exists, belongs to a registered party and is not revoked;
+(5) the signature covers the required components and verifies;
+(6) the body matches its Content-Digest;
+(7) the nonce was not seen before from this key within the window.
+
+Any failure is 401 and changes nothing: (7), the only step that writes, comes last.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from encd.errors import Error, InvalidInput
 from encd.httpsig import Request as SignedRequest
 from encd.httpsig import check_content_digest, parse_signature, verify_request
 from encd.parties import Party, Role
+from encd.validation import show
 
 
 @dataclass(frozen=True)
@@ -51,19 +59,29 @@ async def authenticate(request: Request) -> Caller:
     if not all(value is None or value.isascii() for value in (signature_input, signature)):
         # Structured fields (RFC 8941) are ASCII; the parser below assumes as much.
         raise Unauthorized("Signature-Input and Signature must be ASCII (RFC 8941)")
-    try:
+    try:  # (1)
         parsed = parse_signature(signature_input, signature)
     except InvalidInput as exc:
         raise Unauthorized(exc.message) from None
     params = parsed.params
+    authority = request.headers.get("host", "")
+    pinned = state.settings.authorities
+    if pinned and authority.lower() not in pinned:  # (2): signed for another deployment
+        names = sorted(pinned)
+        raise Unauthorized(
+            f"@authority: expected {' or '.join(names)} (the names this service answers to), "
+            f"got {show(authority)} (the Host header)",
+            field="@authority",
+            expected=names,
+        )
     now = state.settings.clock().timestamp()
-    if abs(now - params.created) > state.settings.signature_window:
+    if abs(now - params.created) > state.settings.signature_window:  # (3)
         raise Unauthorized(
             f"signature created at {params.created} is outside the server's window of "
             f"±{state.settings.signature_window} s around {int(now)}"
         )
     name, _, key_hash = params.keyid.rpartition("+")
-    try:
+    try:  # (4)
         party, record = state.lookups.key(name, key_hash)
     except Error:
         raise Unauthorized(f"unknown key {params.keyid}: no registered party {name}") from None
@@ -73,18 +91,18 @@ async def authenticate(request: Request) -> Caller:
         raise Unauthorized(f"key {params.keyid} was revoked")
     signed = SignedRequest(
         method=request.method,
-        authority=request.headers.get("host", ""),
+        authority=authority,
         path=request.url.path,
         query=request.url.query,
         headers={k.lower(): v for k, v in request.headers.items()},
     )
     try:
-        verify_request(signed, parsed, record.key, has_body=bool(body))
-        if body:
+        verify_request(signed, parsed, record.key, has_body=bool(body))  # (5)
+        if body:  # (6)
             check_content_digest(request.headers.get("content-digest"), body)
     except Error as exc:
         raise Unauthorized(exc.message) from None
-    # Recorded with the next group write of the nonce store (see ledger.nonces).
+    # (7) Recorded with the next group write of the nonce store (see ledger.nonces).
     if not await state.nonces.claim(params.keyid, params.nonce, now):
         raise Unauthorized(f"nonce {params.nonce!r} was already used: a replayed request")
     return Caller(party, params.keyid)

@@ -19,14 +19,13 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
+from api.media import EVENT_TYPE as EVENT_TYPE  # what every POST sends
 from encd.errors import Error, VerificationError
 from encd.events import Event, make_event
 from encd.httpsig import Request, content_digest, sign_request
 from encd.keys import PublicKey, SigningKey
 from encd.logentry import LogEntry
 from encd.tlogproof import TlogProof
-
-EVENT_TYPE = "application/vnd.encd.event"
 
 
 class ProblemError(Error):
@@ -40,13 +39,19 @@ class ProblemError(Error):
 
 @dataclass
 class Client:
+    """One party's client.  ``authority`` is the ``host[:port]`` the requests are addressed
+    to (Host) and signed for (``@authority``); default: the base URL's.  Set it to reach a
+    service that pins its names (``encd serve --authority``) through another address."""
+
     base_url: str
     key: SigningKey
     timeout: float = 30.0
     clock: Callable[[], float] = time.time
+    authority: str | None = None
 
     def __post_init__(self) -> None:
-        self.http = httpx.Client(base_url=self.base_url, timeout=self.timeout)
+        headers = {"host": self.authority} if self.authority else None
+        self.http = httpx.Client(base_url=self.base_url, timeout=self.timeout, headers=headers)
 
     def close(self) -> None:
         self.http.close()
@@ -60,7 +65,7 @@ class Client:
     # --- transport -------------------------------------------------------------------------
 
     def signed_headers(self, method: str, path: str, query: str, body: bytes) -> dict[str, str]:
-        authority = urlsplit(self.base_url).netloc
+        authority = self.authority or urlsplit(self.base_url).netloc
         headers: dict[str, str] = {}
         if body:
             headers["content-digest"] = content_digest(body)

@@ -3,7 +3,8 @@
 Each problem has a ``type`` URI ``urn:encd:problem:<name>``, a ``title``, the
 HTTP ``status``, a ``detail`` saying what is wrong, and extension members
 where they help: ``field`` (which input broke which rule), ``rule``,
-``current_seq`` and ``current_head`` (for a stale event).
+``expected`` (what a refused header should have said), ``current_seq`` and
+``current_head`` (for a stale event).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ MEDIA_TYPE = "application/problem+json"
 
 
 class ApiError(Error):
-    """An error with its HTTP status and problem name."""
+    """An error with its HTTP status and problem name (and response headers, if any)."""
+
+    headers: dict[str, str] | None = None
 
     def __init__(self, status: int, name: str, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -33,8 +36,18 @@ class ApiError(Error):
 
 
 class Unauthorized(ApiError):
-    def __init__(self, message: str) -> None:
-        super().__init__(401, "unauthorized", message)
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(401, "unauthorized", message, **extra)
+
+
+class UnsupportedMediaType(ApiError):
+    """415: a body whose Content-Type is not what the route takes (RFC 9110 §15.5.16)."""
+
+    def __init__(self, message: str, *expected: str) -> None:
+        super().__init__(
+            415, "unsupported-media-type", message, field="content-type", expected=list(expected)
+        )
+        self.headers = {"accept-post": ", ".join(expected)}
 
 
 class Forbidden(ApiError):
@@ -56,6 +69,7 @@ TITLES = {
     "forbidden": "Not allowed",
     "not-found": "Not found",
     "too-large": "Request body too large",
+    "unsupported-media-type": "Unsupported media type",
     "method-not-allowed": "Method not allowed",
     "unavailable": "Service unavailable",
     "internal": "Internal error",
@@ -63,7 +77,12 @@ TITLES = {
 
 
 def problem(
-    status: int, name: str, detail: str, request: Request | None = None, **extra: Any
+    status: int,
+    name: str,
+    detail: str,
+    request: Request | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"urn:encd:problem:{name}",
@@ -74,7 +93,7 @@ def problem(
     if request is not None:
         body["instance"] = request.url.path
     body.update({k: v for k, v in extra.items() if v is not None})
-    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
 
 
 def from_error(error: Exception, request: Request | None = None) -> JSONResponse:
@@ -82,7 +101,9 @@ def from_error(error: Exception, request: Request | None = None) -> JSONResponse
     from ledger.ledger import NotFound
 
     if isinstance(error, ApiError):
-        return problem(error.status, error.name, error.message, request, **error.extra)
+        return problem(
+            error.status, error.name, error.message, request, error.headers, **error.extra
+        )
     if isinstance(error, Conflict):
         return problem(
             409,

@@ -3,16 +3,42 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from encd.errors import InvalidInput
+from encd.validation import show
 from ledger.db import DATABASE_URL_ENV
+
+# host[:port] as RFC 3986 §3.2.2 writes it, lower case: a registered name or IPv4 address
+# (no commas: they separate the list), or an IPv6 literal in brackets.
+_AUTHORITY = re.compile(r"(?:[a-z0-9._~%!$&'()*+;=-]+|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def authority(name: str) -> str:
+    """``name`` as the service compares a request's ``@authority``: ``host[:port]``, lower case."""
+    normal = name.strip().lower()
+    if not _AUTHORITY.fullmatch(normal):
+        raise InvalidInput(
+            "authority",
+            "expected host[:port] (e.g. ledger.example.com or 127.0.0.1:8080), "
+            f"got {show(name) if normal else 'an empty name'}",
+        )
+    return normal
+
+
+def parse_authorities(text: str) -> frozenset[str]:
+    """The comma-separated ``host[:port]`` names of ``--authority`` / ENCD_AUTHORITY; blank: none."""
+    if not text.strip():
+        return frozenset()
+    return frozenset(authority(name) for name in text.split(","))
 
 
 @dataclass(frozen=True)
@@ -24,7 +50,13 @@ class Settings:
     signature_window: int = 300  # seconds either side of the server's clock
     proposal_ttl: int = 24 * 3600  # seconds a proposal waits for its signatures
     stream_poll: float = 1.0  # seconds between store polls of an idle event stream
+    # The names (host[:port]) clients address this deployment by: a signed request whose
+    # @authority (its Host) is none of them is refused.  Empty: any @authority (local use).
+    authorities: frozenset[str] = frozenset()
     clock: Callable[[], datetime] = field(default=_now, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "authorities", frozenset(map(authority, self.authorities)))
 
     @property
     def url(self) -> str:

@@ -189,19 +189,44 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     origin: Annotated[str, typer.Option(help="The log's name on first start.")] = "encd.local/log",
+    authority: Annotated[
+        str,
+        typer.Option(
+            envvar="ENCD_AUTHORITY",
+            help="The names clients address the service by, host[:port], comma-separated "
+            "(e.g. ledger.example.com,127.0.0.1:8080): a signed request for any other "
+            "@authority is refused.  Unset: not checked (local use).",
+        ),
+    ] = "",
 ) -> None:
     """Run the service (creating the data directory and keys on first start)."""
     from api.server import serve as run_server
-    from api.settings import Settings
+    from api.settings import Settings, parse_authorities
     from api.setup import load_or_init
 
+    try:
+        names = parse_authorities(authority)
+    except InvalidInput as exc:
+        fail(f"--authority (ENCD_AUTHORITY): {exc.reason}", 2)
     service = load_or_init(data_dir, origin)
     if service.created:
         console.print(
             f"Created {data_dir}/: log key {service.log_key_path}, "
             f"operator key {service.operator_key_path} (party {service.operator_id})"
         )
-    run_server(Settings(data_dir=data_dir, database_url=db, origin=service.origin), host, port)
+    if names:
+        notice = f"encd: @authority pinned to {', '.join(sorted(names))}"
+    else:
+        notice = (
+            "encd: NOTICE: @authority is not pinned (--authority or ENCD_AUTHORITY): a request "
+            "signed for another deployment with the same party keys verifies here; "
+            "fine for local use only"
+        )
+    err.print(notice, markup=False, highlight=False, soft_wrap=True)
+    settings = Settings(
+        data_dir=data_dir, database_url=db, origin=service.origin, authorities=names
+    )
+    run_server(settings, host, port)
 
 
 @app.command()

@@ -9,7 +9,8 @@ from fastapi import Depends, Request
 
 from api.app import State
 from api.auth import Caller, authenticate
-from api.problems import Forbidden
+from api.media import EVENT_TYPE, content_type_mismatch
+from api.problems import MEDIA_TYPE, Forbidden, UnsupportedMediaType
 from encd.events import Event
 from encd.parties import Role
 from ledger.ledger import NotFound, Receipt
@@ -20,15 +21,37 @@ async def get_state(request: Request) -> State:  # async: FastAPI runs a plain d
     return state
 
 
+async def event_sender(request: Request) -> Caller:
+    """Who posts an event: 415 first for a body that is not one, then the signature (401).
+
+    The Content-Type is checked before authentication so that a refused body
+    consumes no nonce: the same signed request, sent again with the right
+    type, goes through.  (An empty body is left to the route: it is no event.)
+    """
+    body = await request.body()  # over the size limit: 413 (BodyLimit) before anything else
+    if body:
+        wrong = content_type_mismatch(request.headers.getlist("content-type"), EVENT_TYPE)
+        if wrong is not None:
+            raise UnsupportedMediaType(f"Content-Type: {wrong}", EVENT_TYPE)
+    return await authenticate(request)
+
+
 StateDep = Annotated[State, Depends(get_state)]
 CallerDep = Annotated[Caller, Depends(authenticate)]
+SenderDep = Annotated[Caller, Depends(event_sender)]
 
 EVENT_BODY = {
     "requestBody": {
         "required": True,
         "description": "A signed event: its exact bytes (docs/formats/events.md).",
-        "content": {"application/vnd.encd.event": {"schema": {"type": "string"}}},
-    }
+        "content": {EVENT_TYPE: {"schema": {"type": "string"}}},
+    },
+    "responses": {
+        "415": {
+            "description": f"A body whose Content-Type is not {EVENT_TYPE} (charset=utf-8 allowed)",
+            "content": {MEDIA_TYPE: {}},
+        }
+    },
 }
 
 

@@ -8,9 +8,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.app import State
-from api.auth import authenticate
 from api.problems import Forbidden
-from api.routes.common import EVENT_BODY, CallerDep, StateDep, append, can_read, require_subject
+from api.routes.common import (
+    EVENT_BODY,
+    CallerDep,
+    StateDep,
+    append,
+    can_read,
+    event_sender,
+    require_subject,
+)
 from encd.events import Event
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -22,7 +29,7 @@ async def submit_event(request: Request) -> JSONResponse:
     # The busiest route: its two dependencies called directly, without FastAPI's resolution
     # of them (cache keys, query and cookie parsing) on every request.
     state: State = request.app.state.encd
-    caller = await authenticate(request)
+    caller = await event_sender(request)  # 415, then 401
     event = Event.parse(await request.body())
     signers = {sig.name for sig in event.signatures}
     if caller.id not in signers:

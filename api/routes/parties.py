@@ -8,7 +8,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.problems import Forbidden
-from api.routes.common import EVENT_BODY, CallerDep, StateDep, append, require_subject
+from api.routes.common import (
+    EVENT_BODY,
+    CallerDep,
+    SenderDep,
+    StateDep,
+    append,
+    require_subject,
+)
 from encd.errors import InvalidInput
 from encd.events import Event
 from encd.parties import Role
@@ -17,7 +24,7 @@ router = APIRouter(prefix="/v1/parties", tags=["parties"])
 
 
 @router.post("", status_code=201, openapi_extra=EVENT_BODY)
-async def register(request: Request, state: StateDep, caller: CallerDep) -> JSONResponse:
+async def register(request: Request, state: StateDep, caller: SenderDep) -> JSONResponse:
     """The operator registers a party: a ``register`` event it signed."""
     caller.require(Role.OPERATOR)
     event = Event.parse(await request.body())
@@ -32,7 +39,7 @@ async def register(request: Request, state: StateDep, caller: CallerDep) -> JSON
 
 @router.post("/{party_id}/events", status_code=201, openapi_extra=EVENT_BODY)
 async def key_change(
-    party_id: str, request: Request, state: StateDep, caller: CallerDep
+    party_id: str, request: Request, state: StateDep, caller: SenderDep
 ) -> JSONResponse:
     """A party (or the operator) adds, rotates or revokes its keys; the operator changes roles."""
     event = Event.parse(await request.body())

@@ -18,7 +18,14 @@ from fastapi.responses import JSONResponse
 
 from api.app import State
 from api.problems import ApiError, Forbidden
-from api.routes.common import EVENT_BODY, CallerDep, StateDep, append, require_subject
+from api.routes.common import (
+    EVENT_BODY,
+    CallerDep,
+    SenderDep,
+    StateDep,
+    append,
+    require_subject,
+)
 from encd.errors import Conflict, InvalidInput, RuleViolation
 from encd.events import Event, assemble
 from encd.parties import Role, verify_signers
@@ -152,7 +159,7 @@ def _dry_run(state: State, event: Event, slots: list[tuple[str, frozenset[str]]]
 async def propose(
     request: Request,
     state: StateDep,
-    caller: CallerDep,
+    caller: SenderDep,
     ttl: int | None = Query(default=None, ge=60, description="seconds to wait for signatures"),
 ) -> JSONResponse:
     """Propose an event carrying the proposer's own signature (applied at once if complete)."""
@@ -161,7 +168,7 @@ async def propose(
 
 @router.post("/{proposal_id}/signatures", openapi_extra=EVENT_BODY)
 async def countersign(
-    proposal_id: str, request: Request, state: StateDep, caller: CallerDep
+    proposal_id: str, request: Request, state: StateDep, caller: SenderDep
 ) -> JSONResponse:
     """Add signatures: the proposal's text signed by the caller (a signed note)."""
     return await _gather(state, caller, await request.body(), None, proposal_id)

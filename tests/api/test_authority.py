@@ -1,0 +1,188 @@
+"""@authority pinning: a request signed for another deployment is refused (401), changing nothing.
+
+A service started with ``Settings.authorities`` (``encd serve --authority``,
+ENCD_AUTHORITY) answers signed requests only for those ``host[:port]``
+names, compared case-insensitively; without it, any @authority is taken
+(the default, for local use).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import replace
+from typing import Any
+
+import httpx
+import pytest
+
+from api.client import EVENT_TYPE, Client, ProblemError
+from api.server import running
+from api.settings import Settings, parse_authorities
+from encd.errors import InvalidInput
+from encd.events import make_event
+from encd.httpsig import Request as SignedRequest
+from encd.httpsig import content_digest, sign_request
+from encd.keys import SigningKey
+from tests.api.conftest import World
+from tests.kit import T0, uscc
+
+PUBLIC = "ledger.example.com"
+PINNED = "Ledger.Example.com, 127.0.0.1:8080"  # as an operator might write it
+
+
+def signed(
+    key: SigningKey,
+    method: str,
+    path: str,
+    *,
+    signed_for: str,
+    host: str | None = None,
+    body: bytes = b"",
+    nonce: str | None = None,
+) -> dict[str, str]:
+    """Headers of a request signed for ``signed_for`` and sent with Host ``host`` (the same)."""
+    headers = {"content-digest": content_digest(body)} if body else {}
+    request = SignedRequest(method, signed_for, path, "", headers)
+    nonce = nonce or secrets.token_urlsafe(16)
+    headers |= sign_request(request, key, int(time.time()), nonce, bool(body))
+    headers["host"] = host or signed_for
+    if body:
+        headers["content-type"] = EVENT_TYPE
+    return headers
+
+
+def registration(operator: SigningKey, party: str) -> bytes:
+    newcomer = SigningKey(party, bytes(32))
+    return make_event(
+        [operator],
+        type="register",
+        party=party,
+        seq=0,
+        prev=None,
+        time=T0,
+        body={"name": "Newcomer Trading", "roles": ["trader"], "keys": [newcomer.public.vkey]},
+    )
+
+
+def problem(response: httpx.Response, status: int, name: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["type"] == f"urn:encd:problem:{name}" and body["status"] == status, body
+    return body
+
+
+def test_a_request_signed_for_another_deployment_is_401_and_changes_nothing(
+    settings: Settings,
+) -> None:
+    pinned = replace(settings, authorities=parse_authorities(PINNED))
+    assert pinned.authorities == {PUBLIC, "127.0.0.1:8080"}
+    with running(pinned) as url:
+        here = url.removeprefix("http://")  # 127.0.0.1:<some port>: not a pinned name
+        service = httpx.get(url + "/v1/service").json()  # the public routes are not pinned
+        key = SigningKey.load(service["operator"], pinned.data_dir / "operator.key")
+        size = service["log_size"]
+
+        def log_size() -> int:
+            answer: int = httpx.get(url + "/v1/service").json()["log_size"]
+            return answer
+
+        with httpx.Client(base_url=url) as http:
+            raw = registration(key, uscc("91500000MA7000000"))
+            nonce = secrets.token_urlsafe(16)
+            for signed_for, host in [(here, here), ("other.example", "other.example")]:
+                headers = signed(
+                    key,
+                    "POST",
+                    "/v1/parties",
+                    body=raw,
+                    nonce=nonce,
+                    signed_for=signed_for,
+                    host=host,
+                )
+                refused = problem(
+                    http.post("/v1/parties", content=raw, headers=headers), 401, "unauthorized"
+                )
+                assert refused["field"] == "@authority"
+                assert refused["expected"] == ["127.0.0.1:8080", PUBLIC]
+                assert refused["detail"] == (
+                    f"@authority: expected 127.0.0.1:8080 or {PUBLIC} (the names this service "
+                    f"answers to), got '{host}' (the Host header)"
+                )
+                assert log_size() == size
+            # signed for another deployment, sent with our Host: the signature does not verify
+            headers = signed(
+                key,
+                "POST",
+                "/v1/parties",
+                body=raw,
+                nonce=nonce,
+                signed_for="other.example",
+                host=PUBLIC,
+            )
+            refused = problem(
+                http.post("/v1/parties", content=raw, headers=headers), 401, "unauthorized"
+            )
+            assert "does not verify" in refused["detail"] and "field" not in refused
+            assert log_size() == size
+            # the nonce of those refusals was not consumed: signed for us, it goes through,
+            # in any case of the name
+            headers = signed(
+                key, "POST", "/v1/parties", body=raw, nonce=nonce, signed_for="LEDGER.example.COM"
+            )
+            accepted = http.post("/v1/parties", content=raw, headers=headers)
+            assert accepted.status_code == 201, accepted.text
+            assert log_size() == size + 1
+            # reads are pinned too
+            path = f"/v1/parties/{service['operator']}"
+            refused = problem(
+                http.get(path, headers=signed(key, "GET", path, signed_for=here)),
+                401,
+                "unauthorized",
+            )
+            assert refused["field"] == "@authority"
+            empty_host = signed(key, "GET", path, signed_for="")
+            refused = problem(http.get(path, headers=empty_host), 401, "unauthorized")
+            assert refused["field"] == "@authority" and "got ''" in refused["detail"]
+        # the Python client, told the public name, works through the local address
+        with Client(url, key, authority=PUBLIC) as client:
+            assert client.party(service["operator"])["id"] == service["operator"]
+        with Client(url, key) as client, pytest.raises(ProblemError) as refused_client:
+            client.party(service["operator"])
+        assert refused_client.value.status == 401
+        assert refused_client.value.problem["field"] == "@authority"
+
+
+def test_without_the_setting_any_authority_is_taken(world: World) -> None:
+    """The default (local use): @authority is signed and verified, never compared."""
+    path = f"/v1/parties/{world.operator.key.name}"
+    headers = signed(world.operator.key, "GET", path, signed_for="elsewhere.example:9999")
+    response = world.operator.http.get(path, headers=headers)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("", set()),
+        ("  ", set()),
+        ("ledger.example.com", {"ledger.example.com"}),
+        (" Ledger.Example.COM , 127.0.0.1:8080", {"ledger.example.com", "127.0.0.1:8080"}),
+        ("[::1]:8080,LOCALHOST", {"[::1]:8080", "localhost"}),
+    ],
+)
+def test_authorities_setting(text: str, names: set[str]) -> None:
+    assert parse_authorities(text) == names
+    assert Settings(authorities=frozenset(names)).authorities == names
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["https://ledger.example.com", "ledger.example.com/", "a,,b", "a,", "host:port", "a b", "u@h"],
+)
+def test_authorities_setting_refuses_what_is_not_host_and_port(text: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        parse_authorities(text)
+    assert refused.value.field == "authority"
+    assert "expected host[:port]" in refused.value.reason
