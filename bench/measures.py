@@ -517,17 +517,44 @@ def big(
             result["build_s"] = time.perf_counter() - started
             result["build_sign_s"] = sign_seconds
             result["build_append_s"] = append_seconds
-            probes = [one_chunk() for _ in range(probe_chunks)]
+            # Growth: chunks at the full size taken in turn with chunks on a fresh, nearly
+            # empty ledger in the same process, so that a slow spell of a shared machine
+            # falls on both sides of the ratio rather than on one.
+            fresh_world = new_world(tmp / "fresh")
+            fresh_docs = Documents(fresh_world.cast)
+            probes, fresh = [], []
+            with fresh_world.open() as small:
+                fresh_size = small.size()
+
+                def fresh_chunk() -> dict[str, float]:
+                    nonlocal fresh_size
+                    raws = fresh_docs.lifecycle(chunk_docs, per_document)
+                    t0 = time.perf_counter()
+                    append_all(small, raws)
+                    point = {
+                        "size": fresh_size,
+                        "events": len(raws),
+                        "events_per_s": len(raws) / (time.perf_counter() - t0),
+                    }
+                    fresh_size += len(raws)
+                    return point
+
+                fresh_chunk()  # this ledger's warm-up, not counted
+                for _ in range(probe_chunks):
+                    probes.append(one_chunk())
+                    fresh.append(fresh_chunk())
             final = current
         pin_all(every_core)
         result["ledger_size"] = built
         result["final_size"] = final
         result["series"] = series
         result["probes"] = probes
-        # the first chunk also warms the process (statement caches, imports): left out
-        early = series[1 : 1 + probe_chunks] or series[:1]
-        result["append_per_s_empty"] = statistics.median(p["events_per_s"] for p in early)
+        result["fresh_probes"] = fresh
+        result["append_per_s_empty"] = statistics.median(p["events_per_s"] for p in fresh)
         result["append_per_s_at_size"] = statistics.median(p["events_per_s"] for p in probes)
+        # the build's own start, for comparison (its first chunk warms the process up)
+        early = series[1 : 1 + probe_chunks] or series[:1]
+        result["append_per_s_build_start"] = statistics.median(p["events_per_s"] for p in early)
         result["build_append_per_s"] = (built - result["registered_events"]) / result[
             "build_append_s"
         ]

@@ -85,9 +85,13 @@ GROUPS: list[tuple[str, list[tuple[str, str]]]] = [
     (
         "5. Growth",
         [
-            ("append_per_s_empty", "append rate, chunks 2-4 (empty ledger; chunk 1 warms up)"),
+            (
+                "append_per_s_empty",
+                "append rate on a fresh ledger, probes in turn with those at size",
+            ),
             ("append_per_s_at_size", "append rate, chunks at the largest size"),
             ("growth_ratio", "at the largest size / empty"),
+            ("append_per_s_build_start", "append rate, the build's chunks 2-4 (chunk 1 warms up)"),
             ("build_append_per_s", "append rate over the whole build"),
             ("build_s", "building the ledger, signing included"),
             ("build_sign_s", "of which signing the events (outside the timed chunks)"),
@@ -342,8 +346,10 @@ METHOD = """
   rate, depend on how the caller and the sequencer meet on the two cores, which would
   hide any effect of size; see item 1); each chunk's append is timed alone (the plot),
   signing is not. Then three
-  more chunks at the full size (the probes; *growth* = their median rate / the median rate
-  of chunks 2-4, the first chunk being the process's warm-up), the SQLite file size after closing, `Ledger()` start-up, 1,000
+  more chunks at the full size (the probes), each followed by a chunk on a fresh ledger in
+  the same process (after one warm-up chunk there); *growth* = the median rate at size /
+  the median rate on the fresh ledger, taken in turn so that a slow spell of the machine
+  lands on both sides. Then the SQLite file size after closing, `Ledger()` start-up, 1,000
   inclusion + consistency proofs from `Ledger` at random leaves and sizes, the title
   endpoint one request at a time over HTTP for random documents, `export_ledger` to a
   file and `encd.audit.audit_file` on it with a policy naming the log key.
