@@ -39,9 +39,9 @@ GROUPS: list[tuple[str, list[tuple[str, str]]]] = [
             ),
             ("sqlite_commits_per_s", "durable SQLite commits, one row each (the disk's limit)"),
             ("sqlite_commit_p50_ms", "one durable SQLite commit, p50"),
-            ("append_ratio", "one core / raw verify one core"),
-            ("append_ratio_2cores", "two cores / raw verify one core"),
-            ("append_ratio_1thread_unpinned", "one caller unpinned / raw verify one core"),
+            ("append_ratio", "one core / raw verify one core (median of the repeats' ratios)"),
+            ("append_ratio_2cores", "two cores / raw verify one core (idem)"),
+            ("append_ratio_1thread_unpinned", "one caller unpinned / raw verify one core (idem)"),
         ],
     ),
     (
@@ -56,7 +56,7 @@ GROUPS: list[tuple[str, list[tuple[str, str]]]] = [
             ("http_max_ms", "submission to receipt, slowest"),
             ("http_batch_mean", "events per sequencer batch during the load (GET /metrics)"),
             ("http_server_append_mean_ms", "in the server: submit to receipt, mean (GET /metrics)"),
-            ("http_ratio", "transfers/s / hello-world requests/s"),
+            ("http_ratio", "transfers/s / hello-world requests/s (median of the rounds' ratios)"),
         ],
     ),
     (
@@ -107,7 +107,8 @@ GROUPS: list[tuple[str, list[tuple[str, str]]]] = [
             ("export_per_s", "export_ledger to a file"),
             ("export_bytes", "export file size"),
             ("audit_per_s", "encd.audit.audit_file with a policy (steps 1-6)"),
-            ("audit_ratio", "audit events/s / twice raw verify one core"),
+            ("verify_per_s_at_audit", "raw verify, one thread, just before and after the audit"),
+            ("audit_ratio", "audit events/s / twice that raw verify"),
             ("audit_ratio_2cores", "audit events/s / raw verify two cores (measured)"),
         ],
     ),
@@ -318,7 +319,10 @@ METHOD = """
 - **Raw verify** (`bench.measures.verify_limit`): `nacl.signing.VerifyKey.verify` over the
   signatures of the append workload (the exact envelope texts the ledger verifies), keys
   built once, in a loop for a fixed time; one thread in a process pinned to CPU 0, and two
-  threads unpinned.
+  threads unpinned. Each repeat measures the limits and then the appends, one after the
+  other, and a ratio is the median of the repeats' own ratios: on a shared machine whose
+  speed moves by up to ×1.5 within a minute, a slow spell then falls on both sides of a
+  ratio rather than on one.
 - **Append** (`bench.measures.append`): a fresh world (service keys, SQLite ledger in WAL
   mode with durable commits, the operator and seven corridor parties registered), then
   documents through a full lifecycle (issue, pledge, release, transfer, milestones,
@@ -335,7 +339,10 @@ METHOD = """
   load generator with 32 keep-alive connections, each sending its requests one after the
   other. Every request (RFC 9421 signature, nonce, Content-Digest, the signed transfer) is
   built before the timed window; the hello world receives the same bytes and headers.
-  Latency is from writing a request to reading its whole response. Batch sizes and the
+  Latency is from writing a request to reading its whole response. Both servers run side
+  by side and take turns, three rounds of hello world then encd with a third of the
+  requests each; rates are the medians of the rounds, the ratio the median of the rounds'
+  ratios, and latencies (p50, p99) are over every request of every round. Batch sizes and the
   server's own submit-to-receipt time are read from `GET /metrics` before and after.
 - **Time to agreement** (`bench.measures._agreement`): the bank opens `GET /v1/stream`
   (`Client.stream`), a submitter posts one transfer at a time on a document the bank has
@@ -352,7 +359,8 @@ METHOD = """
   lands on both sides. Then the SQLite file size after closing, `Ledger()` start-up, 1,000
   inclusion + consistency proofs from `Ledger` at random leaves and sizes, the title
   endpoint one request at a time over HTTP for random documents, `export_ledger` to a
-  file and `encd.audit.audit_file` on it with a policy naming the log key.
+  file and `encd.audit.audit_file` on it with a policy naming the log key; the audit's
+  limit is raw verify on one thread measured just before and just after it (the mean).
 - **Merkle** (`bench.measures.merkle`): the same 40-byte entries appended to
   `encd.merkle.CompactRange` (keeping the nodes it returns in a dict, as the ledger keeps
   them) and to pymerkle's `InmemoryTree` (the two roots are checked equal), then proofs

@@ -90,6 +90,7 @@ MODES = {
             "requests_per_connection": 4,
             "warmup_per_connection": 1,
             "agreement_transfers": 3,
+            "rounds": 2,
         },
         big={
             "size": 300,
@@ -113,6 +114,7 @@ MODES = {
             "requests_per_connection": 60,
             "warmup_per_connection": 5,
             "agreement_transfers": 200,
+            "rounds": 3,
         },
         big={
             "size": 20_000,
@@ -135,6 +137,7 @@ MODES = {
             "requests_per_connection": 120,
             "warmup_per_connection": 5,
             "agreement_transfers": 500,
+            "rounds": 3,
         },
         big={
             "size": 1_000_000,
@@ -162,19 +165,9 @@ def git(*args: str) -> str:
         return ""
 
 
-def repeated(
-    mode: Mode, runs: dict[str, list[float]], name: str, key: str, **kwargs: Any
-) -> tuple[float, list[dict[str, Any]]]:
-    """The median of ``key`` over ``mode.repeats`` runs of a measurement, and every result."""
-    results = [call(**kwargs) for _ in range(mode.repeats)]
-    values = [float(r[key]) for r in results]
-    runs[name] = values
-    log(f"{name}: {statistics.median(values):,.0f} (runs {', '.join(f'{v:,.0f}' for v in values)})")
-    return statistics.median(values), results
-
-
-def median_of(results: list[dict[str, Any]], key: str) -> float:
-    return statistics.median(float(r[key]) for r in results)
+def median_rate(result: dict[str, Any]) -> float:
+    """The rate a measurement reports: verifications/s or events/s."""
+    return float(result["verify_per_s"] if "verify_per_s" in result else result["events_per_s"])
 
 
 def busy_elsewhere() -> float:
@@ -195,49 +188,51 @@ def measure(mode: Mode, profile_dir: Path | None = None) -> dict[str, Any]:
     def phase(name: str) -> None:
         durations[name] = round(time.perf_counter() - started - sum(durations.values()), 1)
 
-    # 1. the verify limit, and appends in-process
-    f["verify_per_s_1core"], one = repeated(
-        mode, runs, "verify_1core", "verify_per_s", function="verify_limit", cpus={0}, **mode.verify
-    )
-    f["signatures_per_event"] = one[-1]["signatures_per_event"]
-    f["message_bytes_mean"] = one[-1]["message_bytes_mean"]
-    f["verify_per_s_2cores"], _ = repeated(
-        mode,
-        runs,
-        "verify_2cores",
-        "verify_per_s",
-        function="verify_limit",
-        threads=2,
-        **mode.verify,
-    )
-    f["append_per_s_1core"], a1 = repeated(
-        mode, runs, "append_1core", "events_per_s", function="append", cpus={0}, **mode.append
-    )
-    f["append_per_s_2cores"], a2 = repeated(
-        mode, runs, "append_2cores", "events_per_s", function="append", threads=2, **mode.append
-    )
-    f["append_per_s_1thread_unpinned"], au = repeated(
-        mode, runs, "append_1thread_unpinned", "events_per_s", function="append", **mode.append
-    )
-    f["append_batch_mean_1core"] = median_of(a1, "batch_mean")
-    f["append_batch_mean_2cores"] = median_of(a2, "batch_mean")
-    f["append_batch_mean_1thread_unpinned"] = median_of(au, "batch_mean")
+    # 1. the verify limit, and appends in-process: each repeat measures the limit and then
+    # the appends, and each ratio is the median of the repeats' own ratios, so that a slow
+    # spell of a shared machine falls on both sides of a ratio rather than on one
+    rounds: list[dict[str, dict[str, Any]]] = []
+    for _ in range(mode.repeats):
+        rounds.append(
+            {
+                "verify_1core": call("verify_limit", cpus={0}, **mode.verify),
+                "verify_2cores": call("verify_limit", threads=2, **mode.verify),
+                "append_1core": call("append", cpus={0}, **mode.append),
+                "append_2cores": call("append", threads=2, **mode.append),
+                "append_1thread_unpinned": call("append", **mode.append),
+            }
+        )
+        log("repeat " + ", ".join(f"{k} {median_rate(v):,.0f}/s" for k, v in rounds[-1].items()))
+    for name in rounds[0]:
+        runs[name] = [median_rate(r[name]) for r in rounds]
+    for name in ("verify_1core", "verify_2cores"):
+        f[f"verify_per_s_{name[7:]}"] = statistics.median(runs[name])
+    for name in ("append_1core", "append_2cores", "append_1thread_unpinned"):
+        f[f"append_per_s_{name[7:]}"] = statistics.median(runs[name])
+        f[f"append_batch_mean_{name[7:]}"] = statistics.median(
+            float(r[name]["batch_mean"]) for r in rounds
+        )
+    f["signatures_per_event"] = rounds[-1]["verify_1core"]["signatures_per_event"]
+    f["message_bytes_mean"] = rounds[-1]["verify_1core"]["message_bytes_mean"]
     commits = call("sqlite_commit", commits=mode.sqlite_commits)
     f.update(commits)
     log(f"durable SQLite commits: {commits['sqlite_commits_per_s']:,.0f}/s")
-    f["append_ratio"] = f["append_per_s_1core"] / f["verify_per_s_1core"]
-    f["append_ratio_2cores"] = f["append_per_s_2cores"] / f["verify_per_s_1core"]
-    f["append_ratio_1thread_unpinned"] = (
-        f["append_per_s_1thread_unpinned"] / f["verify_per_s_1core"]
-    )
-    f["verify_ratio_2cores"] = f["verify_per_s_2cores"] / f["verify_per_s_1core"]
+
+    def paired(figure: str, limit: str = "verify_1core") -> float:
+        return statistics.median(a / v for a, v in zip(runs[figure], runs[limit], strict=True))
+
+    f["append_ratio"] = paired("append_1core")
+    f["append_ratio_2cores"] = paired("append_2cores")
+    f["append_ratio_1thread_unpinned"] = paired("append_1thread_unpinned")
+    f["verify_ratio_2cores"] = paired("verify_2cores")
     phase("verify_and_append")
     # 2, 3. HTTP and time to agreement
     log("HTTP: hello world, then encd (32 clients), then time to agreement")
     http_profile = str(profile_dir / "http-submit.raw") if profile_dir else None
     h = call("http", profile=http_profile, **mode.http)
     f.update({k: v for k, v in h.items() if isinstance(v, int | float)})
-    f["http_ratio"] = h["http_per_s"] / h["hello_per_s"]
+    runs["hello_rounds"] = h["hello_per_s_rounds"]
+    runs["http_rounds"] = h["http_per_s_rounds"]
     phase("http")
     # 4, 5, 6. a large ledger
     log(f"a ledger of {mode.big['size']:,} events: growth, proofs, title, start-up, audit")
@@ -245,7 +240,8 @@ def measure(mode: Mode, profile_dir: Path | None = None) -> dict[str, Any]:
     series, probes, pinned = b.pop("series"), b.pop("probes"), b.pop("build_pinned")
     f.update({k: v for k, v in b.items() if isinstance(v, int | float)})
     f["growth_ratio"] = b["append_per_s_at_size"] / b["append_per_s_empty"]
-    f["audit_ratio"] = b["audit_per_s"] / (2 * f["verify_per_s_1core"])
+    # against the limit measured just before and just after the audit, in the same process
+    f["audit_ratio"] = b["audit_per_s"] / (2 * b["verify_per_s_at_audit"])
     f["audit_ratio_2cores"] = b["audit_per_s"] / f["verify_per_s_2cores"]
     phase("big")
     # 7. the Merkle layer beside pymerkle

@@ -37,6 +37,7 @@ FIGURES = (
     "bytes_per_event",
     "startup_s",
     "audit_per_s",
+    "verify_per_s_at_audit",
     "encd_merkle_append_per_s",
     "encd_inclusion_us",
 )
@@ -67,6 +68,8 @@ def test_every_benchmark_runs_at_tiny_sizes_and_writes_its_results(tmp_path: Pat
     numbers = {k: v for k, v in figures.items() if isinstance(v, int | float)}
     assert numbers == figures
     assert [k for k, v in numbers.items() if not v > 0] == []
+    # the tiny mode's HTTP takes two rounds, hello world and encd in turn
+    assert len(results["runs"]["hello_rounds"]) == len(results["runs"]["http_rounds"]) == 2
     assert {t["key"] for t in results["targets"]} == {t.key for t in TARGETS}
     assert all(isinstance(t["met"], bool) for t in results["targets"])
     series = results["series"]["append_by_size"]
