@@ -722,7 +722,7 @@ class Ledger:
         appended = {index: (a.event.id, at) for index, a, at in batch.events}
         memo: Memo = {}  # this batch's ragged ranges: not kept, the batch may yet roll back
         encoded: dict[bytes, str] = {}  # base64 of the hashes, shared by the batch's proofs
-        first: set[int] = set()
+        receipted: set[int] = set()  # log positions that already have their receipt here
         receipts: list[Receipt | Error] = []
         for outcome in outcomes:
             if isinstance(outcome, Error):
@@ -738,8 +738,8 @@ class Ledger:
                         line = encoded[h] = base64.b64encode(h).decode()
                     lines.append(line)
                 proof = encode_tlog_proof(outcome, lines, checkpoint_note)
-                duplicate = outcome in first  # the same event twice in this batch
-                first.add(outcome)
+                duplicate = outcome in receipted  # the same event twice in this batch
+                receipted.add(outcome)
                 receipts.append(Receipt(event_id, outcome, at, checkpoint_note, proof, duplicate))
         return receipts
 
