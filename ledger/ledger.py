@@ -186,11 +186,16 @@ class Receipt:
 class TitleProof:
     """A document's title state and the proof that its head event is in the log."""
 
-    state: DocumentState
+    stored: Mapping[str, Any]  # the state as the ledger keeps it: encd.title.dump_state
     head_index: int
     head_sequenced_at: int
     checkpoint: bytes
     proof: TlogProof
+
+    @property
+    def state(self) -> DocumentState:
+        """The state itself (its content validated again: what a title answer can skip)."""
+        return load_state(self.stored)
 
 
 @dataclass
@@ -909,21 +914,22 @@ class Ledger:
         with self.reader.connect() as conn:
             stored, head_index = self._title_row(conn, doc_id)
             # read after the document row: its checkpoint is at least as new as its head
-            note_row = conn.execute(
-                select(CHECKPOINT.c.note, CHECKPOINT.c.size)
-                .order_by(CHECKPOINT.c.size.desc())
-                .limit(1)
-            ).one()
-            note, size = bytes(note_row[0]), int(note_row[1])
-            head_at = conn.execute(
-                select(EVENT.c.sequenced_at).where(EVENT.c.log_index == head_index)
-            ).scalar_one()
+            note, size = _raw_rows(
+                conn, "SELECT note, size FROM checkpoint ORDER BY size DESC LIMIT 1"
+            )[0]
+            head_at = _raw_rows(
+                conn, "SELECT sequenced_at FROM event WHERE log_index = ?", (head_index,)
+            )[0][0]
             proof = self._proof(
                 conn, lambda get, memo: inclusion_proof(head_index, size, get, memo)
             )
-        state = load_state(json.loads(stored))
+        note = bytes(note)
         return TitleProof(
-            state, head_index, int(head_at), note, TlogProof(head_index, tuple(proof), note)
+            json.loads(stored),
+            head_index,
+            int(head_at),
+            note,
+            TlogProof(head_index, tuple(proof), note),
         )
 
     def party(self, party_id: str) -> Party:
