@@ -165,7 +165,7 @@ def git(*args: str) -> str:
         return ""
 
 
-def median_rate(result: dict[str, Any]) -> float:
+def reported_rate(result: dict[str, Any]) -> float:
     """The rate a measurement reports: verifications/s or events/s."""
     return float(result["verify_per_s"] if "verify_per_s" in result else result["events_per_s"])
 
@@ -202,9 +202,9 @@ def measure(mode: Mode, profile_dir: Path | None = None) -> dict[str, Any]:
                 "append_1thread_unpinned": call("append", **mode.append),
             }
         )
-        log("repeat " + ", ".join(f"{k} {median_rate(v):,.0f}/s" for k, v in rounds[-1].items()))
+        log("repeat " + ", ".join(f"{k} {reported_rate(v):,.0f}/s" for k, v in rounds[-1].items()))
     for name in rounds[0]:
-        runs[name] = [median_rate(r[name]) for r in rounds]
+        runs[name] = [reported_rate(r[name]) for r in rounds]
     for name in ("verify_1core", "verify_2cores"):
         f[f"verify_per_s_{name[7:]}"] = statistics.median(runs[name])
     for name in ("append_1core", "append_2cores", "append_1thread_unpinned"):
