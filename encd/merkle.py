@@ -468,17 +468,23 @@ class CompactRange:
         for i, h in enumerate(self.hashes):
             check_hash(h, f"hashes[{i}]")
 
-    @classmethod
-    def from_nodes(cls, size: int, get_node: GetNode) -> CompactRange:
-        """The border of the tree of ``size`` leaves, read with ``get_node``."""
+    @staticmethod
+    def border(size: int) -> list[tuple[int, int]]:
+        """The (level, index) of the perfect subtrees that make up a tree of ``size`` leaves,
+        largest first: the nodes ``from_nodes`` reads."""
         _check_size(size, "size")
-        hashes = []
+        out = []
         start = 0
         for level in reversed(range(size.bit_length())):
             if size >> level & 1:
-                hashes.append(_fetch(get_node, level, start >> level))
+                out.append((level, start >> level))
                 start += 1 << level
-        return cls(size, tuple(hashes))
+        return out
+
+    @classmethod
+    def from_nodes(cls, size: int, get_node: GetNode) -> CompactRange:
+        """The border of the tree of ``size`` leaves, read with ``get_node``."""
+        return cls(size, tuple(_fetch(get_node, lv, ix) for lv, ix in cls.border(size)))
 
     def append(self, leaf: bytes) -> tuple[CompactRange, list[Node]]:
         """Append one leaf hash; returns the new range and the nodes that became complete.

@@ -4,11 +4,19 @@ SQLite runs in WAL mode with ``synchronous=FULL`` (a commit is durable when
 it returns) and every write transaction starts with ``BEGIN IMMEDIATE``, so
 writers are serialised by the database.  On PostgreSQL the sequencer takes a
 transaction-level advisory lock (see ledger.ledger).
+
+SQLite makes a writer that finds the lock taken sleep and retry (after 1, 2,
+5, 10, ... 100 ms), so a sequencer queued behind another process's batch
+could wait far longer than the batch took.  Sequencers therefore queue on an
+``flock`` of a file beside the database first (``SequencerLock``), which
+wakes the next one as soon as the lock is let go.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +76,46 @@ def _sqlite_engine(url: str, writer: bool, durable: bool = True) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
     return engine
+
+
+class SequencerLock:
+    """Held around each sequencer transaction: an exclusive ``flock`` of ``<database>-seq.lock``
+    on SQLite (see the module's text), nothing on PostgreSQL (its advisory lock waits
+    well).  Threads of one process queue on its mutex: an flock does not tell them apart."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        self.path: Path | None = None
+        if parsed.get_backend_name() == "sqlite" and parsed.database:
+            self.path = Path(parsed.database).with_name(Path(parsed.database).name + "-seq.lock")
+        self._mutex = threading.Lock()
+        self._fd: int | None = None
+
+    def __enter__(self) -> SequencerLock:
+        self._mutex.acquire()
+        if self.path is None:
+            return self
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._mutex.release()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._mutex.release()
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 def migrate(engine: Engine) -> None:

@@ -61,7 +61,7 @@ from encd.sigcheck import Job, Workers, workers
 from encd.title import DocumentState, dump_state, load_state
 from encd.tlogproof import TlogProof
 from encd.tlogproof import encode as encode_tlog_proof
-from ledger.db import make_engine, migrate
+from ledger.db import SequencerLock, make_engine, migrate
 from ledger.schema import (
     CARGO,
     CHECKPOINT,
@@ -77,6 +77,7 @@ ADVISORY_LOCK = 0x656E6364  # "encd"
 MAX_BATCH = 512
 DOC_CACHE = 20_000
 NODE_CACHE = 1_000_000  # tree nodes kept in memory (~150 MB at most)
+CATCH_UP_MAX = 10_000  # events another process appended that are caught up with, not reloaded
 RAGGED_CACHE = 100_000  # composed hashes of ragged ranges kept (encd.merkle.Memo)
 PARSE_CHUNK = 256  # append_many: events parsed while the workers check the chunk before
 PROCESS_MIN_EVENTS = 2 * PARSE_CHUNK  # fewer than this: checked on the caller's thread
@@ -281,6 +282,7 @@ class Ledger:
         self.max_batch = max_batch
         self.writer: Engine = make_engine(url, writer=True)
         self.reader: Engine = make_engine(url)
+        self._sequencer_lock = SequencerLock(url)
         migrate(self.writer)
         self._check_identity()
         # Sequencer state: touched only by the sequencer thread (or under _state_lock).
@@ -303,7 +305,7 @@ class Ledger:
         self.listeners: list[Callable[[list[tuple[int, Event]]], None]] = []
         #: Test hook: called with a step name between the steps of a batch.
         self.fault: Callable[[str], None] | None = None
-        with self.writer.begin() as conn:
+        with self._sequencer_lock, self.writer.begin() as conn:
             self._lock_log(conn)
             self._reload(conn)
             if self._size == 0 and not self._checkpoint:
@@ -461,6 +463,7 @@ class Ledger:
             self._thread.join()
         self.writer.dispose()
         self.reader.dispose()
+        self._sequencer_lock.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -509,7 +512,7 @@ class Ledger:
         outcomes: list[Error | int] = []
         batch = _Batch()
         sequenced_at = int(self.clock().timestamp() * 1000)
-        with self.writer.begin() as conn:
+        with self._sequencer_lock, self.writer.begin() as conn:
             self._lock_log(conn)
             self._sync(conn)
             driver = _Driver(conn)
@@ -777,23 +780,64 @@ class Ledger:
         return size
 
     def _sync(self, conn: Connection) -> None:
-        """Reload the caches if another process appended since this one last did."""
-        if self._size < 0 or self._stored_size(conn) != self._size:
+        """Bring the caches up to the store if another process appended since this one did."""
+        if self._size < 0:
             self._reload(conn)
+            return
+        size = self._stored_size(conn)
+        if size == self._size:
+            return
+        if size < self._size or size - self._size > CATCH_UP_MAX:
+            self._reload(conn)
+        else:
+            self._catch_up(conn, size)
+
+    def _catch_up(self, conn: Connection, size: int) -> None:
+        """Another process appended the events from ``self._size`` to ``size``: forget the
+        documents they changed, read the parties again if one changed, and read the tree's
+        new border and the newest checkpoint.  Everything else cached stays true: stored
+        events, nodes and document-party pairs never change, and cargo is not cached."""
+        rows = _raw_rows(
+            conn,
+            "SELECT chain, subject FROM event WHERE log_index >= ? AND log_index < ?",
+            (self._size, size),
+        )
+        party_changed = False
+        for chain, subject in rows:
+            if chain == "party":
+                party_changed = True
+            else:
+                self._docs.pop(str(subject), None)
+        if party_changed:
+            self._parties = self._load_parties(conn)
+        border = [(lv, ix) for lv, ix in CompactRange.border(size) if (lv, ix) not in self._nodes]
+        if border:
+            self._load_nodes(conn, border)
+        self._range = CompactRange.from_nodes(size, lambda lv, ix: self._node(conn, lv, ix))
+        self._checkpoint = self._newest_checkpoint(conn)
+        self._size = size
 
     def _reload(self, conn: Connection) -> None:
         size = self._stored_size(conn)
         self._range = CompactRange.from_nodes(size, lambda lv, ix: self._node(conn, lv, ix))
-        self._parties = {
+        self._parties = self._load_parties(conn)
+        self._docs.clear()
+        self._checkpoint = self._newest_checkpoint(conn)
+        self._size = size
+
+    @staticmethod
+    def _load_parties(conn: Connection) -> dict[str, Party]:
+        return {
             row[0]: load_party(json.loads(row[1]))
             for row in conn.execute(select(PARTY.c.id, PARTY.c.state))
         }
-        self._docs.clear()
+
+    @staticmethod
+    def _newest_checkpoint(conn: Connection) -> bytes:
         note = conn.execute(
             select(CHECKPOINT.c.note).order_by(CHECKPOINT.c.size.desc()).limit(1)
         ).first()
-        self._checkpoint = bytes(note[0]) if note is not None else b""
-        self._size = size
+        return bytes(note[0]) if note is not None else b""
 
     def _remember(self, doc_id: str, state: DocumentState, head_index: int) -> None:
         self._docs[doc_id] = (state, head_index)

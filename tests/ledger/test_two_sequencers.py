@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from encd.checkpoint import open_checkpoint
-from encd.errors import Conflict
+from encd.errors import Conflict, Error
 from encd.logentry import LogEntry
 from encd.merkle import root_naive
 from ledger.ledger import Ledger, Receipt
@@ -95,3 +95,54 @@ def test_two_sequencers_share_one_log(database_url: str) -> None:
             pass
         else:
             raise AssertionError("a stale event was appended by the second sequencer")
+
+
+def test_each_sequencer_sees_what_the_other_appended(database_url: str) -> None:
+    """Title and keys move under one sequencer; the other judges the next event by the store,
+    not by what it had cached before."""
+    cast = corridor_cast()
+    with Ledger(database_url, LOG_KEY) as first, Ledger(database_url, LOG_KEY) as second:
+        for raw in cast.log:
+            first.append(raw)
+        exporter, buyer = cast.actor("exporter"), cast.actor("buyer")
+        issue = cast.doc_event(
+            "CQ-TURNS",
+            "issue",
+            {"content": corridor_document() | {"id": "CQ-TURNS"}, "holder": exporter.id},
+            [cast.actor("carrier")],
+        )
+        cast.append(issue)
+        first.append(issue)
+        second.title("CQ-TURNS")  # each has the document in its cache now
+        # the document changes hands six times, each time under the other sequencer
+        holder, other = exporter, buyer
+        for turn in range(6):
+            raw = cast.doc_event("CQ-TURNS", "transfer", {"to": other.id}, [holder])
+            cast.append(raw)
+            receipt = (first if turn % 2 else second).append(raw)
+            assert receipt.log_index == len(cast.log) - 1
+            holder, other = other, holder
+        for ledger in (first, second):
+            state, _ = ledger.title("CQ-TURNS")
+            assert state.holder == holder.id and state.seq == 6
+        # the holder rotates its key through one sequencer: the other refuses the old key
+        new = seeded_key(holder.id, "rotated in turns")
+        rotate = {"old": holder.key.public.key_id, "new": new.public.vkey}
+        raw = cast.party_event(holder, "rotate_key", rotate, [holder.key])
+        cast.append(raw)
+        second.append(raw)
+        old_key = cast.doc_event("CQ-TURNS", "transfer", {"to": other.id}, [holder])
+        try:
+            first.append(old_key)
+        except Error as exc:
+            assert "key" in str(exc)
+        else:
+            raise AssertionError("a rotated-out key signed an event the other sequencer took")
+        holder.key = new
+        raw = cast.doc_event("CQ-TURNS", "transfer", {"to": other.id}, [holder])
+        cast.append(raw)
+        assert first.append(raw).log_index == len(cast.log) - 1
+        size = second.size()
+        assert size == len(cast.log)
+        assert open_checkpoint(first.checkpoint(), LOG_KEY.public).size == size
+        assert [e[3] for e in second.entries(0, size)] == cast.log
