@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.lookups import Lookups
+from api.lookups import Lookups, StoredParties
 from api.metrics import Metrics
 from api.problems import handle_error, handle_http, handle_validation, problem
 from api.settings import Settings
@@ -23,6 +24,7 @@ from encd.errors import Error
 from encd.events import Event
 from ledger.ledger import Ledger
 from ledger.nonces import NonceStore
+from ledger.sequencer import RemoteSequencer
 
 VERSION = "0.1.0"
 YOUNG_GC_THRESHOLD = 10_000  # allocations between collections of the youngest generation
@@ -45,6 +47,37 @@ class State:
         """Wake every open event stream (called from the sequencer thread)."""
         for loop, event in list(self.waiters):
             loop.call_soon_threadsafe(event.set)
+
+
+class StoreWatch:
+    """Wakes this process's event streams when the store's log grows by another process's
+    appends (the workers of ``encd serve --workers`` share one store): while a stream is
+    open, reads the log size every ``interval`` seconds."""
+
+    def __init__(self, state: State, interval: float) -> None:
+        self.state = state
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="encd-store-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        seen: int | None = None
+        while not self._stop.wait(self.interval):
+            if not self.state.waiters:
+                seen = None  # nobody listens: read afresh when somebody does
+                continue
+            try:
+                size = self.state.ledger.size()
+            except Exception:  # the store is away: the streams' own polls report it
+                continue
+            if seen is not None and size > seen:
+                self.state.notify([])
+            seen = size
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 class BodyLimit:
@@ -98,10 +131,14 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
         ensure_genesis(opened, service, settings.clock())
         nonces = NonceStore(settings.url, settings.signature_window)
         lookups = Lookups(opened)
-        submitter = Submitter(opened)
+        sequencer: Ledger | RemoteSequencer = opened
+        if settings.sequencer is not None:
+            sequencer = RemoteSequencer(settings.sequencer, StoredParties(lookups))
+        submitter = Submitter(sequencer)
         state = State(settings, service, opened, nonces, Metrics(), lookups, submitter)
-        opened.listeners.append(state.notify)
-        opened.listeners.append(state.metrics.observe_batch)
+        sequencer.listeners.append(state.notify)
+        sequencer.listeners.append(state.metrics.observe_batch)
+        watch = StoreWatch(state, settings.stream_watch) if settings.stream_watch > 0 else None
         app.state.encd = state
         # What start-up built (the app, the models, SQLAlchemy's tables and caches) lives as
         # long as the service: out of the collector's way, so a full collection under load
@@ -117,9 +154,13 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
         finally:
             gc.set_threshold(*thresholds)
             gc.unfreeze()
-            opened.listeners.remove(state.notify)
-            opened.listeners.remove(state.metrics.observe_batch)
+            sequencer.listeners.remove(state.notify)
+            sequencer.listeners.remove(state.metrics.observe_batch)
+            if watch is not None:
+                watch.close()
             submitter.close()
+            if isinstance(sequencer, RemoteSequencer):
+                sequencer.close()
             nonces.close()
             lookups.close()
             if ledger is None:

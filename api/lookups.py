@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,26 @@ class _Known:
     stored: str
     party: Party
     keys: dict[str, KeyRecord]
+
+
+class StoredParties(Mapping[str, Party]):
+    """The parties as the store holds them now, one look-up at a time (``Lookups.party``):
+    what an API worker checks signatures against ahead of a sequencer process."""
+
+    def __init__(self, lookups: Lookups) -> None:
+        self.lookups = lookups
+
+    def __getitem__(self, party_id: str) -> Party:
+        try:
+            return self.lookups.party(party_id)
+        except NotFound:
+            raise KeyError(party_id) from None
+
+    def __iter__(self) -> Iterator[str]:  # pragma: no cover - only looked up by id
+        return iter(self.lookups.ledger.parties())
+
+    def __len__(self) -> int:  # pragma: no cover
+        return len(self.lookups.ledger.parties())
 
 
 class Lookups:

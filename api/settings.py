@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from encd.errors import InvalidInput
 from encd.validation import show
@@ -50,6 +51,13 @@ class Settings:
     signature_window: int = 300  # seconds either side of the server's clock
     proposal_ttl: int = 24 * 3600  # seconds a proposal waits for its signatures
     stream_poll: float = 1.0  # seconds between store polls of an idle event stream
+    # Seconds between this process's checks of the store's log size while an event stream
+    # is open: how soon a stream hears of events another process (another worker of
+    # `encd serve --workers`, say) appended.  0: never (its own appends wake it at once).
+    stream_watch: float = 0.025
+    # The Unix socket of the sequencer process that appends for this API process (set by
+    # `encd serve --workers`); None: this process appends itself.
+    sequencer: str | None = None
     # The names (host[:port]) clients address this deployment by: a signed request whose
     # @authority (its Host) is none of them is refused.  Empty: any @authority (local use).
     authorities: frozenset[str] = frozenset()
@@ -57,6 +65,31 @@ class Settings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "authorities", frozenset(map(authority, self.authorities)))
+
+    def to_json(self) -> dict[str, object]:
+        """The settings as JSON values (all but the clock), for ``from_json`` in another process."""
+        return {
+            "data_dir": str(self.data_dir),
+            "database_url": self.database_url,
+            "origin": self.origin,
+            "max_body": self.max_body,
+            "signature_window": self.signature_window,
+            "proposal_ttl": self.proposal_ttl,
+            "stream_poll": self.stream_poll,
+            "stream_watch": self.stream_watch,
+            "sequencer": self.sequencer,
+            "authorities": sorted(self.authorities),
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Settings:
+        return cls(
+            **{
+                **value,
+                "data_dir": Path(value["data_dir"]),
+                "authorities": frozenset(value["authorities"]),
+            }
+        )
 
     @property
     def url(self) -> str:

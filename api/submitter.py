@@ -1,8 +1,9 @@
 """Handing events from the event loop to the sequencer, and their receipts back.
 
-``Ledger.submit_event`` checks an event's signatures on the calling thread
-(PyNaCl releases the GIL) before queueing it, so it should not run on the
-event loop.  ``asyncio.to_thread`` would do, but costs a pool work item, a
+``Ledger.submit_events`` (or ``RemoteSequencer.submit_events``, when a sequencer
+process appends for several API workers) checks the events' signatures on the
+calling thread (PyNaCl releases the GIL) before queueing them, so it should not run
+on the event loop.  ``asyncio.to_thread`` would do, but costs a pool work item, a
 concurrent future and a second wake-up of the loop per event; here one
 thread of our own takes the events from a queue, and the receipts of a
 whole sequencer batch come back to the loop in one wake-up.
@@ -20,13 +21,14 @@ from typing import Any
 
 from encd.events import Event
 from ledger.ledger import Ledger, Receipt, StoreError
+from ledger.sequencer import RemoteSequencer
 
 _STOP = object()
 
 
 class Submitter:
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
+    def __init__(self, sequencer: Ledger | RemoteSequencer) -> None:
+        self.sequencer = sequencer
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()  # lists of events, or _STOP
         self._buffered: dict[asyncio.AbstractEventLoop, list[Any]] = {}  # see submit()
         self._lock = threading.Lock()  # guards _closed, _thread and _settling
@@ -79,13 +81,14 @@ class Submitter:
             items = self._queue.get()
             if items is _STOP:
                 return
-            for event, loop, future in items:
-                try:
-                    queued = self.ledger.submit_event(event)
-                except Exception as exc:
+            try:
+                queued = self.sequencer.submit_events([event for event, _, _ in items])
+            except Exception as exc:  # pragma: no cover - both sequencers settle each future
+                for _, loop, future in items:
                     self._settle(loop, future, exc)
-                    continue
-                queued.add_done_callback(functools.partial(self._settle, loop, future))
+                continue
+            for (_, loop, future), done in zip(items, queued, strict=True):
+                done.add_done_callback(functools.partial(self._settle, loop, future))
 
     def _settle(self, loop: asyncio.AbstractEventLoop, future: Any, outcome: Any) -> None:
         """Hand ``outcome`` (a done ``Future`` or an exception) to ``future`` on its loop."""

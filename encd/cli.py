@@ -198,8 +198,17 @@ def serve(
             "@authority is refused.  Unset: not checked (local use).",
         ),
     ] = "",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes sharing the port and the ledger (one per core is a good "
+            "start); each request is answered by one of them.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the service (creating the data directory and keys on first start)."""
+    from api.server import WorkerFailed
     from api.server import serve as run_server
     from api.settings import Settings, parse_authorities
     from api.setup import load_or_init
@@ -226,7 +235,10 @@ def serve(
     settings = Settings(
         data_dir=data_dir, database_url=db, origin=service.origin, authorities=names
     )
-    run_server(settings, host, port)
+    try:
+        run_server(settings, host, port, workers)
+    except WorkerFailed as exc:
+        fail(f"{exc} (its own output above says why)", 1)
 
 
 @app.command()

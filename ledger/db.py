@@ -7,9 +7,10 @@ transaction-level advisory lock (see ledger.ledger).
 
 SQLite makes a writer that finds the lock taken sleep and retry (after 1, 2,
 5, 10, ... 100 ms), so a sequencer queued behind another process's batch
-could wait far longer than the batch took.  Sequencers therefore queue on an
-``flock`` of a file beside the database first (``SequencerLock``), which
-wakes the next one as soon as the lock is let go.
+could wait far longer than the batch took.  Writers that take turns often
+(the sequencers, the nonce writers of several server processes) therefore
+queue on an ``flock`` of a file beside the database first (``WriterLock``),
+which wakes the next one as soon as the lock is let go.
 """
 
 from __future__ import annotations
@@ -78,20 +79,22 @@ def _sqlite_engine(url: str, writer: bool, durable: bool = True) -> Engine:
     return engine
 
 
-class SequencerLock:
-    """Held around each sequencer transaction: an exclusive ``flock`` of ``<database>-seq.lock``
-    on SQLite (see the module's text), nothing on PostgreSQL (its advisory lock waits
-    well).  Threads of one process queue on its mutex: an flock does not tell them apart."""
+class WriterLock:
+    """Held around a write transaction: an exclusive ``flock`` of ``<database>-<name>.lock``
+    on SQLite (see the module's text), nothing else on PostgreSQL (its locks wake the
+    next waiter well).  Threads of one process queue on its mutex: an flock does not tell
+    them apart."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, name: str) -> None:
         parsed = make_url(url)
         self.path: Path | None = None
         if parsed.get_backend_name() == "sqlite" and parsed.database:
-            self.path = Path(parsed.database).with_name(Path(parsed.database).name + "-seq.lock")
+            database = Path(parsed.database)
+            self.path = database.with_name(f"{database.name}-{name}.lock")
         self._mutex = threading.Lock()
         self._fd: int | None = None
 
-    def __enter__(self) -> SequencerLock:
+    def __enter__(self) -> WriterLock:
         self._mutex.acquire()
         if self.path is None:
             return self

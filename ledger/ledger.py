@@ -61,7 +61,7 @@ from encd.sigcheck import Job, Workers, workers
 from encd.title import DocumentState, dump_state, load_state
 from encd.tlogproof import TlogProof
 from encd.tlogproof import encode as encode_tlog_proof
-from ledger.db import SequencerLock, make_engine, migrate
+from ledger.db import WriterLock, make_engine, migrate
 from ledger.schema import (
     CARGO,
     CHECKPOINT,
@@ -282,7 +282,7 @@ class Ledger:
         self.max_batch = max_batch
         self.writer: Engine = make_engine(url, writer=True)
         self.reader: Engine = make_engine(url)
-        self._sequencer_lock = SequencerLock(url)
+        self._sequencer_lock = WriterLock(url, "sequencer")
         migrate(self.writer)
         self._check_identity()
         # Sequencer state: touched only by the sequencer thread (or under _state_lock).
@@ -439,7 +439,24 @@ class Ledger:
         """Queue an already parsed event for the sequencer."""
         # Signatures are checked here, on the caller's thread (PyNaCl releases the GIL, so
         # callers verify in parallel); the sequencer re-checks only that the key is active.
-        pending = _Pending(event, preverify(event, self._parties))
+        return self.submit_checked(event, preverify(event, self._parties))
+
+    def submit_events(self, events: Sequence[Event]) -> list[Future[Receipt]]:
+        """``submit_event`` for each; an error queueing one is its future's error."""
+        futures: list[Future[Receipt]] = []
+        for event in events:
+            try:
+                futures.append(self.submit_event(event))
+            except Error as exc:
+                failed: Future[Receipt] = Future()
+                failed.set_exception(exc)
+                futures.append(failed)
+        return futures
+
+    def submit_checked(self, event: Event, preverified: Preverified) -> Future[Receipt]:
+        """Queue ``event`` whose signatures were checked elsewhere (``preverified``: see
+        encd.parties.preverify; a hint, the sequencer checks any other signature itself)."""
+        pending = _Pending(event, preverified)
         self._enqueue([pending])
         return pending.future
 

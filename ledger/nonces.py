@@ -34,20 +34,24 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from ledger.db import make_engine
+from ledger.db import WriterLock, make_engine
 from ledger.ledger import StoreError
 from ledger.schema import NONCE, SQLModel
 
 MAX_BATCH = 256  # nonces a transaction (SQLite's bound parameters: 3 a row)
 
-_process_locks: dict[str, threading.Lock] = {}
+_process_locks: dict[str, WriterLock] = {}
 _process_locks_guard = threading.Lock()
 
 
-def _process_lock(url: str) -> threading.Lock:
-    """The lock every writer of this process on ``url`` holds while it writes."""
+def _process_lock(url: str) -> WriterLock:
+    """The lock every writer on ``url`` holds while it writes: one per process (kept open
+    for its life), and on SQLite an flock that other processes' writers queue on too."""
     with _process_locks_guard:
-        return _process_locks.setdefault(url, threading.Lock())
+        lock = _process_locks.get(url)
+        if lock is None:
+            lock = _process_locks[url] = WriterLock(url, "writer")
+        return lock
 
 
 class _Claim:

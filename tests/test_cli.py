@@ -3,15 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import queue
-import re
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -25,6 +17,7 @@ from api.settings import Settings
 from encd.cli import app
 from encd.keys import SigningKey
 from tests.kit import corridor_document
+from tests.serving import serve
 
 runner = CliRunner()
 DOC = corridor_document()["id"]
@@ -165,50 +158,11 @@ def test_who_you_are_is_required(service: tuple[str, Path]) -> None:
     assert code == 2 and "--party" in out
 
 
-@contextmanager
-def serve(tmp: Path, database_url: str, authority: str | None) -> Iterator[tuple[str, list[str]]]:
-    """``encd serve`` in a subprocess on a free port; yields its URL and its output so far."""
-    env = {k: v for k, v in os.environ.items() if k != "ENCD_AUTHORITY"}
-    if authority is not None:
-        env["ENCD_AUTHORITY"] = authority
-    args = ["serve", "--data-dir", str(tmp / "data"), "--db", database_url, "--port", "0"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "encd.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    assert process.stdout is not None
-    output = process.stdout
-
-    def read() -> None:
-        for line in output:
-            lines.put(line)
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    seen: list[str] = []
-    try:
-        deadline = time.monotonic() + 30
-        while not (started := re.search(r"running on (http://\S+)", "".join(seen))):
-            assert time.monotonic() < deadline, "encd serve did not start:\n" + "".join(seen)
-            try:
-                seen.append(lines.get(timeout=1))
-            except queue.Empty:
-                assert process.poll() is None, "encd serve exited:\n" + "".join(seen)
-        yield started.group(1), seen
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        reader.join(timeout=30)
-
-
 def test_serve_says_at_start_up_that_authority_is_not_pinned(
     tmp_path: Path, database_url: str
 ) -> None:
-    with serve(tmp_path, database_url, None) as (url, output):
+    with serve(tmp_path / "data", database_url) as served:
+        url, output = served.url, served.output
         notices = [line for line in output if "@authority" in line]
         assert notices == [
             "encd: NOTICE: @authority is not pinned (--authority or ENCD_AUTHORITY): a request "
@@ -219,7 +173,10 @@ def test_serve_says_at_start_up_that_authority_is_not_pinned(
 
 
 def test_serve_pins_authority_from_the_environment(tmp_path: Path, database_url: str) -> None:
-    with serve(tmp_path, database_url, "Ledger.Example.com,localhost:1") as (url, output):
+    with serve(
+        tmp_path / "data", database_url, authority="Ledger.Example.com,localhost:1"
+    ) as served:
+        url, output = served.url, served.output
         assert "encd: @authority pinned to ledger.example.com, localhost:1\n" in output
         operator = httpx.get(url + "/v1/service").json()["operator"]
         key = SigningKey.load(operator, tmp_path / "data" / "operator.key")

@@ -1,0 +1,293 @@
+"""One sequencer process for several API processes (``encd serve --workers``).
+
+Each API worker parses a submitted event and checks its signatures (the costly,
+parallel part) and hands it to the one sequencer process over a private Unix
+socket; the sequencer process admits, writes and answers with receipts.  It
+alone appends, so no two processes take turns on the store's write lock, and
+its thread never waits for an interpreter lock an HTTP server holds.
+
+The socket lives in a directory only the service's user can enter (mode 0700)
+and both ends are this program, so frames are pickles:
+
+- worker → sequencer: a list of ``(event bytes, preverified)``, where
+  ``preverified`` maps ``(key name, key hash)`` to the public key under which
+  the worker saw that signature verify (a hint: ``encd.parties.verify_signers``
+  checks again any signature whose key is not the one active at the event's
+  place in the log);
+- sequencer → worker: one result per event, in order: ``("receipt", Receipt)``
+  or ``("error", class name, attributes)`` for an ``encd`` error.
+
+A frame is a 4-byte big-endian length and that many bytes.  Replies come in the
+order the frames were sent.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import pickle
+import queue
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from encd.errors import Conflict, Error, InvalidInput, RuleViolation, VerificationError
+from encd.events import Event
+from encd.parties import Party, Preverified, preverify
+from ledger.ledger import Ledger, NotFound, Receipt, StoreError
+
+_LENGTH = struct.Struct(">I")
+_ERRORS: dict[str, type[Error]] = {
+    cls.__name__: cls
+    for cls in (
+        Error,
+        InvalidInput,
+        VerificationError,
+        RuleViolation,
+        Conflict,
+        StoreError,
+        NotFound,
+    )
+}
+CONNECT_WAIT = 30.0  # seconds a worker waits for the sequencer's socket to appear
+
+
+def _send(sock: socket.socket, value: Any) -> None:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    sock.sendall(_LENGTH.pack(len(data)) + data)
+
+
+def _receive(sock: socket.socket) -> Any:
+    """The next frame's value; EOFError when the other end has closed."""
+    head = _exactly(sock, _LENGTH.size)
+    return pickle.loads(_exactly(sock, _LENGTH.unpack(head)[0]))
+
+
+def _exactly(sock: socket.socket, size: int) -> bytes:
+    chunks = bytearray()
+    while len(chunks) < size:
+        chunk = sock.recv(min(size - len(chunks), 1 << 20))
+        if not chunk:
+            raise EOFError("the connection closed")
+        chunks += chunk
+    return bytes(chunks)
+
+
+def _encode(outcome: Receipt | BaseException) -> tuple[Any, ...]:
+    if isinstance(outcome, Receipt):
+        return ("receipt", outcome)
+    if not isinstance(outcome, Error) or type(outcome).__name__ not in _ERRORS:
+        outcome = StoreError(f"store failure: {outcome}")
+    return ("error", type(outcome).__name__, dict(outcome.__dict__))
+
+
+def _decode(value: tuple[Any, ...]) -> Receipt | Error:
+    if value[0] == "receipt":
+        receipt: Receipt = value[1]
+        return receipt
+    cls = _ERRORS.get(value[1], StoreError)
+    error = cls.__new__(cls)
+    error.__dict__.update(value[2])
+    Exception.__init__(error, error.__dict__.get("message", "store failure"))
+    return error
+
+
+# --- the sequencer process ------------------------------------------------------------------
+
+
+class SequencerServer:
+    """Takes events from API workers on ``path`` and appends them with ``ledger``."""
+
+    def __init__(self, ledger: Ledger, path: str) -> None:
+        self.ledger = ledger
+        self.path = path
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(path)
+        os.chmod(path, 0o600)
+        self._listener.listen(64)
+        self._closed = threading.Event()
+
+    def serve_forever(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def close(self) -> None:
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def _read(self, conn: socket.socket) -> None:
+        """Read frames and queue their events at once (so frames from several workers share
+        batches); a second thread answers each frame once its events are settled."""
+        answers: queue.SimpleQueue[list[Future[Receipt] | Error] | None] = queue.SimpleQueue()
+        writer = threading.Thread(target=self._answer, args=(conn, answers), daemon=True)
+        writer.start()
+        try:
+            while True:
+                try:
+                    items: list[tuple[bytes, Preverified]] = _receive(conn)
+                except (EOFError, OSError):
+                    return
+                outcomes: list[Future[Receipt] | Error] = []
+                for raw, preverified in items:
+                    try:
+                        event = Event.parse(raw)
+                    except Error as exc:
+                        outcomes.append(exc)
+                        continue
+                    try:
+                        outcomes.append(self.ledger.submit_checked(event, preverified))
+                    except Error as exc:
+                        outcomes.append(exc)
+                answers.put(outcomes)
+        finally:
+            answers.put(None)
+            writer.join()
+            conn.close()
+
+    @staticmethod
+    def _answer(
+        conn: socket.socket, answers: queue.SimpleQueue[list[Future[Receipt] | Error] | None]
+    ) -> None:
+        broken = False
+        while (outcomes := answers.get()) is not None:
+            results = []
+            for outcome in outcomes:
+                if isinstance(outcome, Future):
+                    error = outcome.exception()
+                    results.append(_encode(outcome.result() if error is None else error))
+                else:
+                    results.append(_encode(outcome))
+            if broken:
+                continue
+            try:
+                _send(conn, results)
+            except OSError:
+                broken = True  # the worker is gone; keep draining so the reader can finish
+
+
+# --- in an API worker -----------------------------------------------------------------------
+
+
+class RemoteSequencer:
+    """The sequencer process, from an API worker: ``submit_events`` returns a future per event.
+
+    One connection, opened on first use and again after it breaks (the sequencer
+    restarted); while it is down, submissions fail with StoreError (a 503).
+    ``listeners`` are called, from this object's reader thread, with the (log
+    index, event) pairs each answer appended, as ``Ledger.listeners`` are.
+    """
+
+    def __init__(
+        self, path: str, parties: Mapping[str, Party], connect_wait: float = CONNECT_WAIT
+    ) -> None:
+        self.path = path
+        self.parties = parties  # where the signatures are checked ahead (encd.parties.preverify)
+        self.connect_wait = connect_wait
+        self.listeners: list[Callable[[list[tuple[int, Event]]], None]] = []
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._waiting: collections.deque[tuple[list[Event], list[Future[Receipt]]]] = (
+            collections.deque()
+        )
+        self._closed = False
+
+    def submit_events(self, events: Sequence[Event]) -> list[Future[Receipt]]:
+        """Check the events' signatures here, on the calling thread, and queue them."""
+        futures: list[Future[Receipt]] = [Future() for _ in events]
+        frame = [(event.raw, preverify(event, self.parties)) for event in events]
+        with self._lock:
+            try:
+                if self._closed:
+                    raise StoreError("the service is shutting down")
+                sock = self._sock or self._connect()
+                self._waiting.append((list(events), futures))
+                try:
+                    _send(sock, frame)
+                except OSError as exc:
+                    self._waiting.pop()
+                    self._drop(sock)
+                    raise StoreError(f"the sequencer is unavailable: {exc}") from None
+            except Error as exc:
+                for future in futures:
+                    future.set_exception(exc)
+        return futures
+
+    def _connect(self) -> socket.socket:
+        deadline = time.monotonic() + self.connect_wait
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(self.path)
+                break
+            except OSError as exc:
+                sock.close()
+                if time.monotonic() >= deadline:
+                    raise StoreError(f"the sequencer is unavailable: {exc}") from None
+                time.sleep(0.05)
+        self._sock = sock
+        threading.Thread(target=self._read, args=(sock,), name="encd-remote", daemon=True).start()
+        return sock
+
+    def _drop(self, sock: socket.socket) -> None:
+        """Forget a broken connection (under _lock): what it still owes fails."""
+        if self._sock is sock:
+            self._sock = None
+        with contextlib.suppress(OSError):
+            sock.close()
+        error = StoreError("the sequencer is unavailable: the connection to it broke")
+        while self._waiting:
+            _, futures = self._waiting.popleft()
+            for future in futures:
+                if not future.done():
+                    future.set_exception(error)
+
+    def _read(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                results = _receive(sock)
+            except (EOFError, OSError, pickle.UnpicklingError):
+                with self._lock:
+                    self._drop(sock)
+                return
+            with self._lock:
+                if not self._waiting:  # an answer to nothing: the connection is unusable
+                    self._drop(sock)
+                    return
+                events, futures = self._waiting.popleft()
+            appended: list[tuple[int, Event]] = []
+            for event, future, value in zip(events, futures, results, strict=True):
+                outcome = _decode(value)
+                if isinstance(outcome, Receipt):
+                    future.set_result(outcome)
+                    if not outcome.duplicate:
+                        appended.append((outcome.log_index, event))
+                else:
+                    future.set_exception(outcome)
+            if appended:
+                for listener in list(self.listeners):
+                    listener(appended)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._sock is not None:
+                with contextlib.suppress(OSError):
+                    self._sock.shutdown(socket.SHUT_RDWR)
+
+
+__all__ = ["RemoteSequencer", "SequencerServer"]
