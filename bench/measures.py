@@ -47,6 +47,37 @@ def ms(seconds: float) -> float:
     return seconds * 1000.0
 
 
+class Stolen:
+    """The share of the machine's CPU time the hypervisor took (``steal`` in /proc/stat) over
+    the windows measured with ``window()``: on a shared virtual machine the cores are not
+    all ours, and how much they were not is part of reading a figure."""
+
+    def __init__(self) -> None:
+        self.steal = 0
+        self.total = 0
+
+    @staticmethod
+    def snapshot() -> list[int]:
+        try:
+            with open("/proc/stat") as stat:
+                return [int(x) for x in stat.readline().split()[1:]]
+        except (OSError, ValueError):  # pragma: no cover - not Linux
+            return []
+
+    @contextmanager
+    def window(self) -> Iterator[None]:
+        before = self.snapshot()
+        yield
+        after = self.snapshot()
+        if len(before) > 7 and len(after) > 7:
+            self.steal += after[7] - before[7]
+            self.total += sum(after) - sum(before)
+
+    @property
+    def share(self) -> float:
+        return self.steal / self.total if self.total else 0.0
+
+
 def latency_summary(prefix: str, seconds: Sequence[float]) -> dict[str, float]:
     return {
         f"{prefix}_p50_ms": ms(percentile(seconds, 50)),
@@ -79,7 +110,9 @@ def pin_all(cpus: set[int]) -> None:
 
 
 @contextmanager
-def profiled(pid: int, out: str | None, rate: int = 200) -> Iterator[None]:
+def profiled(
+    pid: int, out: str | None, rate: int = 200, subprocesses: bool = False
+) -> Iterator[None]:
     """py-spy samples process ``pid`` (all its threads, idle or not, ``rate`` Hz) while the block
     runs and writes collapsed stacks to ``out``; nothing when ``out`` is None.
     ``bench.profile`` sets the waiting samples apart.  py-spy pauses the process for each
@@ -96,6 +129,7 @@ def profiled(pid: int, out: str | None, rate: int = 200) -> Iterator[None]:
             "--rate",
             str(rate),
             "--idle",
+            *(["--subprocesses"] if subprocesses else []),
             "--format",
             "raw",
             "--output",
@@ -262,10 +296,14 @@ def http(
     warmup_per_connection: int = 5,
     agreement_transfers: int = 100,
     rounds: int = 1,
+    workers: int | None = None,
     profile: str | None = None,
 ) -> dict[str, Any]:
     """Signed transfers/s over HTTP with ``connections`` concurrent clients, a FastAPI
     hello-world POST (same bodies, same headers) as the limit, and time to agreement.
+
+    Both servers run ``workers`` processes (default: one per usable core), as
+    ``encd serve --workers`` would be run on this machine.
 
     The two servers run side by side and take turns: ``rounds`` rounds of hello world
     then encd, each with its share of the requests.  The ratio is the median of the
@@ -277,6 +315,8 @@ def http(
         raws, heads = docs.tradeable(connections * docs_per_connection + 1)
         with world.open() as ledger:
             append_all(ledger, raws)
+        if workers is None:
+            workers = len(os.sched_getaffinity(0))
         per_round = max(requests_per_connection // rounds, 1)
         total = warmup_per_connection + per_round * rounds
         chains: list[list[tuple[bytes, SigningKey]]] = []
@@ -289,8 +329,12 @@ def http(
             "requests": connections * per_round * rounds,
             "documents": len(heads),
             "rounds": rounds,
+            "workers": workers,
         }
-        with Server("hello") as hello, Server("encd", str(world.data_dir)) as server:
+        with (
+            Server("hello", str(workers)) as hello,
+            Server("encd", str(workers), str(world.data_dir)) as server,
+        ):
             log(
                 f"hello world at {hello.url}, encd at {server.url}: signing {connections * total} requests each"
             )
@@ -300,13 +344,17 @@ def http(
                 run_load(s.port, [p[:warmup_per_connection] for p in requests]).check([201])
             before = _metrics(server.url)
             loads: list[list[LoadResult]] = [[], []]
+            stolen = [Stolen(), Stolen()]
             for r in range(rounds):
                 window = slice(
                     warmup_per_connection + r * per_round,
                     warmup_per_connection + (r + 1) * per_round,
                 )
-                for (s, _), requests, out in zip(targets, prepared, loads, strict=True):
-                    load = run_load(s.port, [p[window] for p in requests])
+                for (s, _), requests, out, steal in zip(
+                    targets, prepared, loads, stolen, strict=True
+                ):
+                    with steal.window():
+                        load = run_load(s.port, [p[window] for p in requests])
                     load.check([201])
                     out.append(load)
                 log(
@@ -321,16 +369,19 @@ def http(
                 e.rate / h.rate for h, e in zip(loads[0], loads[1], strict=True)
             )
             result["http_seconds"] = sum(load.seconds for load in loads[1])
-            batches = after["encd_batch_events_count"] - before["encd_batch_events_count"]
-            result["http_batches"] = batches
-            result["http_batch_mean"] = (
-                after["encd_batch_events_sum"] - before["encd_batch_events_sum"]
-            ) / max(batches, 1)
-            appended = after["encd_append_seconds_count"] - before["encd_append_seconds_count"]
-            result["http_server_append_mean_ms"] = ms(
-                (after["encd_append_seconds_sum"] - before["encd_append_seconds_sum"])
-                / max(appended, 1)
-            )
+            result["hello_cpu_stolen"] = stolen[0].share
+            result["http_cpu_stolen"] = stolen[1].share
+            if workers == 1:  # (with several workers, /metrics counts the one that answers)
+                batches = after["encd_batch_events_count"] - before["encd_batch_events_count"]
+                result["http_batches"] = batches
+                result["http_batch_mean"] = (
+                    after["encd_batch_events_sum"] - before["encd_batch_events_sum"]
+                ) / max(batches, 1)
+                appended = after["encd_append_seconds_count"] - before["encd_append_seconds_count"]
+                result["http_server_append_mean_ms"] = ms(
+                    (after["encd_append_seconds_sum"] - before["encd_append_seconds_sum"])
+                    / max(appended, 1)
+                )
             log(
                 f"encd: {result['http_per_s']:.0f} transfers/s (ratio {result['http_ratio']:.2f}),"
                 f" p99 {result['http_p99_ms']:.1f} ms"
@@ -345,7 +396,7 @@ def http(
                     for c in range(connections)
                 ]
                 again = _prepare(server, "/v1/events", more)
-                with profiled(server.pid, profile, rate=50):
+                with profiled(server.pid, profile, rate=50, subprocesses=workers > 1):
                     profiled_load = run_load(server.port, again)
                 profiled_load.check([201])
                 result["profiled_http_per_s"] = profiled_load.rate
@@ -684,7 +735,7 @@ def _title(world: World, size: int, documents: int, samples: int) -> dict[str, A
     from bench.workloads import doc_id
 
     rng = random.Random(4)
-    with Server("encd", str(world.data_dir)) as server:
+    with Server("encd", "1", str(world.data_dir)) as server:
         sign = _signer(server.url)
         bank = world.actor("bank").key
         paths = [f"/v1/documents/{doc_id(rng.randrange(documents))}/title" for _ in range(samples)]

@@ -57,6 +57,8 @@ GROUPS: list[tuple[str, list[tuple[str, str]]]] = [
             ("http_batch_mean", "events per sequencer batch during the load (GET /metrics)"),
             ("http_server_append_mean_ms", "in the server: submit to receipt, mean (GET /metrics)"),
             ("http_ratio", "transfers/s / hello-world requests/s (median of the rounds' ratios)"),
+            ("hello_cpu_stolen", "machine CPU time taken by the hypervisor, hello-world rounds"),
+            ("http_cpu_stolen", "machine CPU time taken by the hypervisor, encd rounds"),
         ],
     ),
     (
@@ -135,6 +137,8 @@ def fmt(key: str, value: Any) -> str:
         return str(value)
     if "ratio" in key:
         return f"{value:.3f}"
+    if key.endswith("_stolen"):
+        return f"{100 * value:.1f}%"
     if "_per_s" in key:
         return f"{value:,.0f}/s"
     if key.endswith("_ms"):

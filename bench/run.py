@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.child import call
+from bench.measures import Stolen
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -185,8 +186,16 @@ def measure(mode: Mode, profile_dir: Path | None = None) -> dict[str, Any]:
     runs: dict[str, list[float]] = {}
     f: dict[str, Any] = {}
 
+    stolen: dict[str, float] = {}
+    since = [Stolen.snapshot()]
+
     def phase(name: str) -> None:
         durations[name] = round(time.perf_counter() - started - sum(durations.values()), 1)
+        now = Stolen.snapshot()
+        if len(now) > 7 and len(since[0]) > 7:  # the hypervisor's share of the CPU time
+            total = sum(now) - sum(since[0])
+            stolen[name] = round((now[7] - since[0][7]) / total, 3) if total else 0.0
+        since[0] = now
 
     # 1. the verify limit, and appends in-process: each repeat measures the limit and then
     # the appends, and each ratio is the median of the repeats' own ratios, so that a slow
@@ -276,6 +285,7 @@ def measure(mode: Mode, profile_dir: Path | None = None) -> dict[str, Any]:
                 mode.verify["documents"] * mode.verify["per_document"] * f["signatures_per_event"]
             ),
             "http_connections": h["connections"],
+            "http_workers": h["workers"],
             "http_requests": h["requests"],
             "agreement_transfers": h["agreement_transfers"],
             "ledger_size": b["ledger_size"],
@@ -295,6 +305,7 @@ def measure(mode: Mode, profile_dir: Path | None = None) -> dict[str, Any]:
         "build_pinned": pinned,
         "runs": runs,
         "durations_s": durations,
+        "cpu_stolen_by_phase": stolen,
         "total_s": round(time.perf_counter() - started, 1),
         "load_average_before": load_before,
         "profiles": profiles,

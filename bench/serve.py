@@ -1,17 +1,24 @@
 """A server in a process of its own, on 127.0.0.1 at a free port, until its stdin closes.
 
-    python -m bench.serve encd <data dir>     the encd service (api.server.running)
-    python -m bench.serve hello               a FastAPI hello-world POST, the HTTP limit
+    python -m bench.serve encd <workers> <data dir>   the encd service (``encd serve``)
+    python -m bench.serve hello <workers>             a FastAPI hello-world POST, the HTTP limit
 
 It prints ``http://127.0.0.1:<port>`` on one line once it accepts connections.
-Both run the same way: one uvicorn server, its defaults, the same log level.
+Both run the same way: uvicorn with its defaults and the same log level, in one
+process (``running``, a thread) or, with more than one worker, as uvicorn's
+supervisor of that many worker processes sharing the port (``encd serve --workers``).
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -40,22 +47,66 @@ def _hello() -> Iterator[str]:
         yield url
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _supervise(run: Callable[[int], None]) -> None:
+    """Run ``run(port)`` (a uvicorn supervisor: it must have the main thread) and print the
+    URL once the port answers; SIGINT to ourselves (a clean shutdown) when stdin closes."""
+    port = _free_port()
+
+    def announce() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection((HOST, port), timeout=1).close()
+            except OSError:
+                time.sleep(0.05)
+                continue
+            time.sleep(1.0)  # every worker has started (each takes well under a second)
+            print(f"http://{HOST}:{port}", flush=True)
+            sys.stdin.read()
+            break
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=announce, daemon=True).start()
+    run(port)
+
+
 def main(argv: list[str]) -> None:
-    kind = argv[0]
-    if kind == "hello":
-        context = _hello()
-    elif kind == "encd":
-        from api.server import running
+    kind, workers = argv[0], int(argv[1])
+    settings = None
+    if kind == "encd":
         from api.settings import Settings
         from bench.workloads import ORIGIN
 
-        data_dir = Path(argv[1])
+        data_dir = Path(argv[2])
         settings = Settings(
             data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'ledger.db'}", origin=ORIGIN
         )
-        context = running(settings, HOST)
-    else:
+    elif kind != "hello":
         raise SystemExit(f"unknown server {kind!r}: expected encd or hello")
+    if workers > 1:
+        from api.server import run_workers, serve
+
+        if settings is None:
+            _supervise(
+                lambda port: run_workers("bench.serve:hello_app", HOST, port, workers, "warning")
+            )
+        else:
+            quiet = settings
+            _supervise(lambda port: serve(quiet, HOST, port, workers, log_level="warning"))
+        return
+    if settings is None:
+        context = _hello()
+    else:
+        from api.server import running
+
+        context = running(settings, HOST)
     with context as url:
         print(url, flush=True)
         sys.stdin.read()  # until the parent closes our stdin
