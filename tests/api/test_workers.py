@@ -21,12 +21,12 @@ import pytest
 from api.client import Client, ProblemError
 from api.media import EVENT_TYPE
 from bench.workloads import Documents, Head
-from encd.events import event_id
+from encd.events import Event, event_id, make_event
 from encd.keys import PublicKey, SigningKey
 from encd.logentry import LogEntry
 from encd.tlogproof import TlogProof
 from tests.api.conftest import World
-from tests.kit import corridor_cast
+from tests.kit import T0, corridor_cast
 from tests.serving import Served, serve
 
 WORKERS = 2
@@ -56,8 +56,6 @@ def corridor(served: Served, documents: int) -> tuple[World, Documents, list[Hea
     docs = Documents(cast)
     raws, heads = docs.tradeable(documents)
     by_key = {a.key.public.key_id: label for label, a in actors.items()}
-    from encd.events import Event
-
     for raw in raws:
         first = Event.parse(raw).signatures[0]
         label = next(lb for lb, a in actors.items() if a.key.public.hash == first.key_hash)
@@ -181,4 +179,39 @@ def test_a_process_that_dies_is_replaced(served: Served) -> None:
             raise AssertionError(f"no submission went through after {victim} died")
         verify_receipt(receipt, world.log_key.public)
     assert "exited (code -9): starting another" in "".join(served.output)
+    close(world)
+
+
+def test_the_sequencer_process_refusals_are_the_usual_problems(served: Served) -> None:
+    """What the sequencer process refuses reaches the client as the one-process service
+    says it: a stale event is 409 with the current head, a broken rule 422 naming it."""
+    world, docs, heads = corridor(served, 1)
+    head = heads[0]
+    first, key = docs.transfer(head)
+    with Client(served.url, key) as client:
+        client.submit(first)
+    stale = Head(head.doc, head.seq - 1, Event.parse(first).prev, head.holder)
+    again, key = docs.transfer(stale)  # signed against the head the first transfer replaced
+    with Client(served.url, key) as client, pytest.raises(ProblemError) as refused:
+        client.submit(again)
+    assert refused.value.status == 409
+    assert refused.value.problem["current_head"] == event_id(first)
+    assert refused.value.problem["current_seq"] == head.seq - 1
+    # the buyer (holder now) transfers to itself: a rule, not a chain, is broken
+    holder = world.actors["buyer"] if head.holder == world.id("buyer") else world.actors["exporter"]
+    assert holder.id == head.holder
+    raw = make_event(
+        [holder.key],
+        type="transfer",
+        doc=head.doc,
+        seq=head.seq,
+        prev=head.head,
+        time=T0,
+        body={"to": holder.id},
+    )
+    with Client(served.url, holder.key) as client, pytest.raises(ProblemError) as refused:
+        client.submit(raw)
+    assert refused.value.status == 422
+    assert refused.value.problem["type"].endswith("rule-violation"), refused.value.problem
+    assert refused.value.problem["rule"]
     close(world)
