@@ -113,6 +113,8 @@ class SequencerServer:
         os.chmod(path, 0o600)
         self._listener.listen(64)
         self._closed = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
 
     def serve_forever(self) -> None:
         while not self._closed.is_set():
@@ -120,13 +122,25 @@ class SequencerServer:
                 conn, _ = self._listener.accept()
             except OSError:
                 return  # closed
+            with self._lock:
+                if self._closed.is_set():
+                    conn.close()
+                    return
+                self._connections.add(conn)
             threading.Thread(target=self._read, args=(conn,), daemon=True).start()
 
     def close(self) -> None:
-        self._closed.set()
+        """Take no more events: what is in flight is still answered, then each connection
+        closes (its worker reconnects to the next sequencer)."""
+        with self._lock:
+            self._closed.set()
+            connections = list(self._connections)
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RD)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 
@@ -157,6 +171,8 @@ class SequencerServer:
         finally:
             answers.put(None)
             writer.join()
+            with self._lock:
+                self._connections.discard(conn)
             conn.close()
 
     @staticmethod
@@ -200,10 +216,7 @@ class RemoteSequencer:
         self.connect_wait = connect_wait
         self.listeners: list[Callable[[list[tuple[int, Event]]], None]] = []
         self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
-        self._waiting: collections.deque[tuple[list[Event], list[Future[Receipt]]]] = (
-            collections.deque()
-        )
+        self._connection: _Connection | None = None
         self._closed = False
 
     def submit_events(self, events: Sequence[Event]) -> list[Future[Receipt]]:
@@ -214,20 +227,20 @@ class RemoteSequencer:
             try:
                 if self._closed:
                     raise StoreError("the service is shutting down")
-                sock = self._sock or self._connect()
-                self._waiting.append((list(events), futures))
+                connection = self._connection or self._connect()
+                connection.waiting.append((list(events), futures))
                 try:
-                    _send(sock, frame)
+                    _send(connection.sock, frame)
                 except OSError as exc:
-                    self._waiting.pop()
-                    self._drop(sock)
+                    self._drop(connection)
                     raise StoreError(f"the sequencer is unavailable: {exc}") from None
             except Error as exc:
                 for future in futures:
-                    future.set_exception(exc)
+                    if not future.done():
+                        future.set_exception(exc)
         return futures
 
-    def _connect(self) -> socket.socket:
+    def _connect(self) -> _Connection:
         deadline = time.monotonic() + self.connect_wait
         while True:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -239,36 +252,39 @@ class RemoteSequencer:
                 if time.monotonic() >= deadline:
                     raise StoreError(f"the sequencer is unavailable: {exc}") from None
                 time.sleep(0.05)
-        self._sock = sock
-        threading.Thread(target=self._read, args=(sock,), name="encd-remote", daemon=True).start()
-        return sock
+        connection = self._connection = _Connection(sock)
+        threading.Thread(
+            target=self._read, args=(connection,), name="encd-remote", daemon=True
+        ).start()
+        return connection
 
-    def _drop(self, sock: socket.socket) -> None:
-        """Forget a broken connection (under _lock): what it still owes fails."""
-        if self._sock is sock:
-            self._sock = None
+    def _drop(self, connection: _Connection) -> None:
+        """Forget a broken connection (under _lock): what was sent on it and not answered
+        fails (the sequencer may or may not have logged it: a retry gets the first receipt)."""
+        if self._connection is connection:
+            self._connection = None
         with contextlib.suppress(OSError):
-            sock.close()
+            connection.sock.close()
         error = StoreError("the sequencer is unavailable: the connection to it broke")
-        while self._waiting:
-            _, futures = self._waiting.popleft()
+        while connection.waiting:
+            _, futures = connection.waiting.popleft()
             for future in futures:
                 if not future.done():
                     future.set_exception(error)
 
-    def _read(self, sock: socket.socket) -> None:
+    def _read(self, connection: _Connection) -> None:
         while True:
             try:
-                results = _receive(sock)
+                results = _receive(connection.sock)
             except (EOFError, OSError, pickle.UnpicklingError):
                 with self._lock:
-                    self._drop(sock)
+                    self._drop(connection)
                 return
             with self._lock:
-                if not self._waiting:  # an answer to nothing: the connection is unusable
-                    self._drop(sock)
+                if not connection.waiting or len(results) != len(connection.waiting[0][1]):
+                    self._drop(connection)  # an answer that fits nothing: unusable
                     return
-                events, futures = self._waiting.popleft()
+                events, futures = connection.waiting.popleft()
             appended: list[tuple[int, Event]] = []
             for event, future, value in zip(events, futures, results, strict=True):
                 outcome = _decode(value)
@@ -285,9 +301,19 @@ class RemoteSequencer:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            if self._sock is not None:
+            if self._connection is not None:
                 with contextlib.suppress(OSError):
-                    self._sock.shutdown(socket.SHUT_RDWR)
+                    self._connection.sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Connection:
+    """One connection to the sequencer process and the frames sent on it not yet answered."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.waiting: collections.deque[tuple[list[Event], list[Future[Receipt]]]] = (
+            collections.deque()
+        )
 
 
 __all__ = ["RemoteSequencer", "SequencerServer"]
