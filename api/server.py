@@ -31,6 +31,7 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.settings import Settings
 from api.setup import ensure_genesis, load_or_init
+from encd.errors import Error
 from ledger.ledger import Ledger
 from ledger.sequencer import SequencerServer
 
@@ -44,7 +45,11 @@ def serve(
     if workers <= 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
         return
-    prepare(settings)
+    try:
+        prepare(settings)
+    except Exception as exc:  # before any worker: say why, without a traceback
+        reason = exc.message if isinstance(exc, Error) else str(getattr(exc, "orig", exc))
+        raise WorkerFailed(f"cannot open the ledger: {reason}") from None
     with tempfile.TemporaryDirectory(prefix="encd-") as private:  # mode 0700
         settings = dataclasses.replace(settings, sequencer=os.path.join(private, "sequencer.sock"))
         os.environ[SETTINGS_ENV] = json.dumps(settings.to_json())
@@ -95,7 +100,19 @@ def run_workers(
     # The port (port 0: a free one, chosen here) is held by a bound socket that does not
     # listen, so no other program takes it while the workers start; only listening
     # sockets are given connections.
-    reserved = _socket(host, port)
+    if port:  # taken by anything else, even another server sharing ports: refuse
+        probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+        except OSError as exc:
+            raise WorkerFailed(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        finally:
+            probe.close()
+    try:
+        reserved = _socket(host, port)
+    except OSError as exc:
+        raise WorkerFailed(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     port = reserved.getsockname()[1]
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     specs = [first] if first is not None else []
@@ -110,9 +127,12 @@ def run_workers(
                 if proc.is_alive() or stopping.is_set():
                     continue
                 if time.monotonic() - started < WORKER_MIN_LIFE:
-                    failed = f"worker {proc.pid} exited (code {proc.exitcode}) as it started"
+                    failed = (
+                        f"process {proc.pid} exited (code {proc.exitcode}) as it started"
+                        " (its own output above says why)"
+                    )
                     break
-                _say(f"worker {proc.pid} exited (code {proc.exitcode}): starting another")
+                _say(f"process {proc.pid} exited (code {proc.exitcode}): starting another")
                 procs[i] = start(*specs[i])
     finally:
         for proc, _ in procs:

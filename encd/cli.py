@@ -238,7 +238,7 @@ def serve(
     try:
         run_server(settings, host, port, workers)
     except WorkerFailed as exc:
-        fail(f"{exc} (its own output above says why)", 1)
+        fail(str(exc), 1)
 
 
 @app.command()

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -215,3 +218,37 @@ def test_the_sequencer_process_refusals_are_the_usual_problems(served: Served) -
     assert refused.value.problem["type"].endswith("rule-violation"), refused.value.problem
     assert refused.value.problem["rule"]
     close(world)
+
+
+def encd_serve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "encd.cli", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_workers_refuse_a_port_already_taken(tmp_path: Path) -> None:
+    """Even by another server that shares ports: two services would split the connections."""
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = encd_serve(
+            "--data-dir", str(tmp_path / "data"), "--workers", "2", "--port", str(port)
+        )
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_workers_say_why_the_ledger_does_not_open(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'no such directory' / 'ledger.db'}"
+    done = encd_serve(
+        "--data-dir", str(tmp_path / "data"), "--db", db, "--workers", "2", "--port", "0"
+    )
+    assert done.returncode == 1
+    assert "cannot open the ledger: unable to open database file" in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
