@@ -94,23 +94,24 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self.too_large(scope, receive, send)
+        if _declared_over(scope, self.limit):
+            await _too_large(self.limit)(scope, receive, send)
             return
         try:
             await self.app(scope, _limited(receive, self.limit), send)
         except _TooLarge:
-            await self.too_large(scope, receive, send)
-
-    async def too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await problem(413, "too-large", f"request body over {self.limit} bytes")(
-            scope, receive, send
-        )
+            await _too_large(self.limit)(scope, receive, send)
 
 
 class _TooLarge(Exception):
     pass
+
+
+def _declared_over(scope: Scope, limit: int) -> bool:
+    """Whether the request declares a body over ``limit`` bytes (or a Content-Length that
+    is no number)."""
+    declared = dict(scope["headers"]).get(b"content-length")
+    return declared is not None and (not declared.isdigit() or int(declared) > limit)
 
 
 def _limited(receive: Receive, limit: int) -> Receive:
@@ -154,9 +155,8 @@ class EncdApp(FastAPI):
         scope["app"] = self
         state: State = self.state.encd
         limit = state.settings.max_body
-        declared = dict(scope["headers"]).get(b"content-length")
         response: Response
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        if _declared_over(scope, limit):
             response = _too_large(limit)
         else:
             request = Request(scope, _limited(receive, limit))
