@@ -236,8 +236,10 @@ def test_workers_refuse_a_port_already_taken(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        # a ledger of its own: ENCD_DATABASE_URL may name a database other tests have filled
+        db = f"sqlite:///{tmp_path / 'ledger.db'}"
         done = encd_serve(
-            "--data-dir", str(tmp_path / "data"), "--workers", "2", "--port", str(port)
+            "--data-dir", str(tmp_path / "data"), "--db", db, "--workers", "2", "--port", str(port)
         )
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stdout + done.stderr
