@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import threading
 from collections.abc import Iterator
 
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from encd.checkpoint import open_checkpoint
 from encd.errors import Conflict, InvalidInput, RuleViolation, VerificationError
 from encd.logentry import LogEntry
-from encd.merkle import root_naive, verify_consistency
+from encd.merkle import root_naive, verify_consistency, verify_inclusion
 from encd.tlogproof import TlogProof
 from ledger.ledger import Ledger, Receipt
 from tests.kit import Cast, corridor_cast, corridor_document, seeded_key
@@ -319,6 +320,47 @@ def test_a_reader_with_no_cached_nodes_serves_the_same_proofs(
         assert found.head_index == n - 1 and found.checkpoint == other.checkpoint()
         head = LogEntry(entries[-1][1], found.head_sequenced_at)
         assert found.proof.verify(head.leaf_hash, LOG_KEY.public).size == n
+
+
+def test_proofs_from_a_partly_cached_tree_are_right(
+    ledger: Ledger, cast: Cast, database_url: str
+) -> None:
+    """A proof first runs on the nodes in the cache, with placeholders for the missing
+    ones: nothing composed from a placeholder may be kept for the proofs after it."""
+    load(ledger, cast)
+    raw = issue_event(cast)
+    cast.append(raw)
+    ledger.append(raw)
+    for note in ("a", "b", "c", "d", "e"):  # a size with ragged edges at several levels
+        m = cast.doc_event(
+            DOC,
+            "milestone",
+            {
+                "kind": "other",
+                "at": "2026-05-03T09:00:00Z",
+                "location": {"locode": "CNQZH", "name": "Qinzhou"},
+                "note": note,
+            },
+            [cast.actor("carrier")],
+        )
+        cast.append(m)
+        ledger.append(m)
+    n = ledger.size()
+    leaves = [LogEntry(eid, at).leaf_hash for _, eid, at, _ in ledger.entries(0, n)]
+    roots = {size: root_naive(leaves[:size]) for size in range(1, n + 1)}
+    rng = random.Random(5)
+    with Ledger(database_url, LOG_KEY) as other:
+        for size2 in range(1, n + 1):
+            for size1 in range(1, size2 + 1):
+                cached = sorted(other._nodes)
+                for key in rng.sample(cached, len(cached) // 2):
+                    del other._nodes[key]
+                proof = other.consistency(size1, size2)
+                verify_consistency(size1, size2, proof, roots[size1], roots[size2])
+                index = rng.randrange(size2)
+                verify_inclusion(
+                    leaves[index], index, size2, other.inclusion(index, size2), roots[size2]
+                )
 
 
 def test_reopening_continues_the_same_log(database_url: str, cast: Cast) -> None:
