@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ from api.problems import from_error, handle_error, handle_http, handle_validatio
 from api.settings import Settings
 from api.setup import Service, ensure_genesis, load_or_init
 from api.submitter import Submitter
+from encd.collector import long_running
 from encd.errors import Error
 from encd.events import Event
 from ledger.ledger import Ledger
@@ -30,7 +30,6 @@ from ledger.nonces import NonceStore
 from ledger.sequencer import RemoteSequencer
 
 VERSION = "0.1.0"
-YOUNG_GC_THRESHOLD = 10_000  # allocations between collections of the youngest generation
 
 
 @dataclass
@@ -202,27 +201,22 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
         # long as the service: out of the collector's way, so a full collection under load
         # walks only what requests made (~15 ms instead of ~100 ms, every thread stopped).
         # A request allocates a few hundred objects that die with it: a young-generation
-        # pass every 10,000 allocations rather than every 700 (~50 us a request less).
-        gc.collect()
-        gc.freeze()
-        thresholds = gc.get_threshold()
-        gc.set_threshold(YOUNG_GC_THRESHOLD, *thresholds[1:])
-        try:
-            yield
-        finally:
-            gc.set_threshold(*thresholds)
-            gc.unfreeze()
-            sequencer.listeners.remove(state.notify)
-            sequencer.listeners.remove(state.metrics.observe_batch)
-            if watch is not None:
-                watch.close()
-            submitter.close()
-            if isinstance(sequencer, RemoteSequencer):
-                sequencer.close()
-            nonces.close()
-            lookups.close()
-            if ledger is None:
-                opened.close()
+        # pass far less often than every 700 allocations (see ledger.collector).
+        with long_running():
+            try:
+                yield
+            finally:
+                sequencer.listeners.remove(state.notify)
+                sequencer.listeners.remove(state.metrics.observe_batch)
+                if watch is not None:
+                    watch.close()
+                submitter.close()
+                if isinstance(sequencer, RemoteSequencer):
+                    sequencer.close()
+                nonces.close()
+                lookups.close()
+                if ledger is None:
+                    opened.close()
 
     app = EncdApp(
         title="encd",

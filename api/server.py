@@ -31,6 +31,7 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.settings import Settings
 from api.setup import ensure_genesis, load_or_init
+from encd.collector import long_running
 from encd.errors import Error
 from ledger.ledger import Ledger
 from ledger.sequencer import SequencerServer
@@ -191,7 +192,8 @@ def _sequencer(settings_json: str) -> None:  # pragma: no cover - runs in its ow
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        server.serve_forever()
+        with long_running():  # its document cache, out of the collector's way
+            server.serve_forever()
 
 
 def _worker(factory: str, host: str, port: int, log_level: str) -> None:  # pragma: no cover

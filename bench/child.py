@@ -3,7 +3,8 @@
     python -m bench.child <function in bench.measures> '<json keyword arguments>' [cpus]
 
 The process pins itself first (``os.sched_setaffinity``: every thread it
-starts afterwards inherits the mask), then calls the function and prints
+starts afterwards inherits the mask), sets the garbage collector as encd's
+long-running processes do (``encd.collector``), then calls the function and prints
 its JSON result on the last line of stdout after ``RESULT``.  ``call`` is
 the parent's side.
 """
@@ -39,8 +40,12 @@ def main(argv: list[str]) -> None:
     if len(argv) > 2:
         os.sched_setaffinity(0, {int(c) for c in argv[2].split(",")})
     from bench import measures
+    from encd.collector import long_running
 
-    result = getattr(measures, function)(**kwargs)
+    # the collector set as encd's own long-running processes set it (the service, the
+    # sequencer, `encd audit`): the in-process figures are those processes' figures
+    with long_running():
+        result = getattr(measures, function)(**kwargs)
     if len(argv) > 2:
         result["cpus"] = sorted(os.sched_getaffinity(0))
     print(MARK + json.dumps(result), flush=True)
