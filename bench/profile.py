@@ -40,6 +40,13 @@ WAITS = frozenset(
         "NonceStore._run (ledger/nonces.py)",
         "Connection._recv (multiprocessing/connection.py)",  # waiting for sigcheck workers
         "main (bench/serve.py)",  # waiting on stdin
+        "_supervise.<locals>.announce (bench/serve.py)",  # sleeping once the workers answer
+        "main (multiprocessing/resource_tracker.py)",  # reading its pipe
+        "socket.accept (socket.py)",  # the sequencer process, waiting for a worker
+        # the sequencer process's threads per worker: one blocked in recv on the worker's
+        # socket, one on its queue of answers to send (SimpleQueue.get: no frame of its own)
+        "_exactly (ledger/sequencer.py)",
+        "SequencerServer._answer (ledger/sequencer.py)",
         "profiled (bench/measures.py)",  # sleeping while py-spy attaches
         "sleep",
     }

@@ -320,6 +320,11 @@ def _profiles(mode: str, r: dict[str, Any], results_dir: Path, docs: Path) -> li
 METHOD = """
 ## How each figure is measured
 
+- **Every measurement** runs in a fresh Python process (`bench.child`) with the garbage
+  collector set as encd's own long-running processes set it (`encd.collector`: what
+  start-up built frozen, a young collection every 50,000 allocations). Runs before
+  `bbe1c1a` measured the in-process figures (append, the large ledger, the audit) with
+  CPython's defaults, which the service never ran with.
 - **Raw verify** (`bench.measures.verify_limit`): `nacl.signing.VerifyKey.verify` over the
   signatures of the append workload (the exact envelope texts the ledger verifies), keys
   built once, in a loop for a fixed time; one thread in a process pinned to CPU 0, and two
