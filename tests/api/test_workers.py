@@ -254,3 +254,50 @@ def test_workers_say_why_the_ledger_does_not_open(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "cannot open the ledger: unable to open database file" in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def _connections_held(pid: int, port: int, state: str = "01") -> int:
+    """TCP sockets on local ``port`` that process ``pid`` holds, in ``state`` (/proc/net/tcp:
+    "01" established, "0A" listening)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed since
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    held = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == state and fields[9] in inodes:
+                held += 1
+    return held
+
+
+def test_connections_opened_together_go_to_every_worker(served: Served) -> None:
+    """Not all to whichever worker wakes first (uvicorn's own --workers did that: one
+    shared socket, from which a worker accepts every waiting connection at once).  Each
+    worker's socket of its own gets the connections the kernel hashes to it: all 16 on
+    one worker would happen once in ~30,000 runs."""
+    port = httpx.URL(served.url).port
+    assert port is not None
+    deadline = time.monotonic() + 30
+    # the service announces itself as it starts the workers: wait until each listens
+    while sum(1 for pid in served.workers() if _connections_held(pid, port, "0A")) < WORKERS:
+        assert time.monotonic() < deadline, "a worker is not listening"
+        time.sleep(0.05)
+    request = b"GET /healthz HTTP/1.1\r\nHost: encd\r\n\r\n"
+    connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
+    try:
+        for connection in connections:  # each one accepted and answered, and kept open
+            connection.sendall(request)
+            assert connection.recv(4096).startswith(b"HTTP/1.1 200 ")
+        held = {pid: _connections_held(pid, port) for pid in served.workers()}
+        assert sum(held.values()) == len(connections), held
+        assert len([count for count in held.values() if count]) == WORKERS, held
+    finally:
+        for connection in connections:
+            connection.close()
