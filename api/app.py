@@ -201,7 +201,7 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
         # long as the service: out of the collector's way, so a full collection under load
         # walks only what requests made (~15 ms instead of ~100 ms, every thread stopped).
         # A request allocates a few hundred objects that die with it: a young-generation
-        # pass far less often than every 700 allocations (see ledger.collector).
+        # pass far less often than every 700 allocations (see encd.collector).
         with long_running():
             try:
                 yield

@@ -713,30 +713,23 @@ def audit(
 
 
 def _audit(path: Path, policy: Path | None, trusted_checkpoint: Path | None, as_json: bool) -> bool:
+    from encd.audit import UsageError, audit_file
     from encd.collector import long_running
 
     size = path.stat().st_size if path.is_file() else 0
-    with long_running():  # a large export's document states, out of the collector's way
-        return _audit_with_progress(path, policy, trusted_checkpoint, as_json, size)
-
-
-def _audit_with_progress(
-    path: Path, policy: Path | None, trusted_checkpoint: Path | None, as_json: bool, size: int
-) -> bool:
-    from encd.audit import UsageError, audit_file
-
     try:
-        if size > 4 << 20 and not as_json:  # a long audit shows its progress
-            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+        with long_running():  # a large export's document states, out of the collector's way
+            if size > 4 << 20 and not as_json:  # a long audit shows its progress
+                from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-            columns = (BarColumn(), DownloadColumn(), TimeRemainingColumn())
-            with Progress(*columns, console=err, transient=True) as bar:
-                task = bar.add_task("audit", total=size)
-                report = audit_file(
-                    path, policy, trusted_checkpoint, lambda n: bar.update(task, completed=n)
-                )
-        else:
-            report = audit_file(path, policy, trusted_checkpoint)
+                columns = (BarColumn(), DownloadColumn(), TimeRemainingColumn())
+                with Progress(*columns, console=err, transient=True) as bar:
+                    task = bar.add_task("audit", total=size)
+                    report = audit_file(
+                        path, policy, trusted_checkpoint, lambda n: bar.update(task, completed=n)
+                    )
+            else:
+                report = audit_file(path, policy, trusted_checkpoint)
     except UsageError as exc:
         fail(exc.message, 2)
     if as_json:
