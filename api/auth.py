@@ -14,11 +14,15 @@ The server checks, in order (docs/api.md §6 numbers the same steps):
 (7) the nonce was not seen before from this key within the window.
 
 Any failure is 401 and changes nothing: (7), the only step that writes, comes last.
+A read open to every registered party (the title) may run while (7) is recorded
+(``authenticate_while``); its answer waits for (7).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fastapi import Request
 
@@ -28,6 +32,8 @@ from encd.httpsig import Request as SignedRequest
 from encd.httpsig import check_content_digest, parse_signature, verify_request
 from encd.parties import Party, Role
 from encd.validation import show
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,37 @@ class Caller:
 
 async def authenticate(request: Request) -> Caller:
     """The FastAPI dependency for signed requests."""
+    caller, nonce, fresh = await _checked(request, at_once=False)
+    if not await fresh:
+        raise _replayed(nonce)
+    return caller
+
+
+async def authenticate_while(request: Request, read: Callable[[], T]) -> T:
+    """``authenticate``, with ``read`` run on this thread while the nonce store records the
+    request's nonce (step 7) on its own: for a read any registered party may make, which
+    therefore does not depend on who asks.  Its answer, or its error, is given only once
+    the nonce is known to be fresh; a refused request still changes nothing."""
+    _, nonce, fresh = await _checked(request, at_once=True)
+    try:
+        answer = read()
+    except Exception:
+        if not await fresh:
+            raise _replayed(nonce) from None
+        raise
+    if not await fresh:
+        raise _replayed(nonce)
+    return answer
+
+
+def _replayed(nonce: str) -> Unauthorized:
+    return Unauthorized(f"nonce {nonce!r} was already used: a replayed request")
+
+
+async def _checked(request: Request, *, at_once: bool) -> tuple[Caller, str, Awaitable[bool]]:
+    """Steps (1) to (6), then the nonce handed to the nonce store: the caller, the nonce, and
+    whether the store found it fresh (an awaitable).  ``at_once``: handed to the store's
+    writer now rather than with the claims of this pass of the event loop."""
     from api.app import State
 
     state: State = request.app.state.encd
@@ -103,6 +140,5 @@ async def authenticate(request: Request) -> Caller:
     except Error as exc:
         raise Unauthorized(exc.message) from None
     # (7) Recorded with the next group write of the nonce store (see ledger.nonces).
-    if not await state.nonces.claim(params.keyid, params.nonce, now):
-        raise Unauthorized(f"nonce {params.nonce!r} was already used: a replayed request")
-    return Caller(party, params.keyid)
+    fresh = state.nonces.claim(params.keyid, params.nonce, now, at_once=at_once)
+    return Caller(party, params.keyid), params.nonce, fresh

@@ -113,13 +113,19 @@ class NonceStore:
         self._enqueue([_Claim(key_id, nonce, now, future)])
         return future
 
-    def claim(self, key_id: str, nonce: str, now: float) -> asyncio.Future[bool]:
+    def claim(
+        self, key_id: str, nonce: str, now: float, *, at_once: bool = False
+    ) -> asyncio.Future[bool]:
         """``submit`` for a coroutine: a future of the running loop (no thread hop).  The
         claims a loop makes in one pass of its callbacks reach the writer together, with one
-        wake-up of its thread."""
+        wake-up of its thread; ``at_once`` hands this one over now, for a caller that has
+        work of its own to do on the loop's thread meanwhile."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         claim = _Claim(key_id, nonce, now, future, loop)
+        if at_once:
+            self._enqueue([claim])
+            return future
         buffered = self._buffered.get(loop)
         if buffered is None:
             if self._closed:

@@ -673,6 +673,24 @@ def test_malformed_signature_headers_are_401_never_500(world: World, doc_id: str
     assert snapshot(world) == before
 
 
+def test_the_title_answers_only_a_fresh_request(world: World, doc_id: str) -> None:
+    """The title is read while the request's nonce is being recorded; its answer, or its
+    404, is given only once the nonce is known to be fresh: a replay is 401 either way."""
+    bank = world.client("bank2")
+    for path, status in (
+        (f"/v1/documents/{doc_id}/title", 200),
+        ("/v1/documents/CQ-NO-SUCH-DOC/title", 404),
+    ):
+        headers = bank.signed_headers("GET", path, "", b"")
+        first = bank.http.get(path, headers=headers)
+        assert first.status_code == status, first.text
+        replayed = bank.http.get(path, headers=headers)
+        assert_problem(replayed, 401, "unauthorized", f"replay of GET {path}")
+        assert "already used" in replayed.json()["detail"]
+    title = get(bank, f"/v1/documents/{doc_id}/title")
+    verify_title(title.json(), world.log_key.public)
+
+
 def test_replay_across_a_restart_is_401(settings: Settings) -> None:
     with running(settings) as url:
         operator_id = httpx.get(url + "/v1/service").json()["operator"]
