@@ -214,7 +214,6 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
                 if isinstance(sequencer, RemoteSequencer):
                     sequencer.close()
                 nonces.close()
-                lookups.close()
                 if ledger is None:
                     opened.close()
 

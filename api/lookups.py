@@ -11,14 +11,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import bindparam, select
 
 from encd.parties import KeyRecord, Party, load_party
 from ledger.ledger import Ledger, NotFound
@@ -60,62 +55,15 @@ class StoredParties(Mapping[str, Party]):
 class Lookups:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
-        self._reader = ledger.reader
-        self._party_state = select(PARTY.c.state).where(PARTY.c.id == bindparam("id"))
-        # The read on every signed request goes straight to the driver: one statement, where
-        # SQLAlchemy's connection (a pool checkout, BEGIN, the query, ROLLBACK) costs ×20.
-        mark = "?" if self._reader.dialect.paramstyle == "qmark" else "%s"
-        self._party_sql = f"SELECT state FROM {PARTY.name} WHERE id = {mark}"
-        self._dbapi_error: type[Exception] = self._reader.dialect.loaded_dbapi.Error
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[Any] = []
         self._parties: dict[str, _Known] = {}
         self._existing: set[tuple[str, str]] = set()
 
     def party_state_text(self, party_id: str) -> str | None:
         """The party's stored state (its JSON text), None if it was never registered."""
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._local.connection = self._connect()
-        try:
-            cursor = connection.cursor()
-            try:
-                cursor.execute(self._party_sql, (party_id,))
-                row = cursor.fetchone()
-            finally:
-                cursor.close()
-        except self._dbapi_error:
-            # The connection broke (the server restarted, say): drop it, and ask again the
-            # ordinary way, which reconnects or raises the store's error (a 503).
-            self._local.connection = None
-            with self._lock:
-                if connection in self._connections:
-                    self._connections.remove(connection)
-            with contextlib.suppress(Exception):
-                connection.close()
-            with self._reader.connect() as conn:
-                row = conn.execute(self._party_state, {"id": party_id}).first()
-        return None if row is None else str(row[0])
-
-    def _connect(self) -> Any:
-        """A connection of this thread's own, outside the pool, that sees every commit at once
-        (autocommit: no transaction is left open between reads)."""
-        connection = self._reader.raw_connection()
-        connection.detach()
-        if self._reader.dialect.name == "postgresql":
-            connection.rollback()  # the pool's liveness ping may have begun a transaction
-            connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
-        with self._lock:
-            self._connections.append(connection)
-        return connection
-
-    def close(self) -> None:
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for connection in connections:
-            with contextlib.suppress(Exception):
-                connection.close()
+        # The ledger's direct reads: one statement through the driver, where SQLAlchemy's
+        # connection (a pool check-out, BEGIN, the query, ROLLBACK) costs ×20.
+        rows = self.ledger.reads.rows(f"SELECT state FROM {PARTY.name} WHERE id = ?", (party_id,))
+        return str(rows[0][0]) if rows else None
 
     def party(self, party_id: str) -> Party:
         """The party as the store holds it now (NotFound if it was never registered)."""

@@ -15,9 +15,11 @@ which wakes the next one as soon as the lock is let go.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from encd.errors import InvalidInput
 
@@ -119,6 +122,76 @@ class WriterLock:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+
+
+class DirectReads:
+    """Reads through the driver, on a connection of the calling thread's own, outside the
+    engine's pool: for the short reads of a busy path (a proof's tree nodes, a title, the
+    caller's party on every signed request), where SQLAlchemy's connection (a pool
+    check-out, BEGIN, the query, ROLLBACK and check-in) costs more than the query.
+
+    The connections are in autocommit: no transaction is left open between reads, and
+    each statement sees every commit made before it (so several reads are not one
+    snapshot).  Statements are written with ``?`` (turned into ``%s`` for psycopg).  A
+    connection that fails (the server restarted, say) is dropped and the read tried once
+    more on a new one; a second failure is raised as SQLAlchemy raises a driver's error."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
+        self._error: type[Exception] = engine.dialect.loaded_dbapi.Error
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[Any] = []
+        self._sql: dict[str, str] = {}
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of one query."""
+        statement = self._sql.get(sql)
+        if statement is None:
+            statement = self._sql[sql] = sql.replace("?", "%s") if self._postgres else sql
+        for attempt in (1, 2):
+            connection = getattr(self._local, "connection", None) or self._connect()
+            try:
+                cursor = connection.cursor()
+                try:
+                    cursor.execute(statement, params)
+                    return list(cursor.fetchall())
+                finally:
+                    cursor.close()
+            except self._error as exc:
+                self._drop(connection)
+                if attempt == 2:
+                    raise DBAPIError.instance(statement, params, exc, self._error) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        """Close every thread's connection (a thread that reads again gets a new one)."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def _connect(self) -> Any:
+        connection = self._engine.raw_connection()
+        connection.detach()
+        if self._postgres:
+            connection.rollback()  # the pool's liveness ping may have begun a transaction
+            connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+        # (SQLite's connections are made with isolation_level None: autocommit already)
+        with self._lock:
+            self._connections.append(connection)
+        self._local.connection = connection
+        return connection
+
+    def _drop(self, connection: Any) -> None:
+        self._local.connection = None
+        with self._lock:
+            if connection in self._connections:
+                self._connections.remove(connection)
+        with contextlib.suppress(Exception):
+            connection.close()
 
 
 def migrate(engine: Engine) -> None:

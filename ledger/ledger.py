@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from nacl.bindings import crypto_sign_open
@@ -61,7 +62,7 @@ from encd.sigcheck import Job, Workers, workers
 from encd.title import DocumentState, dump_state, load_state
 from encd.tlogproof import TlogProof
 from encd.tlogproof import encode as encode_tlog_proof
-from ledger.db import WriterLock, make_engine, migrate
+from ledger.db import DirectReads, WriterLock, make_engine, migrate
 from ledger.schema import (
     CARGO,
     CHECKPOINT,
@@ -83,6 +84,7 @@ PARSE_CHUNK = 256  # append_many: events parsed while the workers check the chun
 PROCESS_MIN_EVENTS = 2 * PARSE_CHUNK  # fewer than this: checked on the caller's thread
 WORKERS_WAIT = 0.5  # seconds a chunk waits for the workers before it is checked here
 _PLACEHOLDER = bytes(32)
+Rows = Callable[[str, Sequence[Any]], list[Any]]  # one query's rows: _raw_rows, DirectReads
 _NONE: frozenset[str] = (
     frozenset()
 )  # stands in for a node's hash while listing the nodes a proof needs
@@ -282,6 +284,8 @@ class Ledger:
         self.max_batch = max_batch
         self.writer: Engine = make_engine(url, writer=True)
         self.reader: Engine = make_engine(url)
+        #: Short reads outside the pool, for the busy read paths (proofs, titles, parties).
+        self.reads = DirectReads(self.reader)
         self._sequencer_lock = WriterLock(url, "sequencer")
         migrate(self.writer)
         self._check_identity()
@@ -478,6 +482,7 @@ class Ledger:
             self._queue_ready.notify_all()
         if self._thread is not None:
             self._thread.join()
+        self.reads.close()
         self.writer.dispose()
         self.reader.dispose()
         self._sequencer_lock.close()
@@ -780,7 +785,9 @@ class Ledger:
             .limit(1)
         ).one()
         size, note = int(note_row[1]), bytes(note_row[0])
-        proof = self._proof(conn, lambda get, memo: inclusion_proof(index, size, get, memo))
+        proof = self._proof(
+            partial(_raw_rows, conn), lambda get, memo: inclusion_proof(index, size, get, memo)
+        )
         tlog = TlogProof(index, tuple(proof), note)
         return Receipt(str(row[0]), index, int(row[1]), note, tlog.to_bytes(), duplicate)
 
@@ -829,7 +836,7 @@ class Ledger:
             self._parties = self._load_parties(conn)
         border = [(lv, ix) for lv, ix in CompactRange.border(size) if (lv, ix) not in self._nodes]
         if border:
-            self._load_nodes(conn, border)
+            self._load_nodes(partial(_raw_rows, conn), border)
         self._range = CompactRange.from_nodes(size, lambda lv, ix: self._node(conn, lv, ix))
         self._checkpoint = self._newest_checkpoint(conn)
         self._size = size
@@ -866,7 +873,7 @@ class Ledger:
         cached = self._docs.get(doc_id)
         if cached is not None:
             return cached[0]
-        row = self._document_row(conn, doc_id)
+        row = self._document_row(partial(_raw_rows, conn), doc_id)
         if row is None:
             return None
         state = load_state(json.loads(row[0]))
@@ -874,10 +881,10 @@ class Ledger:
         return state
 
     @staticmethod
-    def _document_row(conn: Connection, doc_id: str) -> tuple[str, int] | None:
+    def _document_row(rows: Rows, doc_id: str) -> tuple[str, int] | None:
         """A document's stored state text and head index; None if it was never issued."""
-        rows = _raw_rows(conn, "SELECT state, head_index FROM document WHERE id = ?", (doc_id,))
-        return (str(rows[0][0]), int(rows[0][1])) if rows else None
+        found = rows("SELECT state, head_index FROM document WHERE id = ?", (doc_id,))
+        return (str(found[0][0]), int(found[0][1])) if found else None
 
     def _node(self, conn: Connection, level: int, index: int) -> bytes:
         """A committed tree node, from the cache (nodes never change once written) or the store."""
@@ -894,19 +901,16 @@ class Ledger:
         self._cache_nodes({key: value})
         return value
 
-    def _proof(
-        self, conn: Connection | None, build: Callable[[GetNode, Memo], list[bytes]]
-    ) -> list[bytes]:
+    def _proof(self, rows: Rows, build: Callable[[GetNode, Memo], list[bytes]]) -> list[bytes]:
         """Run a proof builder with every node it needs read in one query, not one each.
 
         A first run takes the nodes it finds in the cache and lists the others, with a
         placeholder for their hashes.  If none was missing, that run's proof is the
-        proof, and no connection is needed (``conn`` None: one is opened only to read
-        missing nodes).  Otherwise the nodes a proof needs depend only on the sizes and
-        the index, so the listed ones are read in one query, and a second run finds
-        them all in the cache.
+        proof, and nothing is read.  Otherwise the nodes a proof needs depend only on the
+        sizes and the index, so the listed ones are read with ``rows`` in one query, and
+        a second run finds them all.
         """
-        nodes = self._nodes
+        nodes = self._nodes  # (a full cache is replaced, not emptied: this one stays whole)
         wanted: list[tuple[int, int]] = []
 
         def listing(level: int, index: int) -> bytes:
@@ -925,21 +929,23 @@ class Ledger:
         if not wanted:
             self._ragged.update(composed)
             return proof
-        if conn is None:
-            with self.reader.connect() as own:
-                return self._proof_from_store(own, wanted, build)
-        return self._proof_from_store(conn, wanted, build)
+        found = self._load_nodes(rows, wanted)
 
-    def _proof_from_store(
-        self,
-        conn: Connection,
-        wanted: Sequence[tuple[int, int]],
-        build: Callable[[GetNode, Memo], list[bytes]],
-    ) -> list[bytes]:
-        self._load_nodes(conn, wanted)
-        return build(lambda lv, ix: self._node(conn, lv, ix), self._ragged)
+        def read(level: int, index: int) -> bytes:
+            key = (level, index)
+            value = found.get(key) or nodes.get(key)
+            if value is None:
+                raise StoreError(
+                    f"tree node at level {level}, index {index} is missing from the store"
+                )
+            return value
 
-    def _load_nodes(self, conn: Connection, keys: Sequence[tuple[int, int]]) -> None:
+        return build(read, self._ragged)
+
+    def _load_nodes(
+        self, rows: Rows, keys: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        """The nodes at ``keys`` that the store holds (also put in the cache)."""
         found: dict[tuple[int, int], bytes] = {}
         for start in range(0, len(keys), 200):
             chunk = keys[start : start + 200]
@@ -950,9 +956,10 @@ class Ledger:
             # more than running it, ~190 of ~330 us for 19 nodes at a million leaves).
             where = " OR ".join(["(level = ? AND idx = ?)"] * len(chunk))
             params = [number for key in chunk for number in key]
-            rows = _raw_rows(conn, f"SELECT level, idx, hash FROM tree_node WHERE {where}", params)
-            found.update(((int(r[0]), int(r[1])), bytes(r[2])) for r in rows)
-        self._cache_nodes(found)  # a node still missing is reported by _node
+            stored = rows(f"SELECT level, idx, hash FROM tree_node WHERE {where}", params)
+            found.update(((int(r[0]), int(r[1])), bytes(r[2])) for r in stored)
+        self._cache_nodes(found)  # a node still missing is reported by whoever needs it
+        return found
 
     def _cache_nodes(self, nodes: Mapping[tuple[int, int], bytes]) -> None:
         if len(self._nodes) + len(nodes) > NODE_CACHE:
@@ -984,31 +991,24 @@ class Ledger:
 
     def title(self, doc_id: str) -> tuple[DocumentState, int]:
         """A document's title state and the log index of its head event."""
-        with self.reader.connect() as conn:
-            stored, head_index = self._title_row(conn, doc_id)
+        stored, head_index = self._title_row(doc_id)
         return load_state(json.loads(stored)), head_index
 
-    def _title_row(self, conn: Connection, doc_id: str) -> tuple[str, int]:
-        row = self._document_row(conn, doc_id)
+    def _title_row(self, doc_id: str) -> tuple[str, int]:
+        row = self._document_row(self.reads.rows, doc_id)
         if row is None:
             raise NotFound(f"no document {doc_id}")
         return row
 
     def title_proof(self, doc_id: str) -> TitleProof:
         """A document's title with its head event's inclusion proof against the latest
-        checkpoint, read on one connection."""
-        with self.reader.connect() as conn:
-            stored, head_index = self._title_row(conn, doc_id)
-            # read after the document row: its checkpoint is at least as new as its head
-            note, size = _raw_rows(
-                conn, "SELECT note, size FROM checkpoint ORDER BY size DESC LIMIT 1"
-            )[0]
-            head_at = _raw_rows(
-                conn, "SELECT sequenced_at FROM event WHERE log_index = ?", (head_index,)
-            )[0][0]
-            proof = self._proof(
-                conn, lambda get, memo: inclusion_proof(head_index, size, get, memo)
-            )
+        checkpoint."""
+        rows = self.reads.rows
+        stored, head_index = self._title_row(doc_id)
+        # read after the document row: its checkpoint is at least as new as its head
+        note, size = rows("SELECT note, size FROM checkpoint ORDER BY size DESC LIMIT 1", ())[0]
+        head_at = rows("SELECT sequenced_at FROM event WHERE log_index = ?", (head_index,))[0][0]
+        proof = self._proof(rows, lambda get, memo: inclusion_proof(head_index, size, get, memo))
         note = bytes(note)
         return TitleProof(
             json.loads(stored),
@@ -1086,13 +1086,17 @@ class Ledger:
     def inclusion(self, index: int, size: int) -> list[bytes]:
         """The inclusion proof of leaf ``index`` in the tree of ``size`` leaves."""
         self._check_range(index, size, "index")
-        return self._proof(None, lambda get, memo: inclusion_proof(index, size, get, memo))
+        return self._proof(
+            self.reads.rows, lambda get, memo: inclusion_proof(index, size, get, memo)
+        )
 
     def consistency(self, size1: int, size2: int) -> list[bytes]:
         if not 0 < size1 <= size2:
             raise InvalidInput("size1", f"expected 0 < size1 <= size2, got {size1} and {size2}")
         self._check_range(size1 - 1, size2, "size1")
-        return self._proof(None, lambda get, memo: consistency_proof(size1, size2, get, memo))
+        return self._proof(
+            self.reads.rows, lambda get, memo: consistency_proof(size1, size2, get, memo)
+        )
 
     def receipt(self, event_id: str) -> Receipt:
         """The receipt an event got when it was appended (proof to that batch's checkpoint)."""

@@ -19,39 +19,33 @@ def test_a_key_revoked_by_another_process_is_refused_at_once(database_url: str) 
         for raw in cast.log:
             mine.append(raw)
         lookups = Lookups(mine)
-        try:
-            party, record = lookups.key(carrier.id, key_hash)
-            assert record is not None and not record.revoked
-            assert lookups.key(carrier.id, key_hash)[0] is party  # parsed once
-            assert lookups.key(carrier.id, "00" * 8)[1] is None
+        party, record = lookups.key(carrier.id, key_hash)
+        assert record is not None and not record.revoked
+        assert lookups.key(carrier.id, key_hash)[0] is party  # parsed once
+        assert lookups.key(carrier.id, "00" * 8)[1] is None
 
-            new = seeded_key(carrier.id, "carrier, rotated")
-            raw = cast.party_event(
-                carrier,
-                "rotate_key",
-                {"old": carrier.key.public.key_id, "new": new.public.vkey},
-                [carrier.key],
-            )
-            cast.append(raw)
-            other.append(raw)  # the other API process's sequencer, on the same store
+        new = seeded_key(carrier.id, "carrier, rotated")
+        raw = cast.party_event(
+            carrier,
+            "rotate_key",
+            {"old": carrier.key.public.key_id, "new": new.public.vkey},
+            [carrier.key],
+        )
+        cast.append(raw)
+        other.append(raw)  # the other API process's sequencer, on the same store
 
-            party, record = lookups.key(carrier.id, key_hash)
-            assert record is not None and record.revoked
-            assert party.seq == cast.replay.parties[carrier.id].seq
-            fresh = lookups.key(carrier.id, new.public.hash.hex())[1]
-            assert fresh is not None and not fresh.revoked
-        finally:
-            lookups.close()
+        party, record = lookups.key(carrier.id, key_hash)
+        assert record is not None and record.revoked
+        assert party.seq == cast.replay.parties[carrier.id].seq
+        fresh = lookups.key(carrier.id, new.public.hash.hex())[1]
+        assert fresh is not None and not fresh.revoked
 
 
 def test_an_unknown_party_is_not_found(database_url: str) -> None:
     with Ledger(database_url, LOG_KEY) as ledger:
         lookups = Lookups(ledger)
-        try:
-            with pytest.raises(NotFound):
-                lookups.party("91500000MA7000000X")
-        finally:
-            lookups.close()
+        with pytest.raises(NotFound):
+            lookups.party("91500000MA7000000X")
 
 
 def test_a_broken_connection_is_replaced(database_url: str) -> None:
@@ -61,13 +55,10 @@ def test_a_broken_connection_is_replaced(database_url: str) -> None:
         for raw in cast.log:
             ledger.append(raw)
         lookups = Lookups(ledger)
-        try:
-            assert lookups.party(carrier.id).id == carrier.id
-            lookups._local.connection.dbapi_connection.close()  # as a server restart would
-            assert lookups.party(carrier.id).id == carrier.id
-            assert lookups.party(carrier.id).id == carrier.id
-        finally:
-            lookups.close()
+        assert lookups.party(carrier.id).id == carrier.id
+        ledger.reads._local.connection.dbapi_connection.close()  # as a server restart would
+        assert lookups.party(carrier.id).id == carrier.id
+        assert lookups.party(carrier.id).id == carrier.id
 
 
 def test_existence_is_remembered_only_once_true(database_url: str) -> None:
@@ -77,18 +68,15 @@ def test_existence_is_remembered_only_once_true(database_url: str) -> None:
         for raw in cast.log:
             ledger.append(raw)
         lookups = Lookups(ledger)
-        try:
-            assert lookups.exists("party", cast.actor("carrier").id)
-            assert not lookups.exists("doc", content["id"])
-            raw = cast.doc_event(
-                content["id"],
-                "issue",
-                {"content": content, "holder": cast.actor("exporter").id},
-                [cast.actor("carrier")],
-            )
-            cast.append(raw)
-            ledger.append(raw)
-            assert lookups.exists("doc", content["id"])  # a no is asked again
-            assert not lookups.exists("party", content["id"])
-        finally:
-            lookups.close()
+        assert lookups.exists("party", cast.actor("carrier").id)
+        assert not lookups.exists("doc", content["id"])
+        raw = cast.doc_event(
+            content["id"],
+            "issue",
+            {"content": content, "holder": cast.actor("exporter").id},
+            [cast.actor("carrier")],
+        )
+        cast.append(raw)
+        ledger.append(raw)
+        assert lookups.exists("doc", content["id"])  # a no is asked again
+        assert not lookups.exists("party", content["id"])
