@@ -403,6 +403,48 @@ def inclusion_proof(
     return siblings
 
 
+def inclusion_proofs(
+    first: int, end: int, size: int, get_node: GetNode, memo: Memo | None = None
+) -> list[list[bytes]]:
+    """``inclusion_proof(i, size, ...)`` for every leaf ``i`` in ``[first, end)``: a batch's
+    receipts.  Neighbouring leaves share every sibling above the level where their paths
+    meet, so each sibling is found once (about two per leaf, not one per level), and
+    the proofs of leaves under one ancestor share the part from that ancestor up."""
+    _check_size(first, "first leaf")
+    _check_size(size, "tree size")
+    if not first < end <= size:
+        raise InvalidInput("leaf range", f"need first < end <= size, got {first}, {end}, {size}")
+    # rows[level][a - (first >> level)]: the sibling of ancestor a at that level, as
+    # inclusion_proof finds it (None where the ancestor is the ragged edge and has none)
+    rows: list[list[bytes | None]] = []
+    level, last = 0, size - 1
+    while last >> level:
+        row: list[bytes | None] = []
+        for node in range(first >> level, ((end - 1) >> level) + 1):
+            sibling = node ^ 1
+            start = sibling << level
+            if sibling < node or start + (1 << level) <= size:
+                row.append(_fetch(get_node, level, sibling))
+            elif start < size:
+                row.append(subtree_hash(start, size, get_node, memo))
+            else:
+                row.append(None)
+        rows.append(row)
+        level += 1
+    # from the top down: the proof of each ancestor's leaves from that ancestor's level up
+    above: list[list[bytes]] = [[]]  # the (one) ancestor above the top level: nothing
+    for level in range(len(rows) - 1, -1, -1):
+        low, high = first >> level, (end - 1) >> level
+        parent_low = low >> 1
+        above = [
+            above[(node >> 1) - parent_low]
+            if (found := rows[level][node - low]) is None
+            else [found, *above[(node >> 1) - parent_low]]
+            for node in range(low, high + 1)
+        ]
+    return above
+
+
 def consistency_proof(
     size1: int, size2: int, get_node: GetNode, memo: Memo | None = None
 ) -> list[bytes]:

@@ -55,7 +55,14 @@ from encd.errors import Error, InvalidInput
 from encd.events import Event
 from encd.keys import SigningKey
 from encd.logentry import LogEntry
-from encd.merkle import CompactRange, GetNode, Memo, consistency_proof, inclusion_proof
+from encd.merkle import (
+    CompactRange,
+    GetNode,
+    Memo,
+    consistency_proof,
+    inclusion_proof,
+    inclusion_proofs,
+)
 from encd.parties import Party, Preverified, load_party, preverify
 from encd.replay import Admitted, admit
 from encd.sigcheck import Job, Workers, workers
@@ -750,8 +757,13 @@ class Ledger:
             return staged if staged is not None else self._node(conn, level, index)
 
         appended = {index: (a.event.id, at) for index, a, at in batch.events}
+        first = batch.events[0][0] if batch.events else size
         memo: Memo = {}  # this batch's ragged ranges: not kept, the batch may yet roll back
-        encoded: dict[bytes, str] = {}  # base64 of the hashes, shared by the batch's proofs
+        # every appended event's proof to this batch's checkpoint, siblings shared
+        proofs = inclusion_proofs(first, size, size, get_node, memo) if batch.events else []
+        encoded = {  # base64 of the hashes, each once for the batch
+            h: base64.b64encode(h).decode() for proof in proofs for h in proof
+        }
         receipted: set[int] = set()  # log positions that already have their receipt here
         receipts: list[Receipt | Error] = []
         for outcome in outcomes:
@@ -761,12 +773,7 @@ class Ledger:
                 receipts.append(self._first_receipt(conn, -1 - outcome))
             else:
                 event_id, at = appended[outcome]
-                lines = []
-                for h in inclusion_proof(outcome, size, get_node, memo):
-                    line = encoded.get(h)
-                    if line is None:
-                        line = encoded[h] = base64.b64encode(h).decode()
-                    lines.append(line)
+                lines = [encoded[h] for h in proofs[outcome - first]]
                 proof = encode_tlog_proof(outcome, lines, checkpoint_note)
                 duplicate = outcome in receipted  # the same event twice in this batch
                 receipted.add(outcome)

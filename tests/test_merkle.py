@@ -19,6 +19,7 @@ from encd.merkle import (
     consistency_proof,
     inclusion_proof,
     inclusion_proof_length,
+    inclusion_proofs,
     leaf_hash,
     node_hash,
     root_from_inclusion,
@@ -206,6 +207,27 @@ def test_inclusion_proofs_in_larger_trees() -> None:
             proof = inclusion_proof(i, n, nodes_of(n))
             assert proof == path_naive(i, LEAVES[:n]), (i, n)
             verify_inclusion(LEAVES[i], i, n, proof, ROOTS[n])
+
+
+def test_a_batch_of_inclusion_proofs_equals_one_proof_at_a_time() -> None:
+    for n in range(1, 41):
+        for first in range(n):
+            for end in range(first + 1, n + 1):
+                expected = [inclusion_proof(i, n, nodes_of(n)) for i in range(first, end)]
+                assert inclusion_proofs(first, end, n, nodes_of(n)) == expected, (first, end, n)
+    memo: dict[tuple[int, int], bytes] = {}
+    for n, first, end in [(1000, 488, 1000), (1024, 512, 1024), (1023, 1000, 1023), (300, 0, 1)]:
+        root = root_naive(LEAVES[:n])
+        proofs = inclusion_proofs(first, end, n, nodes_of(n), memo)
+        for i, proof in zip(range(first, end), proofs, strict=True):
+            assert proof == inclusion_proof(i, n, nodes_of(n)), (i, n)
+            verify_inclusion(LEAVES[i], i, n, proof, root)
+
+
+def test_a_batch_of_inclusion_proofs_refuses_a_wrong_range() -> None:
+    for first, end, size in [(3, 3, 5), (4, 2, 5), (0, 6, 5), (-1, 2, 5)]:
+        with pytest.raises(InvalidInput):
+            inclusion_proofs(first, end, size, nodes_of(5))
 
 
 def test_consistency_proofs_for_every_pair_match_the_definition() -> None:
