@@ -151,16 +151,19 @@ class DirectReads:
         if statement is None:
             statement = self._sql[sql] = sql.replace("?", "%s") if self._postgres else sql
         for attempt in (1, 2):
-            connection = getattr(self._local, "connection", None) or self._connect()
+            connection = getattr(self._local, "connection", None)
             try:
+                if connection is None:
+                    connection = self._connect()
                 cursor = connection.cursor()
                 try:
                     cursor.execute(statement, params)
                     return list(cursor.fetchall())
                 finally:
                     cursor.close()
-            except self._error as exc:
-                self._drop(connection)
+            except self._error as exc:  # (the pool raises a driver's error unwrapped too)
+                if connection is not None:
+                    self._drop(connection)
                 if attempt == 2:
                     raise DBAPIError.instance(statement, params, exc, self._error) from exc
         raise AssertionError("unreachable")  # pragma: no cover
@@ -177,8 +180,12 @@ class DirectReads:
         connection = self._engine.raw_connection()
         connection.detach()
         if self._postgres:
-            connection.rollback()  # the pool's liveness ping may have begun a transaction
-            connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+            try:
+                connection.rollback()  # the pool's liveness ping may have begun a transaction
+                connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+            except BaseException:
+                connection.close()
+                raise
         # (SQLite's connections are made with isolation_level None: autocommit already)
         with self._lock:
             self._connections.append(connection)

@@ -71,10 +71,7 @@ from encd.tlogproof import TlogProof
 from encd.tlogproof import encode as encode_tlog_proof
 from ledger.db import DirectReads, WriterLock, make_engine, migrate
 from ledger.schema import (
-    CARGO,
     CHECKPOINT,
-    DOC_PARTY,
-    DOCUMENT,
     EVENT,
     META,
     PARTY,
@@ -975,26 +972,26 @@ class Ledger:
 
     # --- reads ---------------------------------------------------------------------------
 
+    # (Each read here is one statement, through the driver: see ledger.db.DirectReads.)
+
     def size(self) -> int:
-        with self.reader.connect() as conn:
-            return self._stored_size(conn)
+        last = self.reads.rows("SELECT max(log_index) FROM event", ())[0][0]
+        size = 0 if last is None else int(last) + 1
+        self._seen_size = max(self._seen_size, size)
+        return size
 
     def checkpoint(self) -> bytes:
         """The latest signed checkpoint (a C2SP signed note)."""
-        with self.reader.connect() as conn:
-            row = conn.execute(
-                select(CHECKPOINT.c.note).order_by(CHECKPOINT.c.size.desc()).limit(1)
-            ).first()
-        if row is None:  # pragma: no cover - the constructor writes the empty checkpoint
+        rows = self.reads.rows("SELECT note FROM checkpoint ORDER BY size DESC LIMIT 1", ())
+        if not rows:  # pragma: no cover - the constructor writes the empty checkpoint
             raise NotFound("the log has no checkpoint yet")
-        return bytes(row[0])
+        return bytes(rows[0][0])
 
     def checkpoint_at(self, size: int) -> bytes:
-        with self.reader.connect() as conn:
-            row = conn.execute(select(CHECKPOINT.c.note).where(CHECKPOINT.c.size == size)).first()
-        if row is None:
+        rows = self.reads.rows("SELECT note FROM checkpoint WHERE size = ?", (size,))
+        if not rows:
             raise NotFound(f"no checkpoint was signed at tree size {size}")
-        return bytes(row[0])
+        return bytes(rows[0][0])
 
     def title(self, doc_id: str) -> tuple[DocumentState, int]:
         """A document's title state and the log index of its head event."""
@@ -1026,11 +1023,10 @@ class Ledger:
         )
 
     def party(self, party_id: str) -> Party:
-        with self.reader.connect() as conn:
-            row = conn.execute(select(PARTY.c.state).where(PARTY.c.id == party_id)).first()
-        if row is None:
+        rows = self.reads.rows("SELECT state FROM party WHERE id = ?", (party_id,))
+        if not rows:
             raise NotFound(f"no party {party_id}")
-        return load_party(json.loads(row[0]))
+        return load_party(json.loads(rows[0][0]))
 
     def parties(self) -> dict[str, Party]:
         with self.reader.connect() as conn:
@@ -1041,53 +1037,43 @@ class Ledger:
 
     def exists(self, chain: str, subject: str) -> bool:
         """Whether a document (``chain`` "doc") or party ("party") has been created."""
-        table = DOCUMENT if chain == "doc" else PARTY
-        with self.reader.connect() as conn:
-            return conn.execute(select(table.c.id).where(table.c.id == subject)).first() is not None
+        table = "document" if chain == "doc" else "party"
+        return bool(self.reads.rows(f"SELECT 1 FROM {table} WHERE id = ?", (subject,)))
 
     def event_subject(self, index: int) -> tuple[str, str]:
         """(chain, subject) of the event at log ``index``."""
-        with self.reader.connect() as conn:
-            row = conn.execute(
-                select(EVENT.c.chain, EVENT.c.subject).where(EVENT.c.log_index == index)
-            ).first()
-        if row is None:
+        rows = self.reads.rows("SELECT chain, subject FROM event WHERE log_index = ?", (index,))
+        if not rows:
             raise NotFound(f"no event at log index {index}")
-        return str(row[0]), str(row[1])
+        return str(rows[0][0]), str(rows[0][1])
 
     def is_party_to(self, doc_id: str, party_id: str) -> bool:
         """Whether ``party_id`` has been party to the document (signed, held, carried, pledged)."""
-        with self.reader.connect() as conn:
-            row = conn.execute(
-                select(DOC_PARTY.c.doc_id).where(
-                    DOC_PARTY.c.doc_id == doc_id, DOC_PARTY.c.party_id == party_id
-                )
-            ).first()
-        return row is not None
+        return bool(
+            self.reads.rows(
+                "SELECT 1 FROM doc_party WHERE doc_id = ? AND party_id = ?", (doc_id, party_id)
+            )
+        )
 
     def cargo_owner(self, key: str) -> str | None:
-        with self.reader.connect() as conn:
-            row = conn.execute(select(CARGO.c.doc_id).where(CARGO.c.key == key)).first()
-        return None if row is None else str(row[0])
+        rows = self.reads.rows("SELECT doc_id FROM cargo WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
 
     def events_of(self, subject: str) -> list[tuple[int, int, bytes]]:
         """(log index, sequenced_at, raw bytes) of a document's or party's events, in order."""
-        with self.reader.connect() as conn:
-            rows = conn.execute(
-                select(EVENT.c.log_index, EVENT.c.sequenced_at, EVENT.c.raw)
-                .where(EVENT.c.subject == subject)
-                .order_by(EVENT.c.seq)
-            ).all()
+        rows = self.reads.rows(
+            "SELECT log_index, sequenced_at, raw FROM event WHERE subject = ? ORDER BY seq",
+            (subject,),
+        )
         return [(int(r[0]), int(r[1]), bytes(r[2])) for r in rows]
 
     def entries(self, start: int, end: int) -> list[tuple[int, str, int, bytes]]:
         """(log index, event id, sequenced_at, raw bytes) for log positions start..end-1."""
-        with self.reader.connect() as conn:
-            rows = conn.execute(
-                select(EVENT.c.log_index, EVENT.c.event_id, EVENT.c.sequenced_at, EVENT.c.raw)
-                .where(EVENT.c.log_index >= start, EVENT.c.log_index < end)
-                .order_by(EVENT.c.log_index)
-            ).all()
+        rows = self.reads.rows(
+            "SELECT log_index, event_id, sequenced_at, raw FROM event"
+            " WHERE log_index >= ? AND log_index < ? ORDER BY log_index",
+            (start, end),
+        )
         return [(int(r[0]), str(r[1]), int(r[2]), bytes(r[3])) for r in rows]
 
     def inclusion(self, index: int, size: int) -> list[bytes]:

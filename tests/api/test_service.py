@@ -22,6 +22,7 @@ from api.settings import Settings
 from api.setup import load_or_init
 from encd.checkpoint import open_checkpoint
 from encd.keys import PublicKey, SigningKey
+from ledger.db import DirectReads
 from ledger.ledger import Ledger
 from tests.api.conftest import World
 from tests.conftest import ROOT
@@ -185,6 +186,7 @@ def test_a_store_that_does_not_answer_is_503_not_500(settings: Settings, tmp_pat
             assert httpx.get(url + "/readyz").status_code == 200
             nowhere = f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'ledger.db'}"
             working, ledger.reader = ledger.reader, create_engine(nowhere)
+            direct, ledger.reads = ledger.reads, DirectReads(ledger.reader)
             try:
                 for path in ("/readyz", "/v1/service", "/log/checkpoint", "/metrics"):
                     response = httpx.get(url + path)
@@ -192,8 +194,9 @@ def test_a_store_that_does_not_answer_is_503_not_500(settings: Settings, tmp_pat
                     assert response.headers["content-type"] == "application/problem+json"
                     assert response.json()["type"] == "urn:encd:problem:unavailable"
             finally:
+                ledger.reads.close()
                 ledger.reader.dispose()
-                ledger.reader = working
+                ledger.reader, ledger.reads = working, direct
             assert httpx.get(url + "/readyz").status_code == 200
     finally:
         ledger.close()
