@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from encd.parties import KeyRecord, Party, load_party
 from ledger.ledger import Ledger, NotFound
-from ledger.schema import PARTY
 
 MAX_PARTIES = 10_000  # parsed parties kept (only registered parties ever get in)
 MAX_EXISTING = 200_000  # subjects known to exist
@@ -58,13 +57,6 @@ class Lookups:
         self._parties: dict[str, _Known] = {}
         self._existing: set[tuple[str, str]] = set()
 
-    def party_state_text(self, party_id: str) -> str | None:
-        """The party's stored state (its JSON text), None if it was never registered."""
-        # The ledger's direct reads: one statement through the driver, where SQLAlchemy's
-        # connection (a pool check-out, BEGIN, the query, ROLLBACK) costs ×20.
-        rows = self.ledger.reads.rows(f"SELECT state FROM {PARTY.name} WHERE id = ?", (party_id,))
-        return str(rows[0][0]) if rows else None
-
     def party(self, party_id: str) -> Party:
         """The party as the store holds it now (NotFound if it was never registered)."""
         return self._party(party_id).party
@@ -76,7 +68,7 @@ class Lookups:
         return known.party, known.keys.get(key_hash)
 
     def _party(self, party_id: str) -> _Known:
-        stored = self.party_state_text(party_id)
+        stored = self.ledger.party_state_text(party_id)  # one read through the driver
         if stored is None:
             raise NotFound(f"no party {party_id}")
         known = self._parties.get(party_id)

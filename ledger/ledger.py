@@ -801,8 +801,8 @@ class Ledger:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK})
 
-    def _stored_size(self, conn: Connection) -> int:
-        last = _raw_rows(conn, "SELECT max(log_index) FROM event")[0][0]
+    def _stored_size(self, rows: Rows) -> int:
+        last = rows("SELECT max(log_index) FROM event", ())[0][0]
         size = 0 if last is None else int(last) + 1
         self._seen_size = max(self._seen_size, size)
         return size
@@ -812,7 +812,7 @@ class Ledger:
         if self._size < 0:
             self._reload(conn)
             return
-        size = self._stored_size(conn)
+        size = self._stored_size(partial(_raw_rows, conn))
         if size == self._size:
             return
         if size < self._size or size - self._size > CATCH_UP_MAX:
@@ -846,7 +846,7 @@ class Ledger:
         self._size = size
 
     def _reload(self, conn: Connection) -> None:
-        size = self._stored_size(conn)
+        size = self._stored_size(partial(_raw_rows, conn))
         self._range = CompactRange.from_nodes(size, lambda lv, ix: self._node(conn, lv, ix))
         self._parties = self._load_parties(conn)
         self._docs.clear()
@@ -975,10 +975,7 @@ class Ledger:
     # (Each read here is one statement, through the driver: see ledger.db.DirectReads.)
 
     def size(self) -> int:
-        last = self.reads.rows("SELECT max(log_index) FROM event", ())[0][0]
-        size = 0 if last is None else int(last) + 1
-        self._seen_size = max(self._seen_size, size)
-        return size
+        return self._stored_size(self.reads.rows)
 
     def checkpoint(self) -> bytes:
         """The latest signed checkpoint (a C2SP signed note)."""
@@ -1023,10 +1020,15 @@ class Ledger:
         )
 
     def party(self, party_id: str) -> Party:
-        rows = self.reads.rows("SELECT state FROM party WHERE id = ?", (party_id,))
-        if not rows:
+        stored = self.party_state_text(party_id)
+        if stored is None:
             raise NotFound(f"no party {party_id}")
-        return load_party(json.loads(rows[0][0]))
+        return load_party(json.loads(stored))
+
+    def party_state_text(self, party_id: str) -> str | None:
+        """The party's stored state (its JSON text), None if it was never registered."""
+        rows = self.reads.rows("SELECT state FROM party WHERE id = ?", (party_id,))
+        return str(rows[0][0]) if rows else None
 
     def parties(self) -> dict[str, Party]:
         with self.reader.connect() as conn:
