@@ -10,11 +10,14 @@ from the store, so every worker refuses what any other has seen.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import multiprocessing
 import multiprocessing.process
 import os
+import selectors
 import signal
 import socket
 import sys
@@ -74,55 +77,61 @@ def run_workers(
 ) -> None:
     """Serve the app ``factory`` ("module:function") in ``workers`` processes until SIGINT or
     SIGTERM, after starting ``first`` (a function and its arguments: the sequencer) in a
-    process of its own.  A process that dies is started again, unless it dies within
+    process of its own; ``first`` is also given, last, a socket that reads end-of-file
+    when this process is gone.  A process that dies is started again, unless it dies within
     ``WORKER_MIN_LIFE`` seconds of starting (it cannot start: the store is unreachable,
     say): then every process is stopped and ``WorkerFailed`` raised.
 
-    Each worker listens on a socket of its own, bound to the one port with SO_REUSEPORT,
-    and the kernel spreads new connections over them.  (uvicorn's own supervisor hands
-    every worker the one socket: whichever wakes first accepts every waiting connection,
-    and 32 clients connecting at once all went to one worker while the other idled.)
-    The sockets set TCP_NODELAY: a response written in two pieces (head, then body)
-    must not wait for the client's delayed ACK.
+    This process listens and accepts; each connection it accepts goes, over a Unix socket
+    (SCM_RIGHTS), to the worker holding the fewest open connections (``Dispatcher``).
+    (The kernel's ways of spreading connections leave workers uneven: one socket shared
+    by the workers gives a burst of connections to whichever wakes first, and
+    SO_REUSEPORT hashes them, 12 against 20 of 32 in a benchmark; a keep-alive
+    connection then stays on the busier worker.)  The socket sets TCP_NODELAY: a response
+    written in two pieces (head, then body) must not wait for the client's delayed ACK.
     """
     context = multiprocessing.get_context("spawn")
     stopping = threading.Event()
 
-    def start(
-        target: Callable[..., None], args: tuple[Any, ...]
-    ) -> tuple[multiprocessing.process.BaseProcess, float]:
-        process = context.Process(target=target, args=args, name="encd-worker")
-        process.start()
-        return process, time.monotonic()
-
     def stop(signum: int, _frame: object) -> None:
         stopping.set()
 
-    # The port (port 0: a free one, chosen here) is held by a bound socket that does not
-    # listen, so no other program takes it while the workers start; only listening
-    # sockets are given connections.
-    if port:  # taken by anything else, even another server sharing ports: refuse
-        probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        try:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
-        except OSError as exc:
-            raise WorkerFailed(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-        finally:
-            probe.close()
     try:
-        reserved = _socket(host, port)
+        listener = _socket(host, port)
+        listener.listen(2048)
     except OSError as exc:
         raise WorkerFailed(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    port = reserved.getsockname()[1]
+    port = listener.getsockname()[1]
+    dispatcher = Dispatcher(listener, workers)
+    lifelines: list[socket.socket] = []  # ``first``'s: it stops when this process is gone
+
+    def start(i: int) -> tuple[multiprocessing.process.BaseProcess, float]:
+        """Process ``i``: ``first`` if there is one, then the workers, each with its end of
+        a new channel to the dispatcher."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        if first is not None and i == 0:
+            target, args = first[0], (*first[1], theirs)
+        else:
+            target, args = _worker, (factory, theirs, log_level)
+        process = context.Process(target=target, args=args, name="encd-worker")
+        try:
+            process.start()
+        finally:
+            theirs.close()
+        if target is _worker:
+            dispatcher.attach(i - (first is not None), mine)
+        else:
+            lifelines.append(mine)
+        return process, time.monotonic()
+
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    specs = [first] if first is not None else []
-    specs += [(_worker, (factory, host, port, log_level))] * workers
-    procs = [start(*spec) for spec in specs]
-    shown = f"[{host}]" if ":" in host else host
-    _say(f"running on http://{shown}:{port} in {workers} worker processes")
+    procs: list[tuple[multiprocessing.process.BaseProcess, float]] = []
     failed = ""
     try:
+        procs = [start(i) for i in range(workers + (first is not None))]
+        dispatcher.start()
+        shown = f"[{host}]" if ":" in host else host
+        _say(f"running on http://{shown}:{port} in {workers} worker processes")
         while not failed and not stopping.wait(0.5):
             for i, (proc, started) in enumerate(procs):
                 if proc.is_alive() or stopping.is_set():
@@ -134,8 +143,11 @@ def run_workers(
                     )
                     break
                 _say(f"process {proc.pid} exited (code {proc.exitcode}): starting another")
-                procs[i] = start(*specs[i])
+                procs[i] = start(i)
     finally:
+        dispatcher.close()  # no new connections from here on
+        for lifeline in lifelines:
+            lifeline.close()
         for proc, _ in procs:
             if proc.is_alive():
                 os.kill(proc.pid or 0, signal.SIGTERM)
@@ -146,7 +158,6 @@ def run_workers(
                 proc.join()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        reserved.close()
     if failed:
         raise WorkerFailed(failed)
 
@@ -158,19 +169,142 @@ class WorkerFailed(RuntimeError):
     """A worker of ``run_workers`` could not start."""
 
 
+class Dispatcher:
+    """Accepts connections on the listening socket, in a thread, and hands each to the
+    worker that holds the fewest open connections (the earliest of those tied).
+
+    A worker's channel is a Unix SOCK_SEQPACKET socket: the dispatcher sends one message
+    a connection, a byte carrying the connection's descriptor (SCM_RIGHTS); the worker
+    sends one byte each time a connection it was handed closes.  A worker whose channel
+    fails or closes (it died) is given nothing until ``attach`` gives it a new one; a
+    connection no worker could take is closed.
+    """
+
+    def __init__(self, listener: socket.socket, workers: int) -> None:
+        listener.setblocking(False)
+        self.listener = listener
+        self.channels: list[socket.socket | None] = [None] * workers
+        self.held = [0] * workers  # connections handed to each worker and not yet closed
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(listener, selectors.EVENT_READ, None)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, -1)
+        self._attached: list[tuple[int, socket.socket]] = []  # from other threads
+        self._lock = threading.Lock()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="encd-dispatch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def attach(self, worker: int, channel: socket.socket) -> None:
+        """Worker ``worker`` (re)started with ``channel``: it holds no connection yet."""
+        channel.setblocking(False)
+        with self._lock:
+            self._attached.append((worker, channel))
+        self._wake_w.send(b"\0")
+
+    def close(self) -> None:
+        """Stop accepting and close every socket (connections handed out stay open)."""
+        self._closing = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        for channel in self.channels:
+            if channel is not None:
+                channel.close()
+        for _, channel in self._attached:
+            channel.close()
+        self._selector.close()
+        self.listener.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _run(self) -> None:
+        while not self._closing:
+            for key, _ in self._selector.select():
+                if key.data is None:
+                    self._accept()
+                elif key.data == -1:
+                    self._wake_r.recv(4096)
+                    self._take_attached()
+                else:
+                    self._hear(key.data)
+
+    def _take_attached(self) -> None:
+        with self._lock:
+            attached, self._attached = self._attached, []
+        for worker, channel in attached:
+            self._detach(worker)
+            self.channels[worker] = channel
+            self._selector.register(channel, selectors.EVENT_READ, worker)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # ECONNABORTED, EMFILE, ...: this one is lost, not the others
+                return
+            with connection:
+                self._hand(connection)
+
+    def _hand(self, connection: socket.socket) -> None:
+        order = sorted(
+            (held, worker)
+            for worker, held in enumerate(self.held)
+            if self.channels[worker] is not None
+        )
+        for _, worker in order:
+            channel = self.channels[worker]
+            assert channel is not None
+            try:
+                socket.send_fds(channel, [b"\0"], [connection.fileno()], socket.MSG_DONTWAIT)
+            except BlockingIOError:  # this worker is behind: try the next
+                continue
+            except OSError:  # gone
+                self._detach(worker)
+                continue
+            self.held[worker] += 1
+            return
+
+    def _hear(self, worker: int) -> None:
+        channel = self.channels[worker]
+        assert channel is not None
+        while True:
+            try:
+                message = channel.recv(16)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                message = b""
+            if not message:  # the worker is gone
+                self._detach(worker)
+                return
+            self.held[worker] = max(0, self.held[worker] - 1)
+
+    def _detach(self, worker: int) -> None:
+        channel, self.channels[worker] = self.channels[worker], None
+        self.held[worker] = 0
+        if channel is not None:
+            self._selector.unregister(channel)
+            channel.close()
+
+
 def _say(line: str) -> None:
     print(f"encd: {line}", file=sys.stderr, flush=True)
 
 
 def _socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to (host, port) with SO_REUSEPORT (so the workers' sockets can
-    share the port) and TCP_NODELAY (inherited by the sockets it accepts)."""
+    """A TCP socket bound to (host, port), with TCP_NODELAY (inherited by the sockets it
+    accepts).  Not SO_REUSEPORT: a port another server listens on is refused."""
     info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     family, kind, proto, _, address = info[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind(address)
     except BaseException:
@@ -179,8 +313,9 @@ def _socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _sequencer(settings_json: str) -> None:  # pragma: no cover - runs in its own process
-    """The sequencer process of ``serve`` with workers: appends what the workers hand it."""
+def _sequencer(settings_json: str, lifeline: socket.socket) -> None:  # pragma: no cover
+    """The sequencer process of ``serve`` with workers: appends what the workers hand it,
+    until SIGTERM or until ``lifeline`` closes (the process that started it is gone)."""
     settings = Settings.from_json(json.loads(settings_json))
     assert settings.sequencer is not None
     service = load_or_init(settings.data_dir, settings.origin)
@@ -190,18 +325,93 @@ def _sequencer(settings_json: str) -> None:  # pragma: no cover - runs in its ow
         def stop(signum: int, _frame: object) -> None:
             server.close()
 
+        def watch() -> None:
+            with contextlib.suppress(OSError):
+                while lifeline.recv(16):
+                    pass
+            server.close()
+
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        threading.Thread(target=watch, name="encd-lifeline", daemon=True).start()
         with long_running():  # its document cache, out of the collector's way
             server.serve_forever()
 
 
-def _worker(factory: str, host: str, port: int, log_level: str) -> None:  # pragma: no cover
-    """One worker process (run_workers): its own listening socket, one uvicorn server."""
-    sock = _socket(host, port)
-    sock.listen(2048)
-    config = uvicorn.Config(factory, factory=True, host=host, port=port, log_level=log_level)
-    uvicorn.Server(config).run(sockets=[sock])
+def _worker(factory: str, channel: socket.socket, log_level: str) -> None:  # pragma: no cover
+    """One worker process (run_workers): serves the connections the dispatcher hands it."""
+    config = uvicorn.Config(factory, factory=True, log_level=log_level)
+    HandedServer(config, channel).run()
+
+
+class HandedServer(uvicorn.Server):
+    """A uvicorn server with no listening socket of its own: it serves the connections that
+    arrive on ``channel`` (see ``Dispatcher``), and says on it when each one closes.
+
+    It stops, as on SIGTERM, when the channel closes (the process that listens is gone).
+    """
+
+    def __init__(self, config: uvicorn.Config, channel: socket.socket) -> None:
+        super().__init__(config)
+        channel.setblocking(False)
+        self.channel = channel
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=[])  # the app's lifespan, and no listener
+        if not self.started:  # pragma: no cover - uvicorn exits when the lifespan fails
+            return
+        loop = asyncio.get_running_loop()
+        config, state, channel = self.config, self.server_state, self.channel
+        base: Any = config.http_protocol_class
+
+        class Counted(base):  # type: ignore[misc]
+            def connection_lost(self, exc: Exception | None) -> None:
+                try:
+                    super().connection_lost(exc)
+                finally:
+                    with contextlib.suppress(OSError):
+                        channel.send(b"\0")
+
+        def protocol() -> asyncio.Protocol:
+            made: asyncio.Protocol = Counted(
+                config=config, server_state=state, app_state=self.lifespan.state
+            )
+            return made
+
+        async def connect(sock: socket.socket) -> None:
+            try:
+                await loop.connect_accepted_socket(protocol, sock)
+            except OSError:  # the client left before it was served
+                sock.close()
+                with contextlib.suppress(OSError):
+                    channel.send(b"\0")
+
+        connecting: set[asyncio.Task[None]] = set()
+
+        def handed() -> None:
+            while True:
+                try:
+                    message, fds, _, _ = socket.recv_fds(channel, 16, 16)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    message, fds = b"", []
+                if not message:  # the listening process is gone: stop
+                    loop.remove_reader(channel)
+                    self.should_exit = True
+                    return
+                for fd in fds:
+                    task = loop.create_task(connect(socket.socket(fileno=fd)))
+                    connecting.add(task)
+                    task.add_done_callback(connecting.discard)
+
+        loop.add_reader(channel, handed)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            asyncio.get_running_loop().remove_reader(self.channel)
+        await super().shutdown(sockets)
+        self.channel.close()
 
 
 def prepare(settings: Settings) -> None:

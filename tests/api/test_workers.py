@@ -1,7 +1,7 @@
 """``encd serve --workers 2``: two server processes, one port, one store, one log.
 
-Every request below goes over a connection of its own, so the kernel spreads them
-over both workers (SO_REUSEPORT); what must hold does not depend on which worker
+Every request below goes over a connection of its own, handed to the worker holding
+the fewest (api.server.Dispatcher), so they reach both workers; what must hold does not depend on which worker
 answers: one log that never forks, receipts that verify, streams that hear every
 worker's appends, a nonce used once across all of them, a dead worker replaced.
 """
@@ -256,9 +256,9 @@ def test_workers_say_why_the_ledger_does_not_open(tmp_path: Path) -> None:
     assert "Traceback" not in done.stdout + done.stderr
 
 
-def _connections_held(pid: int, port: int, state: str = "01") -> int:
-    """TCP sockets on local ``port`` that process ``pid`` holds, in ``state`` (/proc/net/tcp:
-    "01" established, "0A" listening)."""
+def _client_ports(pid: int, port: int) -> set[int]:
+    """The client ports of the established TCP connections to local ``port`` that process
+    ``pid`` holds (from /proc/net/tcp)."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -267,37 +267,77 @@ def _connections_held(pid: int, port: int, state: str = "01") -> int:
             continue
         if target.startswith("socket:["):
             inodes.add(target[len("socket:[") : -1])
-    held = 0
+    held = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
             local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == state and fields[9] in inodes:
-                held += 1
+            if local_port == port and fields[3] == "01" and fields[9] in inodes:
+                held.add(int(fields[2].rsplit(":", 1)[1], 16))
     return held
 
 
-def test_connections_opened_together_go_to_every_worker(served: Served) -> None:
-    """Not all to whichever worker wakes first (uvicorn's own --workers did that: one
-    shared socket, from which a worker accepts every waiting connection at once).  Each
-    worker's socket of its own gets the connections the kernel hashes to it: all 16 on
-    one worker would happen once in ~30,000 runs."""
+def _open(port: int, count: int) -> list[socket.socket]:
+    """``count`` connections, each answered once and kept open."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: encd\r\n\r\n"
+    connections = []
+    for _ in range(count):
+        connection = socket.create_connection(("127.0.0.1", port))
+        connections.append(connection)
+        connection.sendall(request)
+        assert connection.recv(4096).startswith(b"HTTP/1.1 200 ")
+    return connections
+
+
+def test_connections_go_to_the_worker_holding_fewest(served: Served) -> None:
+    """Connections opened together are spread evenly, not all to whichever worker wakes
+    first (uvicorn's own --workers) nor as the kernel hashes them (SO_REUSEPORT: 12 and
+    20 of 32); and a worker whose clients left is given the next ones."""
     port = httpx.URL(served.url).port
     assert port is not None
-    deadline = time.monotonic() + 30
-    # the service announces itself as it starts the workers: wait until each listens
-    while sum(1 for pid in served.workers() if _connections_held(pid, port, "0A")) < WORKERS:
-        assert time.monotonic() < deadline, "a worker is not listening"
-        time.sleep(0.05)
-    request = b"GET /healthz HTTP/1.1\r\nHost: encd\r\n\r\n"
-    connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
+    connections = _open(port, 16)
     try:
-        for connection in connections:  # each one accepted and answered, and kept open
-            connection.sendall(request)
-            assert connection.recv(4096).startswith(b"HTTP/1.1 200 ")
-        held = {pid: _connections_held(pid, port) for pid in served.workers()}
-        assert sum(held.values()) == len(connections), held
-        assert len([count for count in held.values() if count]) == WORKERS, held
+        held = {pid: _client_ports(pid, port) for pid in served.workers()}
+        counts = sorted(len(ports) for ports in held.values())
+        assert counts == [0] + [16 // WORKERS] * WORKERS, held  # the sequencer holds none
+        # the clients of one worker leave; the next connections all go to that worker
+        quiet = next(pid for pid, ports in held.items() if ports)
+        for connection in connections:
+            if connection.getsockname()[1] in held[quiet]:
+                connection.close()
+        deadline = time.monotonic() + 10
+        while _client_ports(quiet, port):
+            assert time.monotonic() < deadline, "the worker did not see its clients leave"
+            time.sleep(0.02)
+        time.sleep(0.2)  # its word that they closed reaches the dispatcher
+        more = _open(port, 16 // WORKERS)
+        connections += more
+        assert {c.getsockname()[1] for c in more} == _client_ports(quiet, port)
     finally:
         for connection in connections:
             connection.close()
+
+
+def test_the_processes_stop_when_the_one_that_listens_dies(
+    tmp_path: Path, database_url: str
+) -> None:
+    """``encd serve`` killed outright (no SIGTERM to pass on): its workers and its
+    sequencer see their channels to it close and exit, rather than live on unreachable."""
+    with serve(tmp_path / "data", database_url, "--workers", str(WORKERS)) as served:
+        children = served.workers()
+        assert len(children) == WORKERS + 1
+        served.process.kill()
+        served.process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while alive := [pid for pid in children if _running(pid)]:
+            assert time.monotonic() < deadline, f"processes {alive} outlived encd serve"
+            time.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has)."""
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return status.rsplit(")", 1)[1].split()[0] != "Z"
