@@ -169,15 +169,20 @@ class WorkerFailed(RuntimeError):
     """A worker of ``run_workers`` could not start."""
 
 
+READY, CLOSED = b"R", b"C"  # a worker's messages to the dispatcher
+
+
 class Dispatcher:
     """Accepts connections on the listening socket, in a thread, and hands each to the
     worker that holds the fewest open connections (the earliest of those tied).
 
     A worker's channel is a Unix SOCK_SEQPACKET socket: the dispatcher sends one message
     a connection, a byte carrying the connection's descriptor (SCM_RIGHTS); the worker
-    sends one byte each time a connection it was handed closes.  A worker whose channel
-    fails or closes (it died) is given nothing until ``attach`` gives it a new one; a
-    connection no worker could take is closed.
+    sends ``READY`` once it serves, then ``CLOSED`` each time a connection it was handed
+    closes.  Connections go to ready workers; while none is (the service is starting),
+    to the others, which serve them once they are.  A worker whose channel fails or
+    closes (it died) is given nothing until ``attach`` gives it a new one; a connection
+    no worker could take is closed.
     """
 
     def __init__(self, listener: socket.socket, workers: int) -> None:
@@ -185,6 +190,7 @@ class Dispatcher:
         self.listener = listener
         self.channels: list[socket.socket | None] = [None] * workers
         self.held = [0] * workers  # connections handed to each worker and not yet closed
+        self.ready = [False] * workers
         self._selector = selectors.DefaultSelector()
         self._selector.register(listener, selectors.EVENT_READ, None)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -253,11 +259,11 @@ class Dispatcher:
 
     def _hand(self, connection: socket.socket) -> None:
         order = sorted(
-            (held, worker)
+            (not self.ready[worker], held, worker)
             for worker, held in enumerate(self.held)
             if self.channels[worker] is not None
         )
-        for _, worker in order:
+        for _, _, worker in order:
             channel = self.channels[worker]
             assert channel is not None
             try:
@@ -283,11 +289,15 @@ class Dispatcher:
             if not message:  # the worker is gone
                 self._detach(worker)
                 return
-            self.held[worker] = max(0, self.held[worker] - 1)
+            if message == READY:
+                self.ready[worker] = True
+            else:
+                self.held[worker] = max(0, self.held[worker] - 1)
 
     def _detach(self, worker: int) -> None:
         channel, self.channels[worker] = self.channels[worker], None
         self.held[worker] = 0
+        self.ready[worker] = False
         if channel is not None:
             self._selector.unregister(channel)
             channel.close()
@@ -370,7 +380,7 @@ class HandedServer(uvicorn.Server):
                     super().connection_lost(exc)
                 finally:
                     with contextlib.suppress(OSError):
-                        channel.send(b"\0")
+                        channel.send(CLOSED)
 
         def protocol() -> asyncio.Protocol:
             made: asyncio.Protocol = Counted(
@@ -384,7 +394,7 @@ class HandedServer(uvicorn.Server):
             except OSError:  # the client left before it was served
                 sock.close()
                 with contextlib.suppress(OSError):
-                    channel.send(b"\0")
+                    channel.send(CLOSED)
 
         connecting: set[asyncio.Task[None]] = set()
 
@@ -406,6 +416,8 @@ class HandedServer(uvicorn.Server):
                     task.add_done_callback(connecting.discard)
 
         loop.add_reader(channel, handed)
+        with contextlib.suppress(OSError):  # gone: handed() hears it and stops
+            channel.send(READY)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         with contextlib.suppress(ValueError, OSError):
