@@ -71,6 +71,16 @@ class TitleChange:
     blank: bool = False
     rejected: bool = False
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "kind": self.kind,
+            "from": self.from_party,
+            "to": self.to_party,
+            "blank": self.blank,
+            "rejected": self.rejected,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Milestone:
@@ -120,8 +130,9 @@ class DocumentState:
     def live(self) -> bool:
         return self.status in LIVE
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, *, endorsements: bool = True) -> dict[str, Any]:
+        """The state as plain JSON; ``endorsements=False`` leaves the chain out."""
+        value: dict[str, Any] = {
             "id": self.id,
             "status": str(self.status),
             "holder": self.holder,
@@ -140,17 +151,6 @@ class DocumentState:
             },
             "content_version": self.content_version,
             "content_digest": self.content_digest,
-            "endorsements": [
-                {
-                    "seq": e.seq,
-                    "kind": e.kind,
-                    "from": e.from_party,
-                    "to": e.to_party,
-                    "blank": e.blank,
-                    "rejected": e.rejected,
-                }
-                for e in self.endorsements
-            ],
             "location": None
             if self.location is None
             else {
@@ -166,6 +166,9 @@ class DocumentState:
             "seq": self.seq,
             "head": self.head,
         }
+        if endorsements:
+            value["endorsements"] = [e.to_json() for e in self.endorsements]
+        return value
 
 
 _STATE_FIELDS = tuple(f.name for f in fields(DocumentState))
@@ -181,12 +184,15 @@ def _evolve(state: DocumentState, changes: Mapping[str, Any]) -> DocumentState:
     return DocumentState(*values)
 
 
-def dump_state(state: DocumentState, *, content: bool = True) -> dict[str, Any]:
+def dump_state(
+    state: DocumentState, *, content: bool = True, endorsements: bool = True
+) -> dict[str, Any]:
     """Everything in ``state`` as plain JSON, for a store to keep; ``load_state`` reverses it.
 
-    ``content=False`` leaves the document's content out, for a store that serialises the
-    content once per version and keeps that text."""
-    value = state.to_json()
+    ``content=False`` and ``endorsements=False`` leave the document's content and its
+    endorsement chain out, for a store that serialises them itself (the content once per
+    version, the chain one new entry at a time)."""
+    value = state.to_json(endorsements=endorsements)
     if content:
         value["content"] = state.content.to_json()
     value.update(

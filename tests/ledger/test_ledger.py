@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import threading
 from collections.abc import Iterator
@@ -14,9 +15,10 @@ from encd.checkpoint import open_checkpoint
 from encd.errors import Conflict, InvalidInput, RuleViolation, VerificationError
 from encd.logentry import LogEntry
 from encd.merkle import root_naive, verify_consistency, verify_inclusion
+from encd.title import dump_state
 from encd.tlogproof import TlogProof
 from ledger.ledger import Ledger, Receipt
-from tests.kit import Cast, corridor_cast, corridor_document, seeded_key
+from tests.kit import Actor, Cast, corridor_cast, corridor_document, seeded_key
 
 LOG_KEY = seeded_key("encd.test/log", "log")
 DOC = corridor_document()["id"]
@@ -409,3 +411,52 @@ def test_cargo_already_covered_is_refused_in_the_same_batch_and_after(
         ledger.append(second("CQ-DOUBLE-0002"))
     assert later.value.rule == "singularity"
     assert f"is already covered by live document {DOC}" in str(later.value)
+
+
+def _stored_state(ledger: Ledger, doc_id: str) -> dict[str, object]:
+    with ledger.reader.connect() as conn:
+        text = conn.execute(
+            sa.text("SELECT state FROM document WHERE id = :id"), {"id": doc_id}
+        ).scalar_one()
+    return dict(json.loads(text))
+
+
+def test_the_stored_state_is_the_replayed_one_along_a_long_chain(
+    database_url: str, cast: Cast
+) -> None:
+    """The sequencer writes a document's endorsement chain one new entry at a time
+    (``Ledger._state_text``); what it stores must stay exactly ``dump_state`` of the
+    state an independent replay reaches: as the chain grows, when an entry is changed
+    rather than added (a rejected transfer), and after a restart (nothing cached)."""
+    exporter, buyer = cast.actor("exporter"), cast.actor("buyer")
+
+    def transfer(holder: Actor, to: Actor) -> bytes:
+        return cast.doc_event(DOC, "transfer", {"to": to.id}, [holder])
+
+    with Ledger(database_url, LOG_KEY) as ledger:
+        load(ledger, cast)
+        raw = issue_event(cast)
+        cast.append(raw)
+        ledger.append(raw)
+        for n in range(12):
+            holder, to = (exporter, buyer) if n % 2 == 0 else (buyer, exporter)
+            raw = transfer(holder, to)
+            cast.append(raw)
+            ledger.append(raw)
+            assert _stored_state(ledger, DOC) == dump_state(cast.replay.documents[DOC])
+        raw = transfer(exporter, buyer)
+        cast.append(raw)
+        ledger.append(raw)
+        raw = cast.doc_event(DOC, "reject_transfer", {"reason": "not ours"}, [buyer])
+        cast.append(raw)
+        ledger.append(raw)
+        replayed = cast.replay.documents[DOC]
+        assert replayed.endorsements[-1].rejected
+        assert _stored_state(ledger, DOC) == dump_state(replayed)
+    with Ledger(database_url, LOG_KEY) as reopened:
+        for holder, to in ((exporter, buyer), (buyer, exporter)):
+            raw = transfer(holder, to)
+            cast.append(raw)
+            reopened.append(raw)
+            assert _stored_state(reopened, DOC) == dump_state(cast.replay.documents[DOC])
+        assert len(cast.replay.documents[DOC].endorsements) == 16
