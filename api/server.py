@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import json
+import logging
 import multiprocessing
 import multiprocessing.process
 import os
@@ -105,9 +107,9 @@ def run_workers(
     dispatcher = Dispatcher(listener, workers)
     lifelines: list[socket.socket] = []  # ``first``'s: it stops when this process is gone
 
-    def start(i: int) -> tuple[multiprocessing.process.BaseProcess, float]:
+    def start(i: int, again: bool) -> tuple[multiprocessing.process.BaseProcess, float]:
         """Process ``i``: ``first`` if there is one, then the workers, each with its end of
-        a new channel to the dispatcher."""
+        a new channel to the dispatcher; ``again`` when it replaces one that died."""
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         if first is not None and i == 0:
             target, args = first[0], (*first[1], theirs)
@@ -119,7 +121,7 @@ def run_workers(
         finally:
             theirs.close()
         if target is _worker:
-            dispatcher.attach(i - (first is not None), mine)
+            dispatcher.attach(i - (first is not None), mine, ready=not again)
         else:
             lifelines.append(mine)
         return process, time.monotonic()
@@ -128,7 +130,7 @@ def run_workers(
     procs: list[tuple[multiprocessing.process.BaseProcess, float]] = []
     failed = ""
     try:
-        procs = [start(i) for i in range(workers + (first is not None))]
+        procs = [start(i, again=False) for i in range(workers + (first is not None))]
         dispatcher.start()
         shown = f"[{host}]" if ":" in host else host
         _say(f"running on http://{shown}:{port} in {workers} worker processes")
@@ -143,7 +145,7 @@ def run_workers(
                     )
                     break
                 _say(f"process {proc.pid} exited (code {proc.exitcode}): starting another")
-                procs[i] = start(i)
+                procs[i] = start(i, again=True)
     finally:
         dispatcher.close()  # no new connections from here on
         for lifeline in lifelines:
@@ -170,6 +172,7 @@ class WorkerFailed(RuntimeError):
 
 
 READY, CLOSED = b"R", b"C"  # a worker's messages to the dispatcher
+ACCEPT_RETRY = 0.1  # seconds the dispatcher waits when the system has no descriptor to give
 
 
 class Dispatcher:
@@ -179,10 +182,12 @@ class Dispatcher:
     A worker's channel is a Unix SOCK_SEQPACKET socket: the dispatcher sends one message
     a connection, a byte carrying the connection's descriptor (SCM_RIGHTS); the worker
     sends ``READY`` once it serves, then ``CLOSED`` each time a connection it was handed
-    closes.  Connections go to ready workers; while none is (the service is starting),
-    to the others, which serve them once they are.  A worker whose channel fails or
-    closes (it died) is given nothing until ``attach`` gives it a new one; a connection
-    no worker could take is closed.
+    closes.  A worker that replaces one that died gets connections only once it is
+    ready (or when no other can take them): its app takes a second or two to load.  The
+    first workers get their share as the service starts, ready or not: a keep-alive
+    connection opened then stays where it goes.  A worker whose channel fails or closes
+    (it died) is given nothing until ``attach`` gives it a new one; a connection no
+    worker could take is closed.
     """
 
     def __init__(self, listener: socket.socket, workers: int) -> None:
@@ -195,7 +200,7 @@ class Dispatcher:
         self._selector.register(listener, selectors.EVENT_READ, None)
         self._wake_r, self._wake_w = socket.socketpair()
         self._selector.register(self._wake_r, selectors.EVENT_READ, -1)
-        self._attached: list[tuple[int, socket.socket]] = []  # from other threads
+        self._attached: list[tuple[int, socket.socket, bool]] = []  # from other threads
         self._lock = threading.Lock()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="encd-dispatch", daemon=True)
@@ -203,11 +208,12 @@ class Dispatcher:
     def start(self) -> None:
         self._thread.start()
 
-    def attach(self, worker: int, channel: socket.socket) -> None:
-        """Worker ``worker`` (re)started with ``channel``: it holds no connection yet."""
+    def attach(self, worker: int, channel: socket.socket, *, ready: bool) -> None:
+        """Worker ``worker`` (re)started with ``channel``: it holds no connection yet, and
+        is given them before it says it is ready if ``ready``."""
         channel.setblocking(False)
         with self._lock:
-            self._attached.append((worker, channel))
+            self._attached.append((worker, channel, ready))
         self._wake_w.send(b"\0")
 
     def close(self) -> None:
@@ -220,7 +226,7 @@ class Dispatcher:
         for channel in self.channels:
             if channel is not None:
                 channel.close()
-        for _, channel in self._attached:
+        for _, channel, _ in self._attached:
             channel.close()
         self._selector.close()
         self.listener.close()
@@ -241,9 +247,9 @@ class Dispatcher:
     def _take_attached(self) -> None:
         with self._lock:
             attached, self._attached = self._attached, []
-        for worker, channel in attached:
+        for worker, channel, ready in attached:
             self._detach(worker)
-            self.channels[worker] = channel
+            self.channels[worker], self.ready[worker] = channel, ready
             self._selector.register(channel, selectors.EVENT_READ, worker)
 
     def _accept(self) -> None:
@@ -252,8 +258,11 @@ class Dispatcher:
                 connection, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:  # ECONNABORTED, EMFILE, ...: this one is lost, not the others
-                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    time.sleep(ACCEPT_RETRY)  # out of descriptors: accepting at once would spin
+                    return
+                continue  # ECONNABORTED and the like: that connection is lost, not the others
             with connection:
                 self._hand(connection)
 
@@ -418,6 +427,9 @@ class HandedServer(uvicorn.Server):
         loop.add_reader(channel, handed)
         with contextlib.suppress(OSError):  # gone: handed() hears it and stops
             channel.send(READY)
+        logging.getLogger("uvicorn.error").info(
+            "Worker %d ready for the connections encd serve hands it", os.getpid()
+        )
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         with contextlib.suppress(ValueError, OSError):

@@ -295,6 +295,11 @@ def test_connections_go_to_the_worker_holding_fewest(served: Served) -> None:
     20 of 32); and a worker whose clients left is given the next ones."""
     port = httpx.URL(served.url).port
     assert port is not None
+    deadline = time.monotonic() + 60  # until both take connections (a loading one gets none)
+    while "".join(served.output).count("ready for the connections") < WORKERS:
+        assert time.monotonic() < deadline, "".join(served.output)
+        time.sleep(0.05)
+    time.sleep(0.2)  # its word reaches the dispatcher
     connections = _open(port, 16)
     try:
         held = {pid: _client_ports(pid, port) for pid in served.workers()}
