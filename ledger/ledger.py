@@ -304,8 +304,8 @@ class Ledger:
         self._checkpoint = b""
         self._nodes: dict[tuple[int, int], bytes] = {}
         self._doc_parties: dict[str, frozenset[str]] = {}  # pairs known to be stored
-        # a document's content and endorsement chain as last serialised (see _state_text)
-        self._content_text: dict[str, tuple[Document, str, tuple[TitleChange, ...], str]] = {}
+        # each document's content and endorsement chain as last serialised (_state_text)
+        self._serialised: dict[str, tuple[Document, str, tuple[TitleChange, ...], str]] = {}
         self._ragged: Memo = {}  # committed ragged ranges only: a rolled-back batch adds none
         self._queue: list[_Pending] = []
         self._queue_ready = threading.Condition()
@@ -720,10 +720,10 @@ class Ledger:
         most events) is serialised once per content version, and its endorsement chain
         (which events only extend) one new entry at a time: serialising a chain of 60
         entries whole took ~0.25 ms, most of an event's time in the sequencer."""
-        if len(self._content_text) >= DOC_CACHE:
-            self._content_text.clear()
+        if len(self._serialised) >= DOC_CACHE:
+            self._serialised.clear()
         content, chain = state.content, state.endorsements
-        cached = self._content_text.get(state.id)
+        cached = self._serialised.get(state.id)
         if cached is None or cached[0] is not content:
             content_text = json.dumps(content.to_json(), sort_keys=True)
         else:
@@ -734,7 +734,7 @@ class Ledger:
         added = [json.dumps(e.to_json(), sort_keys=True) for e in chain[len(known) :]]
         if added:
             chain_text = ", ".join([chain_text, *added] if chain_text else added)
-        self._content_text[state.id] = (content, content_text, chain, chain_text)
+        self._serialised[state.id] = (content, content_text, chain, chain_text)
         rest = json.dumps(dump_state(state, content=False, endorsements=False), sort_keys=True)
         return f'{rest[:-1]}, "endorsements": [{chain_text}], "content": {content_text}}}'
 
