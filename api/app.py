@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -130,27 +131,27 @@ def _limited(receive: Receive, limit: int) -> Receive:
 
 
 class EncdApp(FastAPI):
-    """FastAPI, with ``POST /v1/events`` (the busiest route by far) answered before the
-    middleware and routing layers.
+    """FastAPI, with its two busiest routes, ``POST /v1/events`` and ``GET
+    /v1/documents/{doc_id}/title``, answered before the middleware and routing layers.
 
     Under load those layers (Starlette's error and exception middleware, FastAPI's own,
-    the router's matching, the response's send wrappers) cost the event loop about as
-    much as the submission itself.  The route's own function does the work either way
-    (``api.routes.events.submit_event``); here it gets the body limit (413) and the
-    problem responses the layers would give it, and a failure no rule foresaw is
-    logged and answered 500 as ``ServerErrorMiddleware`` would.  The route stays
-    registered for the OpenAPI document.
+    the router's matching of ~19 route patterns, the response's send wrappers) cost the
+    event loop about as much as a submission itself, and ~40% of a title request's time
+    on it.  The route's own function does the work either way; here it gets the body
+    limit (413) and the problem responses the layers would give it, and a failure no
+    rule foresaw is logged and answered 500 as ``ServerErrorMiddleware`` would.  Both
+    routes stay registered for the OpenAPI document, and any other method or path
+    (a trailing slash, an empty or multi-segment document id) takes the layers.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/v1/events" and scope["method"] == "POST":
-            await self._submit(scope, receive, send)
+        route = _direct_route(scope) if scope["type"] == "http" else None
+        if route is not None:
+            await self._answer(route, scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
 
-    async def _submit(self, scope: Scope, receive: Receive, send: Send) -> None:
-        from api.routes.events import submit_event
-
+    async def _answer(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self
         state: State = self.state.encd
         limit = state.settings.max_body
@@ -160,7 +161,7 @@ class EncdApp(FastAPI):
         else:
             request = Request(scope, _limited(receive, limit))
             try:
-                response = await submit_event(request)
+                response = await route(request)
             except _TooLarge:
                 response = _too_large(limit)
             except Error as exc:
@@ -169,6 +170,25 @@ class EncdApp(FastAPI):
                 _log.error("Exception in ASGI application", exc_info=exc)
                 response = from_error(exc, request)
         await response(scope, receive, send)
+
+
+Route = Callable[[Request], Awaitable[Response]]
+_DOCUMENTS, _TITLE = "/v1/documents/", "/title"
+
+
+def _direct_route(scope: Scope) -> Route | None:
+    """The route function for a request ``EncdApp`` answers itself, None for the others."""
+    from api.routes.documents import title
+    from api.routes.events import submit_event
+
+    path, method = scope["path"], scope["method"]
+    if method == "POST" and path == "/v1/events":
+        return submit_event
+    if method == "GET" and path.startswith(_DOCUMENTS) and path.endswith(_TITLE):
+        doc_id = path[len(_DOCUMENTS) : -len(_TITLE)]
+        if doc_id and "/" not in doc_id:  # the route's {doc_id}: one non-empty segment
+            return partial(title, doc_id)
+    return None
 
 
 _log = logging.getLogger("uvicorn.error")
