@@ -51,11 +51,18 @@ class State:
         for loop, event in list(self.waiters):
             loop.call_soon_threadsafe(event.set)
 
+    def wake(self, _size: int) -> None:
+        """Wake every open event stream: the log grew to ``_size`` (a sequencer process's
+        notice, whichever worker submitted the events)."""
+        self.notify([])
+
 
 class StoreWatch:
     """Wakes this process's event streams when the store's log grows by another process's
-    appends (the workers of ``encd serve --workers`` share one store): while a stream is
-    open, reads the log size every ``interval`` seconds."""
+    appends: while a stream is open, reads the log size every ``interval`` seconds.  The
+    workers of ``encd serve --workers`` hear of each other's batches at once from their
+    sequencer process (``State.wake``); this is for any other process sharing the store,
+    and for a worker whose connection to the sequencer is being opened again."""
 
     def __init__(self, state: State, interval: float) -> None:
         self.state = state
@@ -215,6 +222,9 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
         state = State(settings, service, opened, nonces, Metrics(), lookups, submitter)
         sequencer.listeners.append(state.notify)
         sequencer.listeners.append(state.metrics.observe_batch)
+        if isinstance(sequencer, RemoteSequencer):  # every batch, whichever worker's events
+            sequencer.growth_listeners.append(state.wake)
+            sequencer.connect_soon()
         watch = StoreWatch(state, settings.stream_watch) if settings.stream_watch > 0 else None
         app.state.encd = state
         # What start-up built (the app, the models, SQLAlchemy's tables and caches) lives as
@@ -232,6 +242,7 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
                     watch.close()
                 submitter.close()
                 if isinstance(sequencer, RemoteSequencer):
+                    sequencer.growth_listeners.remove(state.wake)
                     sequencer.close()
                 nonces.close()
                 if ledger is None:

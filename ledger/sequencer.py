@@ -14,11 +14,14 @@ and both ends are this program, so frames are pickles:
   the worker saw that signature verify (a hint: ``encd.parties.verify_signers``
   checks again any signature whose key is not the one active at the event's
   place in the log);
-- sequencer → worker: one result per event, in order: ``("receipt", Receipt)``
-  or ``("error", class name, attributes)`` for an ``encd`` error.
+- sequencer → worker: a list holding one result per event of a frame, in order:
+  ``("receipt", Receipt)`` or ``("error", class name, attributes)`` for an ``encd``
+  error; and, to every connected worker after each batch that appended, the tuple
+  ``("grown", log size)``, so that a worker's event streams hear at once of what
+  the other workers' clients submitted.
 
 A frame is a 4-byte big-endian length and that many bytes.  Replies come in the
-order the frames were sent.
+order the frames were sent; a ``grown`` notice may come between any two of them.
 """
 
 from __future__ import annotations
@@ -113,8 +116,13 @@ class SequencerServer:
         os.chmod(path, 0o600)
         self._listener.listen(64)
         self._closed = threading.Event()
-        self._connections: set[socket.socket] = set()
+        # each connection, and the lock its frames are sent under (answers and notices)
+        self._connections: dict[socket.socket, threading.Lock] = {}
         self._lock = threading.Lock()
+        self._grown: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._announcer = threading.Thread(target=self._announce, daemon=True)
+        self._announcer.start()
+        ledger.listeners.append(self._appended)
 
     def serve_forever(self) -> None:
         while not self._closed.is_set():
@@ -126,12 +134,15 @@ class SequencerServer:
                 if self._closed.is_set():
                     conn.close()
                     return
-                self._connections.add(conn)
-            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+                self._connections[conn] = send_lock = threading.Lock()
+            threading.Thread(target=self._read, args=(conn, send_lock), daemon=True).start()
 
     def close(self) -> None:
         """Take no more events: what is in flight is still answered, then each connection
         closes (its worker reconnects to the next sequencer)."""
+        with contextlib.suppress(ValueError):
+            self.ledger.listeners.remove(self._appended)
+        self._grown.put(None)
         with self._lock:
             self._closed.set()
             connections = list(self._connections)
@@ -144,11 +155,31 @@ class SequencerServer:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 
-    def _read(self, conn: socket.socket) -> None:
+    def _appended(self, appended: list[tuple[int, Event]]) -> None:
+        """A ledger listener (on the sequencer's thread): the log grew; tell every worker."""
+        self._grown.put(max(index for index, _ in appended) + 1)
+
+    def _announce(self) -> None:
+        """Send ``("grown", size)`` to every connection, the newest size only when several
+        batches were committed while the last notice was being sent."""
+        while (size := self._grown.get()) is not None:
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    newer = self._grown.get_nowait()
+                    if newer is None:
+                        return
+                    size = max(size, newer)
+            with self._lock:
+                connections = list(self._connections.items())
+            for conn, send_lock in connections:
+                with send_lock, contextlib.suppress(OSError):
+                    _send(conn, ("grown", size))  # a broken one: its reader will find out
+
+    def _read(self, conn: socket.socket, send_lock: threading.Lock) -> None:
         """Read frames and queue their events at once (so frames from several workers share
         batches); a second thread answers each frame once its events are settled."""
         answers: queue.SimpleQueue[list[Future[Receipt] | Error] | None] = queue.SimpleQueue()
-        writer = threading.Thread(target=self._answer, args=(conn, answers), daemon=True)
+        writer = threading.Thread(target=self._answer, args=(conn, send_lock, answers), daemon=True)
         writer.start()
         try:
             while True:
@@ -172,12 +203,15 @@ class SequencerServer:
             answers.put(None)
             writer.join()
             with self._lock:
-                self._connections.discard(conn)
-            conn.close()
+                self._connections.pop(conn, None)
+                with send_lock:
+                    conn.close()
 
     @staticmethod
     def _answer(
-        conn: socket.socket, answers: queue.SimpleQueue[list[Future[Receipt] | Error] | None]
+        conn: socket.socket,
+        send_lock: threading.Lock,
+        answers: queue.SimpleQueue[list[Future[Receipt] | Error] | None],
     ) -> None:
         broken = False
         while (outcomes := answers.get()) is not None:
@@ -191,7 +225,8 @@ class SequencerServer:
             if broken:
                 continue
             try:
-                _send(conn, results)
+                with send_lock:
+                    _send(conn, results)
             except OSError:
                 broken = True  # the worker is gone; keep draining so the reader can finish
 
@@ -205,7 +240,9 @@ class RemoteSequencer:
     One connection, opened on first use and again after it breaks (the sequencer
     restarted); while it is down, submissions fail with StoreError (a 503).
     ``listeners`` are called, from this object's reader thread, with the (log
-    index, event) pairs each answer appended, as ``Ledger.listeners`` are.
+    index, event) pairs each answer appended, as ``Ledger.listeners`` are;
+    ``growth_listeners`` with the log's size after each batch the sequencer
+    committed, whichever worker's events it held.
     """
 
     def __init__(
@@ -215,6 +252,7 @@ class RemoteSequencer:
         self.parties = parties  # where the signatures are checked ahead (encd.parties.preverify)
         self.connect_wait = connect_wait
         self.listeners: list[Callable[[list[tuple[int, Event]]], None]] = []
+        self.growth_listeners: list[Callable[[int], None]] = []
         self._lock = threading.Lock()
         self._connection: _Connection | None = None
         self._closed = False
@@ -239,6 +277,19 @@ class RemoteSequencer:
                     if not future.done():
                         future.set_exception(exc)
         return futures
+
+    def connect_soon(self) -> None:
+        """Connect now, on a thread of its own, rather than at the first submission, so that
+        a worker whose clients so far only read or listen hears the ``grown`` notices too.
+        A connection that breaks is opened again by the next submission."""
+
+        def connect() -> None:
+            with self._lock:
+                if self._connection is None and not self._closed:
+                    with contextlib.suppress(StoreError):
+                        self._connect()
+
+        threading.Thread(target=connect, name="encd-remote-connect", daemon=True).start()
 
     def _connect(self) -> _Connection:
         deadline = time.monotonic() + self.connect_wait
@@ -280,6 +331,10 @@ class RemoteSequencer:
                 with self._lock:
                     self._drop(connection)
                 return
+            if isinstance(results, tuple) and results[:1] == ("grown",):
+                for grown in list(self.growth_listeners):
+                    grown(int(results[1]))
+                continue
             with self._lock:
                 if not connection.waiting or len(results) != len(connection.waiting[0][1]):
                     self._drop(connection)  # an answer that fits nothing: unusable

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -109,3 +110,44 @@ def test_a_lost_sequencer_fails_what_it_owed_and_a_new_one_is_found(
         )
         assert ledger.size() == len(cast.log)
         remote.close()
+
+
+def test_every_connected_worker_hears_that_the_log_grew(database_url: str, tmp_path: Path) -> None:
+    """A worker whose clients submitted nothing still hears of each batch (its event
+    streams wake at once), and the notices do not disturb the answers to its own frames."""
+    cast = corridor_cast()
+    path = tmp_path / "sequencer.sock"
+    with Ledger(database_url, LOG_KEY) as ledger, sequencer(ledger, path) as server:
+        submitter = RemoteSequencer(str(path), ledger.parties())
+        listener = RemoteSequencer(str(path), ledger.parties())
+        sizes: list[int] = []
+        own: list[int] = []
+        reached = threading.Event()
+
+        def grown(size: int) -> None:
+            sizes.append(size)
+            if size == len(cast.log) - 1:
+                reached.set()
+
+        listener.growth_listeners.append(grown)
+        listener.listeners.append(lambda appended: own.extend(i for i, _ in appended))
+        listener.connect_soon()  # connected without submitting anything
+        deadline = time.monotonic() + 30
+        while len(server._connections) < 1:
+            assert time.monotonic() < deadline, "the listener did not connect"
+            time.sleep(0.01)
+        for raw in cast.log[:-1]:  # one batch each
+            assert isinstance(results(submitter, [raw])[0], Receipt)
+        assert reached.wait(30), f"the listener heard sizes {sizes}"
+        assert sizes == sorted(sizes) and sizes[-1] == len(cast.log) - 1
+        assert own == []  # none of those events were its own
+        # its own submission still gets its own answer, and the notice of its batch
+        (mine,) = results(listener, cast.log[-1:])
+        assert isinstance(mine, Receipt) and mine.log_index == len(cast.log) - 1
+        assert own == [len(cast.log) - 1]
+        deadline = time.monotonic() + 30
+        while sizes[-1] != len(cast.log):
+            assert time.monotonic() < deadline, f"the listener heard sizes {sizes}"
+            time.sleep(0.01)
+        submitter.close()
+        listener.close()
