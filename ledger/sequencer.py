@@ -204,8 +204,8 @@ class SequencerServer:
             writer.join()
             with self._lock:
                 self._connections.pop(conn, None)
-                with send_lock:
-                    conn.close()
+            with send_lock:  # not while a notice is being sent on it
+                conn.close()
 
     @staticmethod
     def _answer(
@@ -284,15 +284,23 @@ class RemoteSequencer:
         A connection that breaks is opened again by the next submission."""
 
         def connect() -> None:
-            with self._lock:
-                if self._connection is None and not self._closed:
+            # one attempt at a time under the lock: close() and submissions never wait
+            # behind this thread's wait for the sequencer's socket to appear
+            deadline = time.monotonic() + self.connect_wait
+            while time.monotonic() < deadline:
+                with self._lock:
+                    if self._connection is not None or self._closed:
+                        return
                     with contextlib.suppress(StoreError):
-                        self._connect()
+                        self._connect(wait=0.0)
+                        return
+                time.sleep(0.05)
 
         threading.Thread(target=connect, name="encd-remote-connect", daemon=True).start()
 
-    def _connect(self) -> _Connection:
-        deadline = time.monotonic() + self.connect_wait
+    def _connect(self, wait: float | None = None) -> _Connection:
+        """Connect, trying for ``wait`` seconds (default ``connect_wait``)."""
+        deadline = time.monotonic() + (self.connect_wait if wait is None else wait)
         while True:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
