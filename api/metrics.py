@@ -40,7 +40,6 @@ class Metrics:
         self.rejected = 0
         self.latency = Histogram(LATENCY_BUCKETS)
         self.batch = Histogram(BATCH_BUCKETS)
-        self.requests: dict[tuple[str, int], int] = {}
 
     def observe_batch(self, appended: list[Any]) -> None:
         with self._lock:
