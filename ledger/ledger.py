@@ -769,9 +769,8 @@ class Ledger:
         memo: Memo = {}  # this batch's ragged ranges: not kept, the batch may yet roll back
         # every appended event's proof to this batch's checkpoint, siblings shared
         proofs = inclusion_proofs(first, size, size, get_node, memo) if batch.events else []
-        encoded = {  # base64 of the hashes, each once for the batch
-            h: base64.b64encode(h).decode() for proof in proofs for h in proof
-        }
+        # base64 of the hashes, each once for the batch (the proofs share most of them)
+        encoded = {h: base64.b64encode(h).decode() for h in {h for p in proofs for h in p}}
         receipted: set[int] = set()  # log positions that already have their receipt here
         receipts: list[Receipt | Error] = []
         for outcome in outcomes:
