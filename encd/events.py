@@ -171,7 +171,8 @@ def _parse_envelope(envelope: dict[str, Any]) -> _Envelope:
         chain = "party"
     else:
         chain = _envelope_chain(envelope)
-    if envelope["v"] != VERSION:
+    version = envelope["v"]
+    if isinstance(version, bool) or version != VERSION:  # (True == 1 in Python, not in JSON)
         raise InvalidInput("event.v", f"expected envelope version {VERSION}, got {envelope['v']!r}")
     kind = envelope["type"]
     allowed = DOCUMENT_EVENTS if chain == "doc" else PARTY_EVENTS

@@ -47,3 +47,13 @@ def test_a_signed_request_parses_back() -> None:
     assert parsed.params.nonce == "n0nce-0123456789" and parsed.params.created == 1767225600
     assert parsed.params.keyid == key.public.key_id and len(parsed.signature) == 64
     assert parsed.params.components[-1] == "content-digest"
+
+
+@pytest.mark.parametrize("created", ['"1767225600"', "abc", "*x"])
+def test_created_must_be_an_integer(created: str) -> None:
+    key = seeded_key("encd.test/party", "bank")
+    request = SignedRequest("GET", "localhost:8000", "/v1/log", "", {})
+    headers = sign_request(request, key, 1767225600, "n0nce-0123456789", with_digest=False)
+    signature_input = headers["signature-input"].replace("created=1767225600", f"created={created}")
+    with pytest.raises(InvalidInput, match="created must be an integer time"):
+        parse_signature(signature_input, headers["signature"])

@@ -221,6 +221,20 @@ def bad_events(world: World, doc: str) -> dict[str, Bad]:
             "does not verify",
         ),
         "event over 256 KiB": Bad(huge, 422, "invalid-input", "more than 262144", "event"),
+        "envelope version true": Bad(  # JSON's true is no 1, whatever Python says
+            signed(line.replace(b'"v":1', b'"v":true')),
+            422,
+            "invalid-input",
+            "expected envelope version 1, got True",
+            "event.v",
+        ),
+        "envelope version 2": Bad(
+            signed(line.replace(b'"v":1', b'"v":2')),
+            422,
+            "invalid-input",
+            "expected envelope version 1, got 2",
+            "event.v",
+        ),
         "integer beyond 2**53": Bad(
             signed(line.replace(b'"v":1', b'"v":9007199254740993')),
             422,
