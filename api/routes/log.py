@@ -22,27 +22,33 @@ from encd.checkpoint import Checkpoint
 from encd.errors import InvalidInput
 from encd.logentry import LogEntry
 from encd.note import parse_note
+from encd.validation import show
 
 router = APIRouter(tags=["log"])
 
 TILE_WIDTH = 256
-_PART = re.compile(r"x\d{3}")
+MAX_TILE_LEVEL = 63  # tlog-tiles: a level is 0 to 63
+# Each index has one path (ASCII digits only: \d would take any script's digits, which int()
+# reads too): groups of three digits, all but the last after an "x", no leading x000
+# group, and at most seven groups (an index below 10**21; a log index is below 2**63).
+_INDEX = re.compile(r"(?:x(?!000)[0-9]{3}(?:/x[0-9]{3}){0,5}/)?[0-9]{3}")
+_LEVEL = re.compile(r"0|[1-9][0-9]?")
+_WIDTH = re.compile(r"[1-9][0-9]{0,2}")
 
 
 def parse_tile_index(parts: list[str]) -> tuple[int, int | None]:
     """tlog-tiles index path: "x001/x234/067" is 1234067; a final ".p/W" is a partial tile."""
     width = None
     if len(parts) >= 2 and parts[-2].endswith(".p"):
-        if not re.fullmatch(r"[1-9]\d{0,2}", parts[-1]) or int(parts[-1]) >= TILE_WIDTH:
-            raise NotFoundProblem(f"partial tile width must be 1 to 255, got {parts[-1]!r}")
+        if not _WIDTH.fullmatch(parts[-1]) or int(parts[-1]) >= TILE_WIDTH:
+            raise NotFoundProblem(f"partial tile width must be 1 to 255, got {show(parts[-1])}")
         width = int(parts[-1])
         parts = [*parts[:-2], parts[-2][:-2]]
-    if (
-        not parts
-        or not re.fullmatch(r"\d{3}", parts[-1])
-        or not all(_PART.fullmatch(p) for p in parts[:-1])
-    ):
-        raise NotFoundProblem("tile index must be groups of three digits, e.g. x001/x234/067")
+    if not _INDEX.fullmatch("/".join(parts)):
+        raise NotFoundProblem(
+            "tile index must be groups of three digits, e.g. x001/x234/067, "
+            "without a leading x000 group"
+        )
     return int("".join(p.lstrip("x") for p in parts)), width
 
 
@@ -68,8 +74,8 @@ def tile(path: str, state: StateDep) -> Response:
     if parts[0] == "entries":
         index, width = parse_tile_index(parts[1:])
         return _entries(state, index, width, size)
-    if not re.fullmatch(r"\d{1,2}", parts[0]):
-        raise NotFoundProblem(f"tile level must be a number, got {parts[0]!r}")
+    if not _LEVEL.fullmatch(parts[0]) or int(parts[0]) > MAX_TILE_LEVEL:
+        raise NotFoundProblem(f"tile level must be a number 0 to 63, got {show(parts[0])}")
     level = int(parts[0])
     index, width = parse_tile_index(parts[1:])
     leaves_per_hash = 1 << (8 * level)

@@ -204,6 +204,19 @@ def test_tiles_entries_and_proofs_reproduce_the_checkpoint(big_log: World) -> No
         "/log/tile/entries/001.p/58",
         "/log/tile/entries/000.p/10",
         "/log/tile/entries/abc",
+        # one path for each tile: these name the partial tile served above, but not as
+        # tlog-tiles writes it (other scripts' digits, a leading x000 group, a level "00")
+        f"/log/tile/0/%D9%A0%D9%A0%D9%A1.p/{width}",  # Arabic-Indic digits
+        f"/log/tile/%EF%BC%90/001.p/{width}",  # a fullwidth zero
+        f"/log/tile/0/001.p/{width // 10}%D9%A{width % 10}",
+        f"/log/tile/entries/%D9%A0%D9%A0%D9%A1.p/{width}",
+        f"/log/tile/0/x000/001.p/{width}",
+        f"/log/tile/entries/x000/001.p/{width}",
+        f"/log/tile/00/001.p/{width}",
+        "/log/tile/64/000",
+        "/log/tile/0/" + "x999/" * 7 + "999",
+        "/log/tile/0/" + "x000/" * 1500 + "000",  # int() of over 4,300 digits raised: a 500
+        "/log/tile/entries/" + "x999/" * 2000 + "999.p/1",
     ):
         response = fetch(world, path)
         assert response.status_code == 404, (path, response.text)
