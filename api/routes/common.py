@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Annotated
 
 from fastapi import Depends, Request
+from pydantic import BeforeValidator
 
 from api.app import State
 from api.auth import Caller, authenticate
@@ -14,6 +16,25 @@ from api.problems import MEDIA_TYPE, Forbidden, UnsupportedMediaType
 from encd.events import Event
 from encd.parties import Role
 from ledger.ledger import NotFound, Receipt
+
+_DECIMAL = re.compile(r"-?[0-9]+")
+
+
+def _decimal(value: object) -> object:
+    if isinstance(value, str):
+        if not _DECIMAL.fullmatch(value):
+            raise ValueError("expected a decimal integer: ASCII digits, an optional leading -")
+        if len(value) > 40:
+            raise ValueError("expected a decimal integer of at most 40 digits")
+    return value
+
+
+# A query or header integer as plain decimal digits: int() would also read "1_0", "+1",
+# " 3" or other scripts' digits.  Annotated[int, Query(...), DECIMAL]
+DECIMAL = BeforeValidator(_decimal)
+# The largest log index or size a request may name (SQLite's and PostgreSQL's integers
+# are 64-bit; a stream reads ahead of the index it is given).
+MAX_INDEX = 2**62
 
 
 async def get_state(request: Request) -> State:  # async: FastAPI runs a plain def on a thread

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from api.problems import NotFoundProblem
-from api.routes.common import StateDep
+from api.routes.common import DECIMAL, MAX_INDEX, StateDep
 from encd.checkpoint import Checkpoint
 from encd.errors import InvalidInput
 from encd.logentry import LogEntry
@@ -106,14 +106,20 @@ def _b64(hashes: list[bytes]) -> list[str]:
 
 
 @router.get("/v1/log/inclusion")
-def inclusion(state: StateDep, index: int = Query(ge=0), size: int = Query(ge=1)) -> dict[str, Any]:
+def inclusion(
+    state: StateDep,
+    index: Annotated[int, Query(ge=0, le=MAX_INDEX), DECIMAL],
+    size: Annotated[int, Query(ge=1, le=MAX_INDEX), DECIMAL],
+) -> dict[str, Any]:
     """The inclusion proof of leaf ``index`` in the tree of ``size`` leaves."""
     return {"index": index, "size": size, "proof": _b64(state.ledger.inclusion(index, size))}
 
 
 @router.get("/v1/log/consistency")
 def consistency(
-    state: StateDep, size1: int = Query(ge=1), size2: int = Query(ge=1)
+    state: StateDep,
+    size1: Annotated[int, Query(ge=1, le=MAX_INDEX), DECIMAL],
+    size2: Annotated[int, Query(ge=1, le=MAX_INDEX), DECIMAL],
 ) -> dict[str, Any]:
     """The consistency proof between the trees of ``size1`` and ``size2`` leaves."""
     if size1 > size2:

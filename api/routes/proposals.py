@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from api.app import State
 from api.problems import ApiError, Forbidden
 from api.routes.common import (
+    DECIMAL,
     EVENT_BODY,
     CallerDep,
     SenderDep,
@@ -160,9 +161,17 @@ async def propose(
     request: Request,
     state: StateDep,
     caller: SenderDep,
-    ttl: int | None = Query(default=None, ge=60, description="seconds to wait for signatures"),
+    ttl: Annotated[
+        int | None, Query(ge=60, description="seconds to wait for signatures"), DECIMAL
+    ] = None,
 ) -> JSONResponse:
     """Propose an event carrying the proposer's own signature (applied at once if complete)."""
+    if ttl is not None and ttl > state.settings.proposal_ttl:
+        raise InvalidInput(
+            "ttl",
+            f"expected at most {state.settings.proposal_ttl} seconds (this service's longest "
+            f"wait for signatures), got {ttl}",
+        )
     return await _gather(state, caller, await request.body(), ttl, None)
 
 

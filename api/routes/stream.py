@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
 from api.app import State
 from api.auth import Caller
-from api.routes.common import CallerDep, StateDep, can_read
+from api.routes.common import DECIMAL, MAX_INDEX, CallerDep, StateDep, can_read
 from encd.events import Event
 from encd.parties import Role
 
@@ -83,7 +84,7 @@ async def stream(
     request: Request,
     state: StateDep,
     caller: CallerDep,
-    last_event_id: int | None = Header(default=None, ge=-1),
+    last_event_id: Annotated[int | None, Header(ge=-1, le=MAX_INDEX), DECIMAL] = None,
 ) -> StreamingResponse:
     """New events on the caller's documents, as they are logged (text/event-stream)."""
     cursor = state.ledger.size() if last_event_id is None else last_event_id + 1

@@ -443,6 +443,12 @@ BAD_QUERIES: list[tuple[str, dict[str, Any], str]] = [
     ("/v1/log/consistency", {"size1": 3, "size2": 2}, "size1"),
     ("/v1/log/consistency", {"size1": "x", "size2": 2}, "size1"),
     ("/v1/log/consistency", {"size1": 1, "size2": 10**6}, "size"),
+    # plain decimal digits only: int() alone would read each of these
+    ("/v1/log/inclusion", {"index": 0, "size": "1_0"}, "size"),
+    ("/v1/log/inclusion", {"index": 0, "size": "+1"}, "size"),
+    ("/v1/log/inclusion", {"index": 0, "size": " 1"}, "size"),
+    ("/v1/log/inclusion", {"index": "\u0660", "size": 1}, "index"),  # an Arabic-Indic zero
+    ("/v1/log/consistency", {"size1": "1_0", "size2": 20}, "size1"),
 ]
 
 
@@ -452,14 +458,16 @@ def test_bad_query_params_and_headers(world: World, doc_id: str) -> None:
         assert problem["field"] == field, (path, params, problem)
     exporter = world.client("exporter")
     raw = exporter.next_event(doc_id, "transfer", {"to": world.id("buyer")})
-    for ttl in ("soon", 5):
+    for ttl in ("soon", 5, "6_0", 24 * 3600 + 1, 10**25):  # over 24 h: refused, not cut
         problem = problem_of(
             post(exporter, "/v1/proposals", raw, params={"ttl": ttl}), 422, "invalid-input"
         )
-        assert problem["field"] == "ttl"
-    headers = exporter.signed_headers("GET", "/v1/stream", "", b"") | {"last-event-id": "yesterday"}
-    problem = problem_of(exporter.http.get("/v1/stream", headers=headers), 422, "invalid-input")
-    assert problem["field"] == "last-event-id"
+        assert problem["field"] == "ttl", (ttl, problem)
+    for last in ("yesterday", "1_0", "+3", "-2", str(2**63 - 1), "9" * 26):
+        # (2**63 - 1 reached the store, and the stream broke off with an OverflowError)
+        headers = exporter.signed_headers("GET", "/v1/stream", "", b"") | {"last-event-id": last}
+        problem = problem_of(exporter.http.get("/v1/stream", headers=headers), 422, "invalid-input")
+        assert problem["field"] == "last-event-id", (last, problem)
     problem_of(world.operator.http.delete("/v1/events"), 405, "method-not-allowed")
 
 
