@@ -13,13 +13,21 @@ from functools import partial
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.lookups import Lookups, StoredParties
 from api.metrics import Metrics
-from api.problems import from_error, handle_error, handle_http, handle_validation, problem
+from api.problems import (
+    from_error,
+    handle_disconnect,
+    handle_error,
+    handle_http,
+    handle_validation,
+    problem,
+    went_away,
+)
 from api.settings import Settings
 from api.setup import Service, ensure_genesis, load_or_init
 from api.submitter import Submitter
@@ -171,6 +179,8 @@ class EncdApp(FastAPI):
                 response = await route(request)
             except _TooLarge:
                 response = _too_large(limit)
+            except ClientDisconnect:
+                response = went_away(request)
             except Error as exc:
                 response = from_error(exc, request)
             except Exception as exc:
@@ -257,6 +267,7 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
     app.add_exception_handler(Error, handle_error)
     app.add_exception_handler(RequestValidationError, handle_validation)
     app.add_exception_handler(StarletteHTTPException, handle_http)
+    app.add_exception_handler(ClientDisconnect, handle_disconnect)
     app.add_exception_handler(Exception, handle_error)
     app.add_middleware(BodyLimit, limit=settings.max_body)
 

@@ -132,6 +132,17 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
     return from_error(exc, request)
 
 
+def went_away(request: Request | None = None) -> JSONResponse:
+    """The answer to a request whose client closed its connection before sending all of its
+    body (``starlette.requests.ClientDisconnect``): nobody reads it, nothing was changed, and
+    it is no server error, so nothing is logged beyond the access line."""
+    return problem(400, "invalid-input", "the client closed the connection mid-request", request)
+
+
+async def handle_disconnect(request: Request, exc: Exception) -> JSONResponse:
+    return went_away(request)
+
+
 async def handle_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0]

@@ -346,3 +346,24 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return status.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_client_gone_mid_body_is_no_server_error(served: Served) -> None:
+    """Clients that close their connection before sending the body they announced: nothing
+    is changed, the workers go on answering, and nothing is logged as a server error (each
+    one logged a traceback ending in starlette's ClientDisconnect)."""
+    before = httpx.get(f"{served.url}/log/checkpoint").text
+    host, port = served.url.removeprefix("http://").rsplit(":", 1)
+    for path in ("/v1/events", "/v1/parties", "/v1/proposals"):
+        for _ in range(2 * WORKERS):  # each connection goes to the worker holding fewest
+            with socket.create_connection((host, int(port))) as sock:
+                head = (
+                    f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\n"
+                    f"content-type: {EVENT_TYPE}\r\ncontent-length: 1000\r\n\r\n"
+                )
+                sock.sendall(head.encode() + b"x" * 500)
+    time.sleep(1.0)  # each worker hears its connections close
+    assert httpx.get(f"{served.url}/healthz").status_code == 200
+    assert httpx.get(f"{served.url}/log/checkpoint").text == before
+    logged = "".join(served.output)
+    assert "Traceback" not in logged and "Exception in ASGI" not in logged, logged
