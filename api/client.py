@@ -10,6 +10,7 @@ Private keys stay with the caller; the server only ever sees signatures.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,12 +21,14 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from api.media import EVENT_TYPE as EVENT_TYPE  # what every POST sends
+from encd.bundle import verify_bundle
 from encd.errors import Error, VerificationError
 from encd.events import Event, make_event
 from encd.httpsig import Request, content_digest, sign_request
 from encd.keys import PublicKey, SigningKey
 from encd.logentry import LogEntry
 from encd.tlogproof import TlogProof
+from encd.validation import show
 
 
 class ProblemError(Error):
@@ -204,19 +207,71 @@ class Client:
     def verified_title(self, doc_id: str, log_key: PublicKey) -> dict[str, Any]:
         """The title answer, after checking its proof against the log key we trust."""
         answer: dict[str, Any] = self.title(doc_id)
-        verify_title(answer, log_key)
+        verify_title(answer, log_key, doc_id)
         return answer
 
 
-def verify_title(answer: dict[str, Any], log_key: PublicKey) -> None:
-    """Check a title answer: its head event is in the log under a checkpoint the log signed."""
-    proof = TlogProof.parse(answer["tlog_proof"].encode())
+# The title answer's fields that replaying the document's events gives (DocumentState.to_json)
+TITLE_FIELDS = ("status", "holder", "controller", "pledge", "content_version", "location", "seq")
+_EVENT_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def verify_title(answer: Any, log_key: PublicKey, doc_id: str | None = None) -> None:
+    """Check a title answer: that it is ``doc_id``'s (when given), and that its head event is
+    in the log under a checkpoint the log signed.  That proves the head, not the other
+    fields: ``verify_title_replay`` checks those against the document's events.  Anything
+    off, a malformed answer included, is a VerificationError."""
+    if not isinstance(answer, dict):
+        raise VerificationError(f"a title answer is a JSON object, got {type(answer).__name__}")
+    if doc_id is not None and answer.get("document") != doc_id:
+        raise VerificationError(
+            f"asked for the title of {doc_id}, got one for {show(str(answer.get('document')))}"
+        )
+    head = answer.get("head")
+    if not isinstance(head, str) or not _EVENT_ID.fullmatch(head):
+        raise VerificationError(f"head: expected an event id, got {show(repr(head))}")
+    for name in ("head_index", "head_sequenced_at"):
+        value = answer.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+            raise VerificationError(
+                f"{name}: expected an integer 0 to 2^63-1, got {show(repr(value))}"
+            )
+    text = answer.get("tlog_proof")
+    if not isinstance(text, str):
+        raise VerificationError(f"tlog_proof: expected a string, got {show(repr(text))}")
+    proof = TlogProof.parse(text.encode())
     if proof.index != answer["head_index"]:
         raise VerificationError(
             f"title proof is for log index {proof.index}, not the head's {answer['head_index']}"
         )
-    entry = LogEntry(answer["head"], answer["head_sequenced_at"])
+    entry = LogEntry(head, answer["head_sequenced_at"])
     proof.verify(entry.leaf_hash, log_key)
+
+
+def verify_title_replay(answer: dict[str, Any], bundle: bytes, log_key: PublicKey) -> int:
+    """Check a title answer that ``verify_title`` passed against the document's own events:
+    ``bundle``, its document bundle (``Client.bundle``), verified against ``log_key``
+    (docs/formats/bundle.md) and replayed, must end at the answer's head and give the same
+    title fields.  Returns how many entries the bundle held (the document's events and the
+    party events they rest on)."""
+    doc = answer["document"]
+    report = verify_bundle(bundle, log_key)
+    state = report.documents.get(doc)
+    if report.document != doc or state is None:
+        raise VerificationError(f"the bundle sent is not {doc}'s but {report.document}'s")
+    if state.head != answer["head"]:
+        raise VerificationError(
+            f"{doc}'s bundle ends at event {state.head[:16]}…, "
+            f"the title's head is {answer['head'][:16]}…"
+        )
+    replayed = state.to_json(endorsements=False)
+    for name in TITLE_FIELDS:
+        if replayed[name] != answer.get(name):
+            raise VerificationError(
+                f"{name}: the service says {show(repr(answer.get(name)), 80)}, "
+                f"{doc}'s events give {show(repr(replayed[name]), 80)}"
+            )
+    return report.entries
 
 
 def parse_event(raw: bytes) -> Event:

@@ -627,26 +627,48 @@ def title(
     party: PartyOpt = "",
     as_json: JsonOpt = False,
 ) -> None:
-    """Who holds the document, is it pledged, to whom — verified against the log's proof."""
-    from api.client import verify_title
+    """Who holds the document, is it pledged, to whom — verified against the log.
+
+    The head event is proved in the log; a party to the document also has the title
+    replayed from the document's bundle (its events, each proved).  Anyone else gets
+    the other fields as the service reports them, and is told so."""
+    from api.client import ProblemError, verify_title, verify_title_replay
     from encd.keys import PublicKey
 
     c = client(server, key, party)
     trusted = PublicKey.from_vkey(log_key or run(c.service)["log_key"])
     answer = run(lambda: c.title(doc))
-    run(lambda: verify_title(answer, trusted))
+    run(lambda: verify_title(answer, trusted, doc))
+
+    def bundle_if_party() -> bytes | None:
+        try:
+            return c.bundle(doc)
+        except ProblemError as exc:
+            if exc.status == 403:  # not a party to the document: its events are not ours
+                return None
+            raise
+
+    bundle = run(bundle_if_party)
+    if bundle is None:
+        replayed = (
+            "the other fields as the service reports them (not a party to the document, "
+            "you cannot have its events replayed; an auditor's `encd audit` of its bundle can)"
+        )
+    else:
+        entries = run(lambda: verify_title_replay(answer, bundle, trusted))
+        replayed = f"replayed from the document's bundle ({entries} entries, each proved)"
+    pledge = answer["pledge"]
     pledge_text = (
-        f"pledged to {answer['pledge']['pledgee']} ({answer['pledge']['amount']} "
-        f"{answer['pledge']['currency']})"
-        if answer["pledge"]
+        f"pledged to {pledge.get('pledgee')} ({pledge.get('amount')} {pledge.get('currency')})"
+        if isinstance(pledge, dict)
         else "not pledged"
     )
     emit(
-        answer,
+        answer | {"replayed": bundle is not None},
         as_json,
-        f"OK: {doc} is {answer['status']}; holder {answer['holder']}, "
-        f"control {answer['controller']}; {pledge_text}; head {answer['head'][:16]}… "
-        f"proved in the log at index {answer['head_index']}",
+        f"OK: {doc} is {answer.get('status')}; holder {answer.get('holder')}, "
+        f"control {answer.get('controller')}; {pledge_text}; head {answer['head'][:16]}… "
+        f"proved in the log at index {answer['head_index']}; {replayed}",
     )
 
 

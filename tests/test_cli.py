@@ -47,8 +47,15 @@ def test_the_title_flow_from_the_command_line(service: tuple[str, Path]) -> None
         "exporter": content["consignor"]["legal_id"],
         "buyer": content["negotiability"]["order_of"]["legal_id"],
         "bank": "91500000676129728J",
+        "bank2": "529900T8BM49AURSDO55",  # never a party to the document
     }
-    roles = {"carrier": "carrier", "exporter": "trader", "buyer": "trader", "bank": "bank"}
+    roles = {
+        "carrier": "carrier",
+        "exporter": "trader",
+        "buyer": "trader",
+        "bank": "bank",
+        "bank2": "bank",
+    }
     for label, pid in ids.items():
         code, out = encd("keygen", pid, "--out", str(tmp / f"{label}.key"), "--json")
         assert code == 0, out
@@ -117,6 +124,11 @@ def test_the_title_flow_from_the_command_line(service: tuple[str, Path]) -> None
 
     code, out = encd("title", DOC, *as_("bank"), "--json")
     assert code == 0 and json.loads(out)["holder"] == ids["buyer"]
+    assert json.loads(out)["replayed"] is True, out  # a party: replayed from the bundle
+    code, out = encd("title", DOC, *as_("buyer"))
+    assert code == 0 and "replayed from the document's bundle" in out.replace("\n", " "), out
+    code, out = encd("title", DOC, *as_("bank2"))  # no party to it: told what is not checked
+    assert code == 0 and "as the service reports them" in out.replace("\n", " "), out
     code, out = encd("history", DOC, *as_("buyer"))
     assert code == 0 and "transfer" in out and "pledge" in out
 

@@ -6,7 +6,8 @@ import copy
 
 import pytest
 
-from api.client import ProblemError, verify_title
+from api.client import ProblemError, verify_title, verify_title_replay
+from encd.errors import VerificationError
 from encd.events import Event, make_event, sign_text
 from tests.api.conftest import World
 from tests.kit import T0, corridor_document
@@ -122,3 +123,48 @@ def test_corridor_lifecycle_over_http(world: World) -> None:
     with pytest.raises(ProblemError) as stranger:
         bank2.history(DOC)
     assert stranger.value.status == 403
+
+
+def test_a_title_answer_is_checked_against_the_documents_events(world: World) -> None:
+    """The head's proof alone binds no other field of a title answer to the log: replayed
+    from the document's bundle, a changed holder, a stale answer or a head borrowed from
+    another answer is caught, and a malformed answer is refused, not a crash."""
+    issue(world)
+    key = world.log_key.public
+    exporter = world.client("exporter")
+    before = exporter.title(DOC)
+    exporter.submit(exporter.next_event(DOC, "transfer", {"to": world.id("buyer")}))
+    now = exporter.title(DOC)
+    bundle = exporter.bundle(DOC)
+    verify_title(now, key, DOC)
+    assert verify_title_replay(now, bundle, key) >= 2  # the issue and the transfer, at least
+    assert now["holder"] == world.id("buyer")
+
+    lies = {
+        "holder": (now | {"holder": world.id("exporter")}, "holder: the service says"),
+        "status": (now | {"status": "delivered"}, "status: the service says"),
+        "stale": (before, "bundle ends at event"),
+        "borrowed head": (
+            now | {k: before[k] for k in ("head", "head_index", "head_sequenced_at", "tlog_proof")},
+            "bundle ends at event",
+        ),
+    }
+    for answer, message in lies.values():
+        verify_title(answer, key, DOC)  # the head is proved in each: the proof is not enough
+        with pytest.raises(VerificationError, match=message):
+            verify_title_replay(answer, bundle, key)
+
+    malformed = {
+        "another document": (now | {"document": "CQ-ELSEWHERE"}, "asked for the title of"),
+        "head not hex": (now | {"head": "zz"}, "head: expected an event id"),
+        "head null": (now | {"head": None}, "head: expected an event id"),
+        "negative time": (now | {"head_sequenced_at": -1}, "head_sequenced_at: expected"),
+        "huge time": (now | {"head_sequenced_at": 2**70}, "head_sequenced_at: expected"),
+        "time as text": (now | {"head_sequenced_at": "1"}, "head_sequenced_at: expected"),
+        "index true": (now | {"head_index": True}, "head_index: expected"),
+        "proof not text": (now | {"tlog_proof": 5}, "tlog_proof: expected a string"),
+        "not an object": ([now], "a title answer is a JSON object"),
+    }
+    for answer, message in malformed.values():
+        with pytest.raises(VerificationError, match=message):
+            verify_title(answer, key, DOC)
