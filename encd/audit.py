@@ -20,17 +20,19 @@ A policy file (UTF-8 lines; ``#`` starts a comment)::
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from encd.bundle import BundleHeader, BundleReport, failed_step, verify_bundle
+from encd.bundle import DOCUMENT, BundleHeader, BundleReport, failed_step, verify_bundle
 from encd.checkpoint import Checkpoint, CosignerKey, open_checkpoint, verify_cosignatures
 from encd.errors import Error, InvalidInput, VerificationError
 from encd.keys import PublicKey
 from encd.logentry import LogEntry
 from encd.merkle import CompactRange, short
+from encd.validation import show
 
 WITNESS_STEP = 7
 TRUSTED_STEP = 8
@@ -38,6 +40,9 @@ TRUSTED_STEP = 8
 
 class UsageError(Error):
     """The auditor's own inputs (policy, trusted checkpoint, paths) are unusable: exit 2."""
+
+
+_QUORUM = re.compile(r"[0-9]{1,3}")
 
 
 @dataclass(frozen=True)
@@ -51,12 +56,12 @@ class Policy:
         log_key: PublicKey | None = None
         witnesses: list[CosignerKey] = []
         quorum = 0
-        for number, raw in enumerate(text.splitlines(), 1):
+        for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
             line = raw.split("#", 1)[0].strip()
             if not line:
                 continue
-            word, _, value = line.partition(" ")
-            value = value.strip()
+            word, *rest = line.split(None, 1)  # a space or a tab after the word
+            value = rest[0].strip() if rest else ""
             try:
                 if word == "log":
                     if log_key is not None:
@@ -65,11 +70,14 @@ class Policy:
                 elif word == "witness":
                     witnesses.append(CosignerKey.from_vkey(value))
                 elif word == "quorum":
-                    if not value.isdigit():
-                        raise InvalidInput("quorum", f"expected a whole number, got {value!r}")
+                    if not _QUORUM.fullmatch(value):  # (isdigit() is true of "²" and "٣")
+                        raise InvalidInput(
+                            "quorum", f"expected a whole number (0 to 999), got {show(value)}"
+                        )
                     quorum = int(value)
                 else:
-                    raise InvalidInput(word, "expected 'log', 'witness' or 'quorum'")
+                    named = word if word.isascii() and word.isprintable() else show(word)
+                    raise InvalidInput(named, "expected 'log', 'witness' or 'quorum'")
             except InvalidInput as exc:
                 raise UsageError(f"policy line {number}: {exc.message}") from None
         if log_key is None:
@@ -225,6 +233,13 @@ def audit(
         except Error as exc:
             return _fail(report, TRUSTED_STEP, exc.message)
     report.ok = True
+    if result.kind == DOCUMENT:
+        report.warnings.append(
+            f"a document bundle shows {result.document}'s title as of the bundle's last event; "
+            f"it cannot show that the log of {result.checkpoint.size} entries holds no later "
+            "event of it (compare its head with the service's, `encd title`, or audit a "
+            "ledger export)"
+        )
     return report
 
 

@@ -90,6 +90,17 @@ def test_policy_file_format() -> None:
         Policy.parse("quorum 0\n")
     with pytest.raises(UsageError, match="quorum 2 is more than the 0 witnesses named"):
         Policy.parse(f"log {LOG_KEY.public.vkey}\nquorum 2\n")
+    # digits that str.isdigit() takes and int() does not (or reads as another number),
+    # and a number of thousands of digits, are no quorum: each raised a traceback
+    for quorum in ("\u00b2", "\u0663", "9" * 5000, "-1", "1.0"):
+        with pytest.raises(UsageError, match="policy line 2: quorum: expected a whole number"):
+            Policy.parse(f"log {LOG_KEY.public.vkey}\nquorum {quorum}\n")
+    # a byte-order mark and a tab, as editors write them, are read as a careful user means
+    tabbed = Policy.parse(f"\ufefflog\t{LOG_KEY.public.vkey}\n")
+    assert tabbed.log_key == LOG_KEY.public
+    with pytest.raises(UsageError) as invisible:
+        Policy.parse(f"\u200blog {LOG_KEY.public.vkey}\n")  # an invisible character, shown
+    assert "policy line 1: '\\u200blog': expected" in str(invisible.value)
 
 
 def test_both_exports_audit_ok(exports: Exports) -> None:
@@ -100,6 +111,12 @@ def test_both_exports_audit_ok(exports: Exports) -> None:
         audit_bytes(exports.bundle, policy()).documents[DOC]["holder"]
         == corridor_document()["consignor"]["legal_id"]
     )
+    # a document bundle cut after any of its events still verifies: the audit says what
+    # it cannot show, every time; a ledger export shows it all
+    (warning,) = audit_bytes(exports.bundle, policy()).warnings
+    assert f"shows {DOC}'s title as of the bundle's last event" in warning
+    assert "holds no later event" in warning
+    assert audit_bytes(exports.ledger, policy()).warnings == []
 
 
 def test_step_7_a_missing_witness_quorum_fails(exports: Exports) -> None:
