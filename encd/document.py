@@ -111,15 +111,32 @@ def _text(min_len: int, max_len: int, *, multiline: bool = False) -> Checker:
             raise ValueError(f"expected at least {min_len} character, got an empty string")
         if len(value) > max_len:
             raise ValueError(f"expected at most {max_len} characters, got {len(value)}")
-        found = (_FORBIDDEN_MULTILINE if multiline else _FORBIDDEN).search(value)
-        if found:
-            raise ValueError(
-                f"expected text without control characters, got U+{ord(found.group()):04X} "
-                f"at position {found.start()}"
-            )
-        return value
+        return (plain_lines if multiline else plain_text)(value)
 
     return check
+
+
+def plain_text(value: str) -> str:
+    """No control characters (as the document's own text: see ``_text``); for pydantic's
+    ``AfterValidator`` on the names, references and reasons of events' bodies."""
+    found = _FORBIDDEN.search(value)
+    if found:
+        raise ValueError(
+            f"expected text without control characters, got U+{ord(found.group()):04X} "
+            f"at position {found.start()}"
+        )
+    return value
+
+
+def plain_lines(value: str) -> str:
+    """``plain_text`` that may also hold line feeds ("\\n"): free text, such as a reason."""
+    found = _FORBIDDEN_MULTILINE.search(value)
+    if found:
+        raise ValueError(
+            f"expected text without control characters, got U+{ord(found.group()):04X} "
+            f"at position {found.start()}"
+        )
+    return value
 
 
 def _coded(checker: Callable[[str], object]) -> Checker:

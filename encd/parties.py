@@ -25,8 +25,16 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
+from encd.document import plain_text
 from encd.errors import Conflict, InvalidInput, RuleViolation, VerificationError
 from encd.events import Event
 from encd.identifiers import check_legal_id
@@ -116,7 +124,7 @@ def load_party(value: Mapping[str, Any]) -> Party:
 
 
 _Strict = ConfigDict(frozen=True, extra="forbid", strict=True)
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(plain_text)]
 RoleName = Literal["carrier", "agent", "trader", "bank", "auditor", "operator"]
 
 

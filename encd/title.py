@@ -28,9 +28,9 @@ from enum import StrEnum
 from operator import attrgetter
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
 
-from encd.document import Document, Place, cargo_keys, declared_value
+from encd.document import Document, Place, cargo_keys, declared_value, plain_lines, plain_text
 from encd.errors import Conflict, InvalidInput, RuleViolation
 from encd.events import Event, content_digest, parse_time
 from encd.identifiers import check_currency
@@ -260,8 +260,8 @@ def load_state(value: Mapping[str, Any]) -> DocumentState:
 # Event bodies
 
 _Strict = ConfigDict(frozen=True, extra="forbid", strict=True)
-Text = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
-Ref = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=2000), AfterValidator(plain_lines)]
+Ref = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(plain_text)]
 PartyId = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{18}([A-Z0-9]{2})?$")]
 EventId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Amount = Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,15})(\.[0-9]{1,4})?$")]

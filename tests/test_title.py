@@ -489,3 +489,42 @@ def test_cargo_is_released_and_claimed_as_the_state_changes(cast: Cast) -> None:
     assert set(cast.replay.cargo) == keys
     step(cast, "deliver", {}, "carrier")
     assert cast.replay.cargo == {}
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "field"),
+    [
+        ("register", {"name": "Evil\x1b]0;pwned\x07", "roles": ["trader"], "keys": ["k"]}, "name"),
+        ("reason", {"reason": "no\x00thanks"}, "reason"),
+        ("reason", {"reason": "line\u2028separator"}, "reason"),
+        ("pledge_ref", {"loan_ref": "L\n1"}, "loan_ref"),
+    ],
+)
+def test_names_references_and_reasons_hold_no_control_characters(
+    model: str, body: dict[str, Any], field: str
+) -> None:
+    """As the document's own text: an escape sequence in a party's name reached the
+    terminal of whoever listed it."""
+    from encd.parties import RegisterBody
+    from encd.title import PledgeBody, ReasonBody
+    from encd.validation import parse_model
+
+    if model == "pledge_ref":
+        body = {
+            "pledgee": "91500000202800000W",
+            "amount": "1.00",
+            "currency": "USD",
+            "registry_ref": "R-1",
+            "maturity": "2026-08-01",
+        } | body
+    kinds = {"register": RegisterBody, "reason": ReasonBody, "pledge_ref": PledgeBody}
+    with pytest.raises(InvalidInput, match="expected text without control characters") as err:
+        parse_model(kinds[model], body, "body")
+    assert err.value.field == f"body.{field}"
+
+
+def test_free_text_may_hold_line_feeds() -> None:
+    from encd.title import ReasonBody
+    from encd.validation import parse_model
+
+    assert parse_model(ReasonBody, {"reason": "two\nlines"}).reason == "two\nlines"

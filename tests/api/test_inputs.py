@@ -192,6 +192,22 @@ def bad_events(world: World, doc: str) -> dict[str, Bad]:
             path="/v1/proposals",
             sender="exporter",
         ),
+        "a control character in a reference": Bad(  # (an escape reaches a terminal)
+            resign(pledge, [exporter.key], body__loan_ref="L-\x1b[2J1"),
+            422,
+            "invalid-input",
+            "expected text without control characters, got U+001B",
+            "body.loan_ref",
+            path="/v1/proposals",
+            sender="exporter",
+        ),
+        "a control character in a note": Bad(
+            resign(valid, [carrier.key], body__note="arrived\x07"),
+            422,
+            "invalid-input",
+            "expected text without control characters, got U+0007",
+            "body.note",
+        ),
         "integer amount": Bad(
             resign(pledge, [exporter.key], body__amount=100000),
             422,
