@@ -121,9 +121,11 @@ async def _checked(request: Request, *, at_once: bool) -> tuple[Caller, str, Awa
     try:  # (4)
         party, record = state.lookups.key(name, key_hash)
     except Error:
-        raise Unauthorized(f"unknown key {params.keyid}: no registered party {name}") from None
+        raise Unauthorized(
+            f"unknown key {show(params.keyid, 120)}: no registered party {show(name, 80)}"
+        ) from None
     if record is None:
-        raise Unauthorized(f"unknown key {params.keyid}")
+        raise Unauthorized(f"unknown key {show(params.keyid, 120)}")
     if record.revoked:
         raise Unauthorized(f"key {params.keyid} was revoked")
     signed = SignedRequest(

@@ -185,6 +185,8 @@ def audit(
     report = AuditReport(name, ok=False)
     try:
         first = source.readline()
+        if not first:
+            raise InvalidInput("", "the bundle is empty; line 1 must be its header")
         header = BundleHeader.parse_line(first[:-1] if first.endswith(b"\n") else first)
     except Error as exc:
         report.step, report.message = 1, f"step 1: line 1: {exc.message}"

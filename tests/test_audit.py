@@ -280,3 +280,9 @@ def test_an_audit_says_the_same_with_its_signature_checks_in_worker_processes(
     monkeypatch.setattr(encd.bundle, "PROCESS_MIN_ENTRIES", 0)
     assert verdicts() == on_threads
     assert on_threads[0][0] and not any(ok for ok, _, _ in on_threads[1:])
+
+
+def test_an_empty_file_is_said_to_be_empty() -> None:
+    report = audit_bytes(b"", policy())
+    assert not report.ok and report.step == 1
+    assert "the bundle is empty; line 1 must be its header" in report.message, report.message
