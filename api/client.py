@@ -22,6 +22,7 @@ import httpx
 
 from api.media import EVENT_TYPE as EVENT_TYPE  # what every POST sends
 from encd.bundle import verify_bundle
+from encd.checkpoint import Checkpoint
 from encd.errors import Error, VerificationError
 from encd.events import Event, make_event
 from encd.httpsig import Request, content_digest, sign_request
@@ -216,11 +217,13 @@ TITLE_FIELDS = ("status", "holder", "controller", "pledge", "content_version", "
 _EVENT_ID = re.compile(r"[0-9a-f]{64}")
 
 
-def verify_title(answer: Any, log_key: PublicKey, doc_id: str | None = None) -> None:
+def verify_title(answer: Any, log_key: PublicKey, doc_id: str | None = None) -> Checkpoint:
     """Check a title answer: that it is ``doc_id``'s (when given), and that its head event is
     in the log under a checkpoint the log signed.  That proves the head, not the other
     fields: ``verify_title_replay`` checks those against the document's events.  Anything
-    off, a malformed answer included, is a VerificationError."""
+    off, a malformed answer included, is a VerificationError.  Returns the checkpoint the
+    head is proved under: the answer is as of that tree size, and no proof shows a service
+    did not withhold a later one (witnesses' cosignatures do, encd audit step 7)."""
     if not isinstance(answer, dict):
         raise VerificationError(f"a title answer is a JSON object, got {type(answer).__name__}")
     if doc_id is not None and answer.get("document") != doc_id:
@@ -245,7 +248,7 @@ def verify_title(answer: Any, log_key: PublicKey, doc_id: str | None = None) -> 
             f"title proof is for log index {proof.index}, not the head's {answer['head_index']}"
         )
     entry = LogEntry(head, answer["head_sequenced_at"])
-    proof.verify(entry.leaf_hash, log_key)
+    return proof.verify(entry.leaf_hash, log_key)
 
 
 def verify_title_replay(answer: dict[str, Any], bundle: bytes, log_key: PublicKey) -> int:

@@ -633,20 +633,37 @@ def title(
     replayed from the document's bundle (its events, each proved).  Anyone else gets
     the other fields as the service reports them, and is told so."""
     from api.client import ProblemError, verify_title, verify_title_replay
+    from encd.errors import VerificationError
     from encd.keys import PublicKey
 
     c = client(server, key, party)
     trusted = PublicKey.from_vkey(log_key or run(c.service)["log_key"])
     answer = run(lambda: c.title(doc))
-    run(lambda: verify_title(answer, trusted, doc))
+    checkpoint = run(lambda: verify_title(answer, trusted, doc))
+
+    pledge = answer.get("pledge")
+    named = {
+        role: who
+        for role, who in (
+            ("holder", answer.get("holder")),
+            ("controller", answer.get("controller")),
+            ("pledgee", pledge.get("pledgee") if isinstance(pledge, dict) else None),
+        )
+        if who == c.key.name
+    }
 
     def bundle_if_party() -> bytes | None:
         try:
             return c.bundle(doc)
         except ProblemError as exc:
-            if exc.status == 403:  # not a party to the document: its events are not ours
-                return None
-            raise
+            if exc.status != 403:
+                raise
+            if named:  # a party by the answer's own account: its events are yours to see
+                raise VerificationError(
+                    f"the answer names you as {doc}'s {' and '.join(named)} but the service "
+                    "refuses you its events (403): the answer cannot be checked"
+                ) from None
+            return None  # not a party to the document: its events are not ours
 
     bundle = run(bundle_if_party)
     if bundle is None:
@@ -657,7 +674,6 @@ def title(
     else:
         entries = run(lambda: verify_title_replay(answer, bundle, trusted))
         replayed = f"replayed from the document's bundle ({entries} entries, each proved)"
-    pledge = answer["pledge"]
     pledge_text = (
         f"pledged to {pledge.get('pledgee')} ({pledge.get('amount')} {pledge.get('currency')})"
         if isinstance(pledge, dict)
@@ -668,7 +684,8 @@ def title(
         as_json,
         f"OK: {doc} is {answer.get('status')}; holder {answer.get('holder')}, "
         f"control {answer.get('controller')}; {pledge_text}; head {answer['head'][:16]}… "
-        f"proved in the log at index {answer['head_index']}; {replayed}",
+        f"proved in the log at index {answer['head_index']} of the checkpoint of "
+        f"{checkpoint.size} entries the service signed; {replayed}",
     )
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -126,9 +130,14 @@ def test_the_title_flow_from_the_command_line(service: tuple[str, Path]) -> None
     assert code == 0 and json.loads(out)["holder"] == ids["buyer"]
     assert json.loads(out)["replayed"] is True, out  # a party: replayed from the bundle
     code, out = encd("title", DOC, *as_("buyer"))
-    assert code == 0 and "replayed from the document's bundle" in out.replace("\n", " "), out
+    assert code == 0 and "replayed from the document's bundle" in " ".join(out.split()), out
     code, out = encd("title", DOC, *as_("bank2"))  # no party to it: told what is not checked
-    assert code == 0 and "as the service reports them" in out.replace("\n", " "), out
+    assert code == 0 and "as the service reports them" in " ".join(out.split()), out
+    # a service that names bank2 the holder and keeps the events from it is caught: a
+    # party by the answer's own account may read them (refusing them let any lie pass)
+    with lying_proxy(url, {"holder": ids["bank2"]}) as fake:
+        code, out = encd("title", DOC, *as_("bank2")[2:], "--server", fake)
+        assert code == 1 and "names you as" in " ".join(out.split()), out
     code, out = encd("history", DOC, *as_("buyer"))
     assert code == 0 and "transfer" in out and "pledge" in out
 
@@ -139,6 +148,45 @@ def test_the_title_flow_from_the_command_line(service: tuple[str, Path]) -> None
     (tmp / "policy.txt").write_text(f"log {log_key}\n")
     code, out = encd("audit", str(bundle), "--policy", str(tmp / "policy.txt"))
     assert code == 0 and f"OK: {DOC}: active, holder {ids['buyer']}" in out.replace("\n", " "), out
+
+
+@contextmanager
+def lying_proxy(url: str, title_changes: dict[str, Any]) -> Iterator[str]:
+    """An HTTP proxy in front of the service at ``url`` that changes ``title_changes`` in
+    every title answer and refuses every document bundle (403); the rest passes through."""
+    upstream = httpx.Client(base_url=url)
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.endswith("/bundle"):
+                body = json.dumps({"type": "urn:encd:problem:forbidden", "status": 403})
+                self.answer(403, body.encode(), "application/problem+json")
+                return
+            got = upstream.get(self.path, headers=dict(self.headers))
+            content = got.content
+            if self.path.endswith("/title") and got.status_code == 200:
+                content = json.dumps(got.json() | title_changes).encode()
+            self.answer(got.status_code, content, got.headers["content-type"])
+
+        def answer(self, status: int, body: bytes, kind: str) -> None:
+            self.send_response(status)
+            self.send_header("content-type", kind)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        upstream.close()
 
 
 def test_bad_content_is_refused_before_anything_is_sent(service: tuple[str, Path]) -> None:
