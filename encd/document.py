@@ -119,18 +119,16 @@ def _text(min_len: int, max_len: int, *, multiline: bool = False) -> Checker:
 def plain_text(value: str) -> str:
     """No control characters (as the document's own text: see ``_text``); for pydantic's
     ``AfterValidator`` on the names, references and reasons of events' bodies."""
-    found = _FORBIDDEN.search(value)
-    if found:
-        raise ValueError(
-            f"expected text without control characters, got U+{ord(found.group()):04X} "
-            f"at position {found.start()}"
-        )
-    return value
+    return _plain(value, _FORBIDDEN)
 
 
 def plain_lines(value: str) -> str:
     """``plain_text`` that may also hold line feeds ("\\n"): free text, such as a reason."""
-    found = _FORBIDDEN_MULTILINE.search(value)
+    return _plain(value, _FORBIDDEN_MULTILINE)
+
+
+def _plain(value: str, forbidden: re.Pattern[str]) -> str:
+    found = forbidden.search(value)
     if found:
         raise ValueError(
             f"expected text without control characters, got U+{ord(found.group()):04X} "
