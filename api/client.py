@@ -10,6 +10,7 @@ Private keys stay with the caller; the server only ever sees signatures.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
@@ -29,7 +30,7 @@ from encd.httpsig import Request, content_digest, sign_request
 from encd.keys import PublicKey, SigningKey
 from encd.logentry import LogEntry
 from encd.tlogproof import TlogProof
-from encd.validation import show
+from encd.validation import given, show
 
 
 class ProblemError(Error):
@@ -228,20 +229,18 @@ def verify_title(answer: Any, log_key: PublicKey, doc_id: str | None = None) -> 
         raise VerificationError(f"a title answer is a JSON object, got {type(answer).__name__}")
     if doc_id is not None and answer.get("document") != doc_id:
         raise VerificationError(
-            f"asked for the title of {doc_id}, got one for {show(str(answer.get('document')))}"
+            f"asked for the title of {doc_id}, got one for {given(answer.get('document'))}"
         )
     head = answer.get("head")
     if not isinstance(head, str) or not _EVENT_ID.fullmatch(head):
-        raise VerificationError(f"head: expected an event id, got {show(repr(head))}")
+        raise VerificationError(f"head: expected an event id, got {given(head)}")
     for name in ("head_index", "head_sequenced_at"):
         value = answer.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
-            raise VerificationError(
-                f"{name}: expected an integer 0 to 2^63-1, got {show(repr(value))}"
-            )
+            raise VerificationError(f"{name}: expected an integer 0 to 2^63-1, got {given(value)}")
     text = answer.get("tlog_proof")
     if not isinstance(text, str):
-        raise VerificationError(f"tlog_proof: expected a string, got {show(repr(text))}")
+        raise VerificationError(f"tlog_proof: expected a string, got {given(text)}")
     proof = TlogProof.parse(text.encode())
     if proof.index != answer["head_index"]:
         raise VerificationError(
@@ -271,10 +270,17 @@ def verify_title_replay(answer: dict[str, Any], bundle: bytes, log_key: PublicKe
     for name in TITLE_FIELDS:
         if replayed[name] != answer.get(name):
             raise VerificationError(
-                f"{name}: the service says {show(repr(answer.get(name)), 80)}, "
-                f"{doc}'s events give {show(repr(replayed[name]), 80)}"
+                f"{name}: the service says {_said(answer.get(name))}, "
+                f"{doc}'s events give {_said(replayed[name])}"
             )
     return report.entries
+
+
+def _said(value: object) -> str:
+    """A field's value for a message: an object (a pledge, a location) as its JSON."""
+    if isinstance(value, dict | list):
+        return show(json.dumps(value, sort_keys=True), 160)
+    return given(value)
 
 
 def parse_event(raw: bytes) -> Event:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,10 +17,12 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from encd.canonical import parse_json
 from encd.errors import Error, InvalidInput
 from encd.keys import SigningKey
+from encd.validation import show
 
 if TYPE_CHECKING:
     from api.client import Client
@@ -50,6 +53,9 @@ DEFAULT_SERVER = "http://127.0.0.1:8080"
 def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[red]FAIL:[/] {message}")
     raise typer.Exit(code)
+
+
+_PLAIN_FIELD = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # ids, statuses, amounts, currencies
 
 
 def emit(result: Any, as_json: bool, human: str | None = None) -> None:
@@ -674,16 +680,25 @@ def title(
     else:
         entries = run(lambda: verify_title_replay(answer, bundle, trusted))
         replayed = f"replayed from the document's bundle ({entries} entries, each proved)"
+
+    def said(value: Any) -> str:
+        """A field of the answer as printed: one not replayed may hold anything, and the
+        console reads markup in what it prints, a terminal escape sequences."""
+        if isinstance(value, str) and _PLAIN_FIELD.fullmatch(value):
+            return value
+        return escape(show(value, 60) if isinstance(value, str) else repr(value)[:60])
+
     pledge_text = (
-        f"pledged to {pledge.get('pledgee')} ({pledge.get('amount')} {pledge.get('currency')})"
+        f"pledged to {said(pledge.get('pledgee'))} "
+        f"({said(pledge.get('amount'))} {said(pledge.get('currency'))})"
         if isinstance(pledge, dict)
         else "not pledged"
     )
     emit(
         answer | {"replayed": bundle is not None},
         as_json,
-        f"OK: {doc} is {answer.get('status')}; holder {answer.get('holder')}, "
-        f"control {answer.get('controller')}; {pledge_text}; head {answer['head'][:16]}… "
+        f"OK: {doc} is {said(answer.get('status'))}; holder {said(answer.get('holder'))}, "
+        f"control {said(answer.get('controller'))}; {pledge_text}; head {answer['head'][:16]}… "
         f"proved in the log at index {answer['head_index']} of the checkpoint of "
         f"{checkpoint.size} entries the service signed; {replayed}",
     )

@@ -138,6 +138,11 @@ def test_the_title_flow_from_the_command_line(service: tuple[str, Path]) -> None
     with lying_proxy(url, {"holder": ids["bank2"]}) as fake:
         code, out = encd("title", DOC, *as_("bank2")[2:], "--server", fake)
         assert code == 1 and "names you as" in " ".join(out.split()), out
+    # what cannot be replayed is printed as data: no escape sequence or markup reaches
+    # the terminal
+    with lying_proxy(url, {"holder": "\x1b[2J[bold red]X"}) as fake:
+        code, out = encd("title", DOC, *as_("bank2")[2:], "--server", fake)
+        assert code == 0 and "\x1b" not in out and "'\\x1b[2J[bold red]X'" in out, out
     code, out = encd("history", DOC, *as_("buyer"))
     assert code == 0 and "transfer" in out and "pledge" in out
 
