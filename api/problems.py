@@ -132,7 +132,7 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
     return from_error(exc, request)
 
 
-def went_away(request: Request | None = None) -> JSONResponse:
+def went_away(request: Request) -> JSONResponse:
     """The answer to a request whose client closed its connection before sending all of its
     body (``starlette.requests.ClientDisconnect``): nobody reads it, nothing was changed, and
     it is no server error, so nothing is logged beyond the access line."""

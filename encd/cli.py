@@ -648,15 +648,15 @@ def title(
     checkpoint = run(lambda: verify_title(answer, trusted, doc))
 
     pledge = answer.get("pledge")
-    named = {
-        role: who
+    named = [  # what the answer says the caller is to the document
+        role
         for role, who in (
             ("holder", answer.get("holder")),
             ("controller", answer.get("controller")),
             ("pledgee", pledge.get("pledgee") if isinstance(pledge, dict) else None),
         )
         if who == c.key.name
-    }
+    ]
 
     def bundle_if_party() -> bytes | None:
         try:
@@ -683,7 +683,7 @@ def title(
 
     def said(value: Any) -> str:
         """A field of the answer as printed: one not replayed may hold anything, and the
-        console reads markup in what it prints, a terminal escape sequences."""
+        console reads markup in what it prints, and a terminal escape sequences."""
         if isinstance(value, str) and _PLAIN_FIELD.fullmatch(value):
             return value
         return escape(show(value, 60) if isinstance(value, str) else repr(value)[:60])

@@ -173,7 +173,7 @@ def _parse_envelope(envelope: dict[str, Any]) -> _Envelope:
         chain = _envelope_chain(envelope)
     version = envelope["v"]
     if isinstance(version, bool) or version != VERSION:  # (True == 1 in Python, not in JSON)
-        raise InvalidInput("event.v", f"expected envelope version {VERSION}, got {envelope['v']!r}")
+        raise InvalidInput("event.v", f"expected envelope version {VERSION}, got {version!r}")
     kind = envelope["type"]
     allowed = DOCUMENT_EVENTS if chain == "doc" else PARTY_EVENTS
     if not isinstance(kind, str) or kind not in allowed:

@@ -75,7 +75,9 @@ def tile(path: str, state: StateDep) -> Response:
         index, width = parse_tile_index(parts[1:])
         return _entries(state, index, width, size)
     if not _LEVEL.fullmatch(parts[0]) or int(parts[0]) > MAX_TILE_LEVEL:
-        raise NotFoundProblem(f"tile level must be a number 0 to 63, got {show(parts[0])}")
+        raise NotFoundProblem(
+            f"tile level must be a number 0 to {MAX_TILE_LEVEL}, got {show(parts[0])}"
+        )
     level = int(parts[0])
     index, width = parse_tile_index(parts[1:])
     leaves_per_hash = 1 << (8 * level)
