@@ -47,6 +47,11 @@ WAITS = frozenset(
         # socket, one on its queue of answers to send (SimpleQueue.get: no frame of its own)
         "_exactly (ledger/sequencer.py)",
         "SequencerServer._answer (ledger/sequencer.py)",
+        # and its thread that tells every worker the log's new size, blocked on its queue
+        # (SimpleQueue.get again), and its thread blocked in recv on its lifeline to the
+        # process that started it: both show only their own frame while they wait
+        "SequencerServer._announce (ledger/sequencer.py)",
+        "_sequencer.<locals>.watch (api/server.py)",
         "profiled (bench/measures.py)",  # sleeping while py-spy attaches
         "sleep",
     }
