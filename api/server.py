@@ -30,8 +30,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import h11
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from api.app import create_app
 from api.settings import Settings
@@ -43,13 +45,87 @@ from ledger.sequencer import SequencerServer
 
 SETTINGS_ENV = "ENCD_SERVE_SETTINGS"  # how the settings reach the worker processes
 
+#: Seconds a client has, by default, to send a whole request (its request line, headers and
+#: body) from the moment the service is ready for it: the connection's start, or the end of
+#: the answer before on a kept-alive connection.
+REQUEST_TIMEOUT = 30.0
+
+
+class TimedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, with a deadline for receiving each request.
+
+    uvicorn times out only a kept-alive connection idle after an answer (5 s), and only
+    until its next byte: a connection that sends nothing, or half a request (a header line,
+    part of a body), would be held open for ever, one file descriptor and one protocol
+    object each.  Here every request must have arrived whole ``request_timeout`` seconds
+    after the service was ready for it, or the connection is closed, unanswered.  Once a
+    request has arrived there is no deadline: an event stream stays open as long as it
+    lasts.  ``timed_protocol`` gives the class for another number of seconds."""
+
+    request_timeout: float = REQUEST_TIMEOUT
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        self._arm()  # first: the call below may take in a next request, already whole
+        super().on_response_complete()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        # IDLE: no request yet, or part of its head; SEND_BODY: part of its body.  Anything
+        # else: the request has arrived whole, or the connection is ending.
+        if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
+            self._disarm()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.request_timeout, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            # (an app waiting for the rest of a body hears the client disconnect)
+            self.transport.close()
+
+
+def timed_protocol(request_timeout: float) -> type[TimedH11Protocol]:
+    """``TimedH11Protocol`` with a deadline of ``request_timeout`` seconds."""
+    if request_timeout == TimedH11Protocol.request_timeout:
+        return TimedH11Protocol
+    return type("TimedH11Protocol", (TimedH11Protocol,), {"request_timeout": request_timeout})
+
 
 def serve(
-    settings: Settings, host: str, port: int, workers: int = 1, log_level: str = "info"
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int = 1,
+    log_level: str = "info",
+    request_timeout: float = REQUEST_TIMEOUT,
 ) -> None:
-    """Serve until interrupted (``encd serve``), in ``workers`` processes."""
+    """Serve until interrupted (``encd serve``), in ``workers`` processes; a connection that
+    has not sent a whole request ``request_timeout`` seconds after the service was ready for
+    one is closed (``TimedH11Protocol``)."""
     if workers <= 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=log_level,
+            http=timed_protocol(request_timeout),
+        )
         return
     try:
         prepare(settings)
@@ -66,6 +142,7 @@ def serve(
             workers,
             log_level,
             first=(_sequencer, (os.environ[SETTINGS_ENV],)),
+            request_timeout=request_timeout,
         )
 
 
@@ -76,6 +153,7 @@ def run_workers(
     workers: int,
     log_level: str,
     first: tuple[Callable[..., None], tuple[Any, ...]] | None = None,
+    request_timeout: float = REQUEST_TIMEOUT,
 ) -> None:
     """Serve the app ``factory`` ("module:function") in ``workers`` processes until SIGINT or
     SIGTERM, after starting ``first`` (a function and its arguments: the sequencer) in a
@@ -114,7 +192,7 @@ def run_workers(
         if first is not None and i == 0:
             target, args = first[0], (*first[1], theirs)
         else:
-            target, args = _worker, (factory, theirs, log_level)
+            target, args = _worker, (factory, theirs, log_level, request_timeout)
         process = context.Process(target=target, args=args, name="encd-worker")
         try:
             process.start()
@@ -357,9 +435,13 @@ def _sequencer(settings_json: str, lifeline: socket.socket) -> None:  # pragma: 
             server.serve_forever()
 
 
-def _worker(factory: str, channel: socket.socket, log_level: str) -> None:  # pragma: no cover
+def _worker(
+    factory: str, channel: socket.socket, log_level: str, request_timeout: float
+) -> None:  # pragma: no cover
     """One worker process (run_workers): serves the connections the dispatcher hands it."""
-    config = uvicorn.Config(factory, factory=True, log_level=log_level)
+    config = uvicorn.Config(
+        factory, factory=True, log_level=log_level, http=timed_protocol(request_timeout)
+    )
     HandedServer(config, channel).run()
 
 
@@ -452,16 +534,27 @@ def worker_app() -> FastAPI:
 
 
 @contextmanager
-def running(settings: Settings, host: str = "127.0.0.1") -> Iterator[str]:
+def running(
+    settings: Settings, host: str = "127.0.0.1", request_timeout: float = REQUEST_TIMEOUT
+) -> Iterator[str]:
     """Serve ``create_app(settings)`` on ``host`` at a free port; yields the base URL."""
-    with running_app(create_app(settings), host) as url:
+    with running_app(create_app(settings), host, request_timeout) as url:
         yield url
 
 
 @contextmanager
-def running_app(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
+def running_app(
+    app: Any, host: str = "127.0.0.1", request_timeout: float = REQUEST_TIMEOUT
+) -> Iterator[str]:
     """Serve any ASGI ``app`` on ``host`` at a free port in a thread; yields the base URL."""
-    config = uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=0,
+        log_level="warning",
+        lifespan="on",
+        http=timed_protocol(request_timeout),
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="encd-server", daemon=True)
     thread.start()

@@ -212,6 +212,14 @@ def serve(
             "start); each request is answered by one of them.",
         ),
     ] = 1,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Seconds a client has to send a whole request (line, headers, body) once "
+            "the service is ready for it; a connection still short of one is closed.",
+        ),
+    ] = 30.0,
 ) -> None:
     """Run the service (creating the data directory and keys on first start)."""
     from api.server import WorkerFailed
@@ -242,7 +250,7 @@ def serve(
         data_dir=data_dir, database_url=db, origin=service.origin, authorities=names
     )
     try:
-        run_server(settings, host, port, workers)
+        run_server(settings, host, port, workers, request_timeout=request_timeout)
     except WorkerFailed as exc:
         fail(str(exc), 1)
 

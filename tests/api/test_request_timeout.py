@@ -1,0 +1,129 @@
+"""``encd serve --request-timeout``: a connection must send each whole request in time.
+
+Without a deadline, a client that opens connections and sends nothing, or half a request,
+holds each one open for ever (one file descriptor and one protocol object each) until the
+service can take no more.  What must hold, with one worker and with two: such connections
+are closed, changing nothing and logging no error; a slow but complete request within the
+deadline is answered; and once a request has arrived it has no deadline, so an event
+stream outlives it.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.client import Client
+from api.media import EVENT_TYPE
+from api.server import REQUEST_TIMEOUT
+from encd.cli import serve as serve_command
+from encd.events import event_id
+from tests.api.test_workers import close, corridor
+from tests.serving import Served, serve
+
+TIMEOUT = 1.0  # seconds: the deadline the servers below are started with
+
+
+@pytest.fixture(params=[1, 2], ids=["one-worker", "two-workers"])
+def served(request: pytest.FixtureRequest, tmp_path: Path, database_url: str) -> Iterator[Served]:
+    args = ("--workers", str(request.param), "--request-timeout", str(TIMEOUT))
+    with serve(tmp_path / "data", database_url, *args) as running:
+        yield running
+    # (one worker is uvicorn's own server, which ends by the SIGTERM it was stopped with)
+    assert running.process.returncode in (0, -signal.SIGTERM), "".join(running.output)
+
+
+def _connect(served: Served) -> tuple[socket.socket, str]:
+    host, port = served.url.removeprefix("http://").rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)))
+    sock.settimeout(20 * TIMEOUT)  # far past the deadline: recv fails if nobody closes
+    return sock, f"{host}:{port}"
+
+
+def _closed_unanswered(sock: socket.socket) -> bool:
+    """Whether the service closes ``sock`` without sending a byte (waiting for it to)."""
+    with sock:
+        try:
+            return sock.recv(1024) == b""
+        except ConnectionResetError:
+            return True
+
+
+def test_a_connection_that_sends_nothing_or_half_a_request_is_closed(served: Served) -> None:
+    before = httpx.get(f"{served.url}/log/checkpoint").text
+    silent, _ = _connect(served)
+    half_head, authority = _connect(served)
+    half_head.sendall(f"GET /v1/log HTTP/1.1\r\nhost: {authority}\r\n".encode())
+    half_body, _ = _connect(served)
+    half_body.sendall(
+        f"POST /v1/events HTTP/1.1\r\nhost: {authority}\r\ncontent-type: {EVENT_TYPE}\r\n"
+        "content-length: 1000\r\n\r\n".encode()
+        + b"x" * 500
+    )
+    for sock in (silent, half_head, half_body):
+        assert _closed_unanswered(sock)
+    assert httpx.get(f"{served.url}/healthz").status_code == 200
+    assert httpx.get(f"{served.url}/log/checkpoint").text == before
+    logged = "".join(served.output)
+    assert "Traceback" not in logged and "Exception in ASGI" not in logged, logged
+
+
+def test_a_slow_request_within_the_deadline_is_answered(served: Served) -> None:
+    sock, authority = _connect(served)
+    with sock:
+        for piece in ("GET /healthz HTTP/1.1\r\n", f"host: {authority}\r\n", "\r\n"):
+            sock.sendall(piece.encode())
+            time.sleep(TIMEOUT / 5)
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_kept_alive_connection_has_a_deadline_for_its_next_request(served: Served) -> None:
+    sock, authority = _connect(served)
+    sock.sendall(f"GET /healthz HTTP/1.1\r\nhost: {authority}\r\n\r\n".encode())
+    assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+    # uvicorn closes an idle kept-alive connection only until its next byte: one byte of
+    # the next request, and only the service's deadline is left to close it
+    sock.sendall(b"G")
+    assert _closed_unanswered(sock)
+
+
+def test_an_event_stream_outlives_the_deadline(served: Served) -> None:
+    world, docs, heads = corridor(served, 1)
+    size = int(Client(served.url, world.log_key).checkpoint().split(b"\n")[1])
+    heard: list[str] = []
+    listening = threading.Event()
+    done = threading.Event()
+
+    def listen() -> None:
+        with Client(served.url, world.actors["bank"].key) as bank:
+            listening.set()
+            for message in bank.stream(last_event_id=size - 1, read_timeout=30):
+                heard.append(message["event_id"])
+                done.set()
+                return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert listening.wait(30)
+    time.sleep(3 * TIMEOUT)  # the stream's request arrived long ago
+    raw, key = docs.transfer(heads[0])
+    with Client(served.url, key) as client:
+        client.submit(raw)
+    assert done.wait(30), "the stream was closed before the event"
+    assert heard == [event_id(raw)]
+    close(world)
+
+
+def test_the_command_line_default_is_the_services() -> None:
+    import inspect
+
+    default = inspect.signature(serve_command).parameters["request_timeout"].default
+    assert default == REQUEST_TIMEOUT
