@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from http import HTTPStatus
 from typing import Any
 
 import h11
@@ -36,6 +37,8 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from api.app import create_app
+from api.problems import MEDIA_TYPE as PROBLEM_TYPE
+from api.problems import TITLES
 from api.settings import Settings
 from api.setup import ensure_genesis, load_or_init
 from encd.collector import long_running
@@ -51,8 +54,9 @@ SETTINGS_ENV = "ENCD_SERVE_SETTINGS"  # how the settings reach the worker proces
 REQUEST_TIMEOUT = 30.0
 
 
-class TimedH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, with a deadline for receiving each request.
+class EncdH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, with a deadline for receiving each request, and a
+    problem (RFC 9457) for bytes that are not one.
 
     uvicorn times out only a kept-alive connection idle after an answer (5 s), and only
     until its next byte: a connection that sends nothing, or half a request (a header line,
@@ -60,7 +64,12 @@ class TimedH11Protocol(H11Protocol):
     object each.  Here every request must have arrived whole ``request_timeout`` seconds
     after the service was ready for it, or the connection is closed, unanswered.  Once a
     request has arrived there is no deadline: an event stream stays open as long as it
-    lasts.  ``timed_protocol`` gives the class for another number of seconds."""
+    lasts.  ``http_protocol`` gives the class for another number of seconds.
+
+    uvicorn answers a request h11 cannot parse (a bad request line or header, two
+    Content-Length or Host headers, a head over h11's limit) with a text/plain 400 saying
+    only "Invalid HTTP request received."; here it is the problem every other refusal is,
+    naming h11's reason, and the connection is closed after it as before."""
 
     request_timeout: float = REQUEST_TIMEOUT
     _deadline: asyncio.TimerHandle | None = None
@@ -84,6 +93,34 @@ class TimedH11Protocol(H11Protocol):
         if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
             self._disarm()
 
+    def send_400_response(self, msg: str) -> None:
+        # (uvicorn calls this only while handling h11's RemoteProtocolError: it is the
+        # exception being handled)
+        refused = sys.exc_info()[1]
+        reason = str(refused) if isinstance(refused, h11.RemoteProtocolError) else msg
+        status = int(getattr(refused, "error_status_hint", 400))
+        name = "too-large" if status == 431 else "invalid-input"
+        body = json.dumps(
+            {
+                "type": f"urn:encd:problem:{name}",
+                "title": TITLES[name],
+                "status": status,
+                "detail": f"not a well-formed HTTP/1.1 request: {reason}",
+            }
+        ).encode()
+        headers = [
+            (b"content-type", PROBLEM_TYPE.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        for event in (
+            h11.Response(status_code=status, headers=headers, reason=HTTPStatus(status).phrase),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event) or b"")
+        self.transport.close()
+
     def _arm(self) -> None:
         self._disarm()
         self._deadline = self.loop.call_later(self.request_timeout, self._expired)
@@ -100,11 +137,11 @@ class TimedH11Protocol(H11Protocol):
             self.transport.close()
 
 
-def timed_protocol(request_timeout: float) -> type[TimedH11Protocol]:
-    """``TimedH11Protocol`` with a deadline of ``request_timeout`` seconds."""
-    if request_timeout == TimedH11Protocol.request_timeout:
-        return TimedH11Protocol
-    return type("TimedH11Protocol", (TimedH11Protocol,), {"request_timeout": request_timeout})
+def http_protocol(request_timeout: float) -> type[EncdH11Protocol]:
+    """``EncdH11Protocol`` with a deadline of ``request_timeout`` seconds."""
+    if request_timeout == EncdH11Protocol.request_timeout:
+        return EncdH11Protocol
+    return type("EncdH11Protocol", (EncdH11Protocol,), {"request_timeout": request_timeout})
 
 
 def serve(
@@ -117,14 +154,14 @@ def serve(
 ) -> None:
     """Serve until interrupted (``encd serve``), in ``workers`` processes; a connection that
     has not sent a whole request ``request_timeout`` seconds after the service was ready for
-    one is closed (``TimedH11Protocol``)."""
+    one is closed (``EncdH11Protocol``)."""
     if workers <= 1:
         uvicorn.run(
             create_app(settings),
             host=host,
             port=port,
             log_level=log_level,
-            http=timed_protocol(request_timeout),
+            http=http_protocol(request_timeout),
         )
         return
     try:
@@ -440,7 +477,7 @@ def _worker(
 ) -> None:  # pragma: no cover
     """One worker process (run_workers): serves the connections the dispatcher hands it."""
     config = uvicorn.Config(
-        factory, factory=True, log_level=log_level, http=timed_protocol(request_timeout)
+        factory, factory=True, log_level=log_level, http=http_protocol(request_timeout)
     )
     HandedServer(config, channel).run()
 
@@ -553,7 +590,7 @@ def running_app(
         port=0,
         log_level="warning",
         lifespan="on",
-        http=timed_protocol(request_timeout),
+        http=http_protocol(request_timeout),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="encd-server", daemon=True)

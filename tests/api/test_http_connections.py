@@ -1,15 +1,20 @@
-"""``encd serve --request-timeout``: a connection must send each whole request in time.
+"""How ``encd serve`` treats connections that do not send a proper request.
 
-Without a deadline, a client that opens connections and sends nothing, or half a request,
+``--request-timeout``: a connection must send each whole request in time.  Without a
+deadline, a client that opens connections and sends nothing, or half a request,
 holds each one open for ever (one file descriptor and one protocol object each) until the
 service can take no more.  What must hold, with one worker and with two: such connections
 are closed, changing nothing and logging no error; a slow but complete request within the
 deadline is answered; and once a request has arrived it has no deadline, so an event
 stream outlives it.
+
+Bytes that are not an HTTP/1.1 request are answered with the same RFC 9457 problem as
+every other refusal (uvicorn's own answer is a text/plain 400), naming what is wrong.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import threading
@@ -88,7 +93,10 @@ def test_a_slow_request_within_the_deadline_is_answered(served: Served) -> None:
 def test_a_kept_alive_connection_has_a_deadline_for_its_next_request(served: Served) -> None:
     sock, authority = _connect(served)
     sock.sendall(f"GET /healthz HTTP/1.1\r\nhost: {authority}\r\n\r\n".encode())
-    assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+    answer = b""
+    while not answer.endswith(b'{"status":"ok"}'):  # the head and the body may come apart
+        answer += sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 200 ")
     # uvicorn closes an idle kept-alive connection only until its next byte: one byte of
     # the next request, and only the service's deadline is left to close it
     sock.sendall(b"G")
@@ -127,3 +135,58 @@ def test_the_command_line_default_is_the_services() -> None:
 
     default = inspect.signature(serve_command).parameters["request_timeout"].default
     assert default == REQUEST_TIMEOUT
+
+
+def _answer(served: Served, request: bytes) -> tuple[str, dict[str, str], dict[str, object]]:
+    """The status line, headers and JSON body the service sends for ``request``, read until
+    it closes the connection."""
+    sock, _ = _connect(served)
+    with sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines)
+    return status, headers, json.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "reason"),
+    [
+        (b"GARBAGE\r\n\r\n", "illegal request line"),
+        (
+            b"POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n"
+            b"content-length: 4\r\n\r\nabc",
+            "content-length",
+        ),
+        (b"GET /healthz HTTP/1.1\r\nhost: x\r\nhost: y\r\n\r\n", "host"),
+        (b"GET /healthz HTTP/1.1\r\nbad header\r\n\r\n", "illegal header line"),
+    ],
+    ids=["request-line", "two-content-lengths", "two-hosts", "header-line"],
+)
+def test_malformed_http_is_answered_with_a_problem(
+    served: Served, request_bytes: bytes, reason: str
+) -> None:
+    before = httpx.get(f"{served.url}/log/checkpoint").text
+    status, headers, problem = _answer(served, request_bytes)
+    assert status == "HTTP/1.1 400 Bad Request"
+    assert headers["content-type"] == "application/problem+json"
+    assert headers["connection"] == "close"
+    assert problem["type"] == "urn:encd:problem:invalid-input"
+    assert problem["status"] == 400
+    detail = str(problem["detail"])
+    assert detail.startswith("not a well-formed HTTP/1.1 request: ")
+    assert reason in detail.lower(), detail
+    assert httpx.get(f"{served.url}/log/checkpoint").text == before
+
+
+def test_a_head_over_the_limit_is_a_431_problem(served: Served) -> None:
+    # h11 refuses a request's head once more than 16 KiB of it are waiting incomplete
+    status, _, problem = _answer(
+        served, b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-pad: " + b"a" * 40_000
+    )
+    assert status == "HTTP/1.1 431 Request Header Fields Too Large"
+    assert problem["type"] == "urn:encd:problem:too-large"
+    assert problem["status"] == 431
