@@ -24,7 +24,7 @@ import httpx
 from api.media import EVENT_TYPE as EVENT_TYPE  # what every POST sends
 from encd.bundle import verify_bundle
 from encd.checkpoint import Checkpoint
-from encd.errors import Error, VerificationError
+from encd.errors import Error, InvalidInput, VerificationError
 from encd.events import Event, make_event
 from encd.httpsig import Request, content_digest, sign_request
 from encd.keys import PublicKey, SigningKey
@@ -40,6 +40,19 @@ class ProblemError(Error):
         super().__init__(f"{status} {problem.get('title', '')}: {problem.get('detail', '')}")
         self.status = status
         self.problem = problem
+
+
+class Unreachable(Error):
+    """The service could not be reached, or did not answer in time."""
+
+
+class BadAnswer(Error):
+    """The service answered, but not as the API says it answers: a body that is not JSON,
+    an answer without a field it always has, a bundle of another media type."""
+
+
+BUNDLE_TYPE = "application/vnd.encd.bundle+jsonl"  # document bundles and full exports
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")  # an id in a request's path
 
 
 @dataclass
@@ -97,25 +110,53 @@ class Client:
         if body:
             headers["content-type"] = content_type
         url = path + ("?" + query if query else "")
-        response = self.http.request(method, url, content=body, headers=headers)
+        try:
+            response = self.http.request(method, url, content=body, headers=headers)
+        except httpx.TimeoutException:
+            raise Unreachable(
+                f"the service at {self.base_url} did not answer {method} {path} "
+                f"within {self.timeout:g} s"
+            ) from None
+        except httpx.HTTPError as exc:  # refused, reset, not HTTP, no such host, bad scheme
+            reason = str(exc) or type(exc).__name__
+            raise Unreachable(f"cannot reach the service at {self.base_url}: {reason}") from None
         if response.status_code >= 400:
-            try:
-                problem = response.json()
-            except ValueError:
-                problem = {"detail": response.text}
-            raise ProblemError(response.status_code, problem)
+            raise _problem(response)
         return response
 
+    def answer(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The JSON body of a successful request (``request``'s arguments)."""
+        response = self.request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            kind = response.headers.get("content-type", "no content type")
+            raise BadAnswer(
+                f"the service at {self.base_url} answered {method} {path} with "
+                f"{show(kind, 60)}, not JSON"
+            ) from None
+
     def get(self, path: str, **params: Any) -> Any:
-        return self.request("GET", path, params=params or None).json()
+        return self.answer("GET", path, params=params or None)
 
     def post_event(self, path: str, raw: bytes, **params: Any) -> Any:
-        return self.request("POST", path, body=raw, params=params or None).json()
+        return self.answer("POST", path, body=raw, params=params or None)
+
+    def download(self, path: str) -> bytes:
+        """A bundle or an export: its bytes, once the media type says that is what they are."""
+        response = self.request("GET", path)
+        kind = response.headers.get("content-type", "")
+        if kind.split(";")[0].strip().lower() != BUNDLE_TYPE:
+            raise BadAnswer(
+                f"the service at {self.base_url} answered GET {path} with "
+                f"{show(kind or 'no content type', 60)}, not {BUNDLE_TYPE}"
+            )
+        return response.content
 
     # --- the API ---------------------------------------------------------------------------
 
     def service(self) -> Any:
-        return self.request("GET", "/v1/service", signed=False).json()
+        return self.answer("GET", "/v1/service", signed=False)
 
     def submit(self, raw: bytes) -> Any:
         return self.post_event("/v1/events", raw)
@@ -124,37 +165,37 @@ class Client:
         return self.post_event("/v1/parties", raw)
 
     def party_event(self, party_id: str, raw: bytes) -> Any:
-        return self.post_event(f"/v1/parties/{party_id}/events", raw)
+        return self.post_event(f"/v1/parties/{_id(party_id, 'party id')}/events", raw)
 
     def party(self, party_id: str) -> Any:
-        return self.get(f"/v1/parties/{party_id}")
+        return self.get(f"/v1/parties/{_id(party_id, 'party id')}")
 
     def title(self, doc_id: str) -> Any:
-        return self.get(f"/v1/documents/{doc_id}/title")
+        return self.get(f"/v1/documents/{_id(doc_id)}/title")
 
     def document(self, doc_id: str) -> Any:
-        return self.get(f"/v1/documents/{doc_id}")
+        return self.get(f"/v1/documents/{_id(doc_id)}")
 
     def history(self, doc_id: str) -> Any:
-        return self.get(f"/v1/documents/{doc_id}/events")
+        return self.get(f"/v1/documents/{_id(doc_id)}/events")
 
     def bundle(self, doc_id: str) -> bytes:
-        return self.request("GET", f"/v1/documents/{doc_id}/bundle").content
+        return self.download(f"/v1/documents/{_id(doc_id)}/bundle")
 
     def export(self) -> bytes:
-        return self.request("GET", "/v1/export").content
+        return self.download("/v1/export")
 
     def propose(self, raw: bytes, ttl: int | None = None) -> Any:
         return self.post_event("/v1/proposals", raw, **({"ttl": ttl} if ttl else {}))
 
     def countersign(self, proposal_id: str, raw: bytes) -> Any:
-        return self.post_event(f"/v1/proposals/{proposal_id}/signatures", raw)
+        return self.post_event(f"/v1/proposals/{_id(proposal_id, 'proposal id')}/signatures", raw)
 
     def proposals(self) -> Any:
         return self.get("/v1/proposals")
 
     def proposal(self, proposal_id: str) -> Any:
-        return self.get(f"/v1/proposals/{proposal_id}")
+        return self.get(f"/v1/proposals/{_id(proposal_id, 'proposal id')}")
 
     def checkpoint(self) -> bytes:
         return self.request("GET", "/log/checkpoint", signed=False).content
@@ -176,7 +217,7 @@ class Client:
         with self.http.stream("GET", "/v1/stream", headers=headers, timeout=timeout) as response:
             if response.status_code >= 400:
                 response.read()
-                raise ProblemError(response.status_code, response.json())
+                raise _problem(response)
             for line in response.iter_lines():
                 if line.startswith("data: "):
                     yield json.loads(line[6:])
@@ -196,12 +237,18 @@ class Client:
         from datetime import UTC, datetime
 
         head = self.title(doc_id)
+        seq, prev = (head.get(name) if isinstance(head, dict) else None for name in ("seq", "head"))
+        if isinstance(seq, bool) or not isinstance(seq, int) or not isinstance(prev, str):
+            raise BadAnswer(
+                f"the service at {self.base_url} answered {doc_id}'s title without "
+                "its head's seq and id"
+            )
         return make_event(
             keys if keys is not None else [self.key],
             type=type,
             doc=doc_id,
-            seq=head["seq"] + 1,
-            prev=head["head"],
+            seq=seq + 1,
+            prev=prev,
             time=time_ or datetime.now(UTC),
             body=body,
         )
@@ -281,6 +328,27 @@ def _said(value: object) -> str:
     if isinstance(value, dict | list):
         return show(json.dumps(value, sort_keys=True), 160)
     return given(value)
+
+
+def _problem(response: httpx.Response) -> ProblemError:
+    """The refusal a 4xx or 5xx answer carries (RFC 9457), or what stands in its place."""
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = None
+    if not isinstance(problem, dict):  # not a problem document: an HTML error page, say
+        problem = {"detail": f"(not a problem document) {show(response.text, 200)}"}
+    return ProblemError(response.status_code, problem)
+
+
+def _id(value: str, what: str = "document id") -> str:
+    """An id as one segment of a request's path: letters, digits and ``._~-``, first a
+    letter or digit (so no ``/``, ``?``, ``#`` or ``..`` can reach another resource)."""
+    if not _SEGMENT.fullmatch(value):
+        raise InvalidInput(
+            what, f"expected letters, digits and . _ ~ - (at most 128), got {show(value, 60)}"
+        )
+    return value
 
 
 def parse_event(raw: bytes) -> Event:

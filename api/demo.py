@@ -330,7 +330,7 @@ def play(url: str, data_dir: Path, out: Path, console: Console) -> bool:
         f"log {service['log_key']}\n"
         "quorum 0\n"
     )
-    console.print(f"Wrote {bundle_path} and {policy_path}")
+    console.print(f"Wrote {bundle_path} and {policy_path}", markup=False)
     for client in [operator, *clients.values()]:
         client.close()
     return all(step.ok for step in story.steps)
@@ -349,5 +349,5 @@ def run(out: Path, console: Console) -> bool:
             origin="demo.encd.local/log",
         )
         with running(settings) as url:
-            console.print(f"encd service on {url}, ledger {settings.url}")
+            console.print(f"encd service on {url}, ledger {settings.url}", markup=False)
             return play(url, data_dir, out, console)

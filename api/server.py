@@ -154,21 +154,27 @@ def serve(
 ) -> None:
     """Serve until interrupted (``encd serve``), in ``workers`` processes; a connection that
     has not sent a whole request ``request_timeout`` seconds after the service was ready for
-    one is closed (``EncdH11Protocol``)."""
+    one is closed (``EncdH11Protocol``).  ``WorkerFailed`` says why the service could not
+    start: the ledger cannot be opened, the port cannot be listened on, a worker died."""
+    prepare(settings)
     if workers <= 1:
-        uvicorn.run(
+        try:
+            listener = _socket(host, port)
+            listener.listen(2048)
+        except OSError as exc:
+            raise WorkerFailed(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        config = uvicorn.Config(
             create_app(settings),
-            host=host,
-            port=port,
             log_level=log_level,
             http=http_protocol(request_timeout),
+            lifespan="on",
         )
+        server = _SaysWhere(config)
+        with listener:
+            server.run(sockets=[listener])
+        if not server.started:  # its lifespan failed: uvicorn has logged why
+            raise WorkerFailed("the service did not start (its output above says why)")
         return
-    try:
-        prepare(settings)
-    except Exception as exc:  # before any worker: say why, without a traceback
-        reason = exc.message if isinstance(exc, Error) else str(getattr(exc, "orig", exc))
-        raise WorkerFailed(f"cannot open the ledger: {reason}") from None
     with tempfile.TemporaryDirectory(prefix="encd-") as private:  # mode 0700
         settings = dataclasses.replace(settings, sequencer=os.path.join(private, "sequencer.sock"))
         os.environ[SETTINGS_ENV] = json.dumps(settings.to_json())
@@ -181,6 +187,18 @@ def serve(
             first=(_sequencer, (os.environ[SETTINGS_ENV],)),
             request_timeout=request_timeout,
         )
+
+
+class _SaysWhere(uvicorn.Server):
+    """A uvicorn server given its listening socket, which says where it listens once it
+    has started (uvicorn says so only for the sockets it opens itself)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and sockets:
+            host, port = sockets[0].getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            _say(f"running on http://{shown}:{port} (CTRL+C to stop)")
 
 
 def run_workers(
@@ -559,10 +577,16 @@ class HandedServer(uvicorn.Server):
 
 def prepare(settings: Settings) -> None:
     """Keys, schema and the genesis registration, once, before several workers start (they
-    would otherwise race to create them)."""
-    service = load_or_init(settings.data_dir, settings.origin)
-    with Ledger(settings.url, service.log_key, clock=settings.clock) as ledger:
-        ensure_genesis(ledger, service, settings.clock())
+    would otherwise race to create them); ``WorkerFailed`` if the ledger cannot be opened."""
+    try:
+        service = load_or_init(settings.data_dir, settings.origin)
+        with Ledger(settings.url, service.log_key, clock=settings.clock) as ledger:
+            ensure_genesis(ledger, service, settings.clock())
+    except Exception as exc:  # before any worker: say why, without a traceback
+        reason = exc.message if isinstance(exc, Error) else str(getattr(exc, "orig", exc))
+        raise WorkerFailed(
+            f"cannot open the ledger {settings.redacted_url()}: {reason.strip()}"
+        ) from None
 
 
 def worker_app() -> FastAPI:

@@ -96,3 +96,13 @@ class Settings:
         if self.database_url:
             return self.database_url
         return os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{self.data_dir / 'ledger.db'}"
+
+    def redacted_url(self) -> str:
+        """``url`` as it may be printed: a password in it shown as ***."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            return make_url(self.url).render_as_string(hide_password=True)
+        except ArgumentError:
+            return "(a database URL SQLAlchemy cannot read)"

@@ -56,35 +56,28 @@ def load_or_init(
     operator_id: str | None = None,
     operator_name: str | None = None,
 ) -> Service:
-    """Open the data directory, creating keys and service.json the first time."""
+    """Open the data directory, creating keys and service.json the first time.  Anything
+    wrong with it (not a directory, unwritable, service.json not encd's, a key missing or
+    not the one service.json names) is an InvalidInput naming the file and the fault."""
     config_path = data_dir / "service.json"
+    if data_dir.exists() and not data_dir.is_dir():
+        raise InvalidInput("data dir", f"{data_dir} is not a directory")
     if config_path.exists():
-        config = json.loads(config_path.read_text())
-        if operator_id and operator_id != config["operator_id"]:
-            raise InvalidInput(
-                "operator id",
-                f"{data_dir} belongs to operator {config['operator_id']}, not {operator_id}",
-            )
-        return Service(
-            data_dir,
-            config["origin"],
-            config["operator_id"],
-            config["operator_name"],
-            SigningKey.load(config["origin"], data_dir / "log.key"),
-            SigningKey.load(config["operator_id"], data_dir / "operator.key"),
-            created=False,
+        return _load(data_dir, config_path, operator_id)
+    stray = [name for name in ("log.key", "operator.key") if (data_dir / name).exists()]
+    if stray:
+        raise InvalidInput(
+            "data dir",
+            f"{data_dir} holds {' and '.join(stray)} but no service.json: put service.json "
+            "back beside them, or move them away to start a new log",
         )
     operator_id = operator_id or DEFAULT_OPERATOR_ID
     try:
         check_legal_id(operator_id)
     except ValueError as exc:
         raise InvalidInput("operator id", str(exc)) from None
-    data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(data_dir, 0o700)
     log_key = SigningKey.generate(origin)
     operator_key = SigningKey.generate(operator_id)
-    log_key.save(data_dir / "log.key")
-    operator_key.save(data_dir / "operator.key")
     config = {
         "origin": origin,
         "operator_id": operator_id,
@@ -92,10 +85,72 @@ def load_or_init(
         "log_vkey": log_key.public.vkey,
         "operator_vkey": operator_key.public.vkey,
     }
-    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    try:
+        if not data_dir.exists():
+            data_dir.mkdir(parents=True)
+            os.chmod(data_dir, 0o700)  # (mkdir's mode would be masked by the umask)
+        log_key.save(data_dir / "log.key")
+        operator_key.save(data_dir / "operator.key")
+        partial = data_dir / "service.json.partial"  # service.json appears whole or not
+        partial.write_text(json.dumps(config, indent=2) + "\n")
+        os.replace(partial, config_path)
+    except OSError as exc:
+        where = exc.filename or data_dir
+        raise InvalidInput("data dir", f"cannot create {where}: {exc.strerror}") from None
     return Service(
         data_dir, origin, operator_id, config["operator_name"], log_key, operator_key, created=True
     )
+
+
+def _load(data_dir: Path, config_path: Path, operator_id: str | None) -> Service:
+    try:
+        config = json.loads(config_path.read_bytes())
+    except OSError as exc:
+        raise InvalidInput("service.json", f"cannot read {config_path}: {exc.strerror}") from None
+    except ValueError:
+        raise InvalidInput("service.json", f"{config_path} is not JSON") from None
+    names = ("origin", "operator_id", "operator_name")
+    if not isinstance(config, dict) or not all(
+        isinstance(config.get(name), str) and config[name] for name in names
+    ):
+        raise InvalidInput(
+            "service.json",
+            f"{config_path} is not encd's: it must be a JSON object with the strings "
+            "origin, operator_id and operator_name (encd init writes it)",
+        )
+    if operator_id and operator_id != config["operator_id"]:
+        raise InvalidInput(
+            "operator id",
+            f"{data_dir} belongs to operator {config['operator_id']}, not {operator_id}",
+        )
+    log_key = _key(config["origin"], data_dir / "log.key", config.get("log_vkey"))
+    operator_key = _key(
+        config["operator_id"], data_dir / "operator.key", config.get("operator_vkey")
+    )
+    return Service(
+        data_dir,
+        config["origin"],
+        config["operator_id"],
+        config["operator_name"],
+        log_key,
+        operator_key,
+        created=False,
+    )
+
+
+def _key(name: str, path: Path, vkey: object) -> SigningKey:
+    """A key of the data directory, which must be the one service.json names (if it does)."""
+    try:
+        key = SigningKey.load(name, path)
+    except FileNotFoundError:
+        raise InvalidInput("data dir", f"{path} is missing (service.json names it)") from None
+    except OSError as exc:
+        raise InvalidInput("data dir", f"cannot read {path}: {exc.strerror}") from None
+    except InvalidInput as exc:
+        raise InvalidInput("data dir", f"{path}: {exc.message}") from None
+    if vkey is not None and vkey != key.public.vkey:
+        raise InvalidInput("data dir", f"{path} is not the key service.json names ({vkey})")
+    return key
 
 
 def ensure_genesis(ledger: Ledger, service: Service, now: datetime) -> None:

@@ -1,19 +1,32 @@
-"""The ``encd`` command.
+"""The ``encd`` command (docs/cli.md).
 
 Commands that need the service import it lazily, so ``encd audit`` and
-``encd keygen`` run with the domain alone.  Exit status: 0 done (or valid),
-1 refused or invalid, 2 bad usage.  ``--json`` gives machines the same result.
+``encd keygen`` run with the domain alone.  Exit status: 0 done (or valid);
+1 tried and failed: refused by the service, invalid, the service unreachable
+or its answer wrong; 2 bad usage: something given cannot be used, found before
+anything is sent.  ``--json`` gives machines the same result.
+
+What the command prints comes from users and from the service: it is printed
+as text, never read as rich markup, with control characters shown escaped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import signal
+import stat
 import sys
+import threading
+import unicodedata
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -21,6 +34,7 @@ from rich.markup import escape
 
 from encd.canonical import parse_json
 from encd.errors import Error, InvalidInput
+from encd.identifiers import check_legal_id
 from encd.keys import SigningKey
 from encd.validation import show
 
@@ -48,10 +62,25 @@ PartyOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 DEFAULT_SERVER = "http://127.0.0.1:8080"
+DEFAULT_TIMEOUT = 30.0  # seconds: ENCD_TIMEOUT
+
+
+def printable(text: str) -> str:
+    """``text`` with control and format characters (escape sequences, bidi overrides)
+    shown as Python escapes; line feeds and tabs stay."""
+    return "".join(
+        ch if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf") else repr(ch)[1:-1]
+        for ch in text
+    )
+
+
+def say(text: str, to: Console | None = None) -> None:
+    """A line of output: text, never markup."""
+    (to or console).print(printable(text), markup=False, highlight=False)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]FAIL:[/] {message}")
+    err.print("[red]FAIL:[/] " + escape(printable(message)), highlight=False)
     raise typer.Exit(code)
 
 
@@ -62,19 +91,86 @@ def emit(result: Any, as_json: bool, human: str | None = None) -> None:
     if as_json:
         print(json.dumps(result, indent=2, sort_keys=True))
     else:
-        console.print(human if human is not None else json.dumps(result, indent=2))
+        say(human if human is not None else json.dumps(result, indent=2))
+
+
+def got(answer: Any, *path: str | int) -> Any:
+    """``answer[path[0]][path[1]]…``, a field the service's answer always has; if it is
+    missing, the service is not answering as the API says, and the command fails."""
+    value = answer
+    for step in path:
+        try:
+            value = value[step]
+        except (KeyError, IndexError, TypeError):
+            where = ".".join(str(p) for p in path)
+            fail(f"the service's answer has no {where}: it is not answering as encd expects")
+    return value
 
 
 def load_key(party: str, path: Path) -> SigningKey:
     passphrase = os.environ.get("ENCD_KEY_PASSPHRASE")
     try:
+        mode = path.stat().st_mode
+        if stat.S_ISREG(mode) and mode & 0o077:
+            say(
+                f"warning: {path} can be read by others (mode {stat.S_IMODE(mode):04o}): "
+                f"chmod 600 {path}",
+                err,
+            )
         return SigningKey.load(party, path, passphrase.encode() if passphrase else None)
     except FileNotFoundError:
         fail(f"key file {path} does not exist", 2)
+    except OSError as exc:
+        fail(f"cannot read key file {path}: {exc.strerror}", 2)
     except InvalidInput as exc:
         if "password" in exc.message.lower() and passphrase is None:
             fail(f"{path} is encrypted: set ENCD_KEY_PASSPHRASE", 2)
-        fail(f"{path}: {exc.message}", 2)
+        fail(f"key file {path}: {exc.message}", 2)
+
+
+def check_party(value: str, option: str) -> str:
+    """A party id given on the command line: a USCC or an LEI (exit 2 otherwise)."""
+    try:
+        check_legal_id(value)
+    except ValueError as exc:
+        fail(f"{option}: {exc}", 2)
+    return value
+
+
+_DOC_ID = re.compile(r"[A-Z0-9][A-Z0-9-]{2,63}")  # docs/formats/events.md
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def doc_id(value: str, what: str = "DOC") -> str:
+    """A document id given on the command line (exit 2 if it cannot be one)."""
+    if not _DOC_ID.fullmatch(value):
+        fail(
+            f"{what}: a document id is 3 to 64 characters A-Z, 0-9 and '-', starting with a "
+            f"letter or digit; got {value!r}",
+            2,
+        )
+    return value
+
+
+def hex_id(value: str, what: str) -> str:
+    """A proposal or event id given on the command line: 64 lowercase hex digits."""
+    if not _HEX64.fullmatch(value):
+        fail(f"{what}: expected 64 lowercase hex digits, got {value!r}", 2)
+    return value
+
+
+def timeout() -> float:
+    """ENCD_TIMEOUT: the seconds each exchange with the service may take."""
+    given = os.environ.get("ENCD_TIMEOUT", "").strip()
+    if not given:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(given)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 86400:
+        fail(f"ENCD_TIMEOUT: expected seconds, more than 0 and at most 86400, got {given!r}", 2)
+    return seconds
 
 
 def client(server: str, key: Path, party: str) -> Client:
@@ -82,7 +178,20 @@ def client(server: str, key: Path, party: str) -> Client:
 
     if not party:
         fail("say who you are: --party <your party id> (or ENCD_PARTY)", 2)
-    return Client(server, load_key(party, key))
+    check_party(party, "--party (ENCD_PARTY)")
+    parts = urlsplit(server)
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not one
+        good = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        good = False
+    if not good or parts.query or parts.fragment:
+        fail(
+            "--server (ENCD_SERVER): expected the service's base URL, http://host[:port] or "
+            f"https://host[:port], got {server!r}",
+            2,
+        )
+    return Client(server, load_key(party, key), timeout=timeout())
 
 
 def read_content(path: Path) -> dict[str, Any]:
@@ -98,7 +207,21 @@ def read_content(path: Path) -> dict[str, Any]:
         import yaml
 
         class _Loader(yaml.SafeLoader):
-            """Dates stay strings, as in JSON: 2026-03-10 is text, not a datetime."""
+            """Dates stay strings, as in JSON: 2026-03-10 is text, not a datetime; a key
+            given twice in one mapping is refused, as canonical JSON refuses it."""
+
+            def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+                if isinstance(node, yaml.MappingNode):
+                    self.flatten_mapping(node)
+                    seen: set[Any] = set()
+                    for key_node, _ in node.value:
+                        key = self.construct_object(key_node, deep=True)
+                        if isinstance(key, str) and key in seen:
+                            raise yaml.constructor.ConstructorError(
+                                None, None, f"key {key!r} appears twice", key_node.start_mark
+                            )
+                        seen.add(key if isinstance(key, str) else id(key_node))
+                return super().construct_mapping(node, deep)
 
         _Loader.yaml_implicit_resolvers = {
             first: [
@@ -109,32 +232,65 @@ def read_content(path: Path) -> dict[str, Any]:
         try:
             value = yaml.load(data, Loader=_Loader)
         except yaml.YAMLError as exc:
-            fail(f"{path}: not YAML: {exc}", 2)
+            fail(f"{path}: YAML: {exc}", 2)
+        except RecursionError:
+            fail(f"{path}: nested too deeply to be document content", 2)
     try:
         if path.suffix.lower() not in (".yaml", ".yml"):
             value = parse_json(data)
         Document.from_json(value)
     except InvalidInput as exc:
-        fail(f"{path}: {exc.message}")
+        fail(f"{path}: {exc.message}", 2)
+    except RecursionError:
+        fail(f"{path}: nested too deeply to be document content", 2)
     if not isinstance(value, dict):
         fail(f"{path}: document content must be an object", 2)
     return value
 
 
-def run(action: Any) -> Any:
-    """Run a client action; a refusal prints the problem and exits 1."""
+class _Overdue(Exception):
+    """The whole of an exchange with the service took longer than ENCD_TIMEOUT."""
+
+
+@contextmanager
+def _deadline(seconds: float | None) -> Iterator[None]:
+    """Raise _Overdue in the main thread after ``seconds``: httpx's timeouts bound each
+    read, and a service that sends a byte at a time would keep the command for ever."""
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def overdue(_signum: int, _frame: object) -> None:
+        raise _Overdue
+
+    previous = signal.signal(signal.SIGALRM, overdue)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run(action: Any, whole: bool = True) -> Any:
+    """Run a client action, within ENCD_TIMEOUT unless not ``whole`` (a download: each read
+    is bounded, not the whole).  A refusal, an error or a wrong answer prints why and
+    exits 1."""
     from api.client import ProblemError
 
+    seconds = timeout()
     try:
-        return action()
+        with _deadline(seconds if whole else None):
+            return action()
+    except _Overdue:
+        fail(f"the service did not finish answering within {seconds:g} s (ENCD_TIMEOUT)")
     except ProblemError as exc:
         problem = exc.problem
-        where = f" [{problem['field']}]" if problem.get("field") else ""
+        field = problem.get("field")
+        where = f" [{field}]" if isinstance(field, str) and field else ""
         fail(f"{exc.status} {problem.get('title', '')}{where}: {problem.get('detail', '')}")
     except Error as exc:
         fail(exc.message)
-    except OSError as exc:
-        fail(f"cannot reach the service: {exc}")
 
 
 # --- keys and the service -------------------------------------------------------------------
@@ -151,11 +307,13 @@ def keygen(
     passphrase = os.environ.get("ENCD_KEY_PASSPHRASE") if encrypt else None
     if encrypt and not passphrase:
         fail("--encrypt needs ENCD_KEY_PASSPHRASE", 2)
-    key = SigningKey.generate(party)
+    key = SigningKey.generate(check_party(party, "PARTY"))
     try:
         key.save(out, passphrase.encode() if passphrase else None)
     except FileExistsError:
         fail(f"{out} exists; refusing to overwrite a key", 2)
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror}", 2)
     result = {"key_file": str(out), "key_id": key.public.key_id, "vkey": key.public.vkey}
     emit(result, as_json, f"Wrote {out} (mode 0600)\nverifier key: {key.public.vkey}")
 
@@ -173,19 +331,24 @@ def init(
     ] = None,
 ) -> None:
     """Create the data directory, the log key and the operator key, and the ledger."""
+    from api.server import WorkerFailed, prepare
     from api.settings import Settings
-    from api.setup import ensure_genesis, load_or_init
-    from ledger.ledger import Ledger
+    from api.setup import load_or_init
 
-    service = load_or_init(data_dir, origin, operator_id, operator_name)
+    try:
+        service = load_or_init(data_dir, origin, operator_id, operator_name)
+    except Error as exc:
+        fail(exc.message, 2)
     settings = Settings(data_dir=data_dir, database_url=db, origin=service.origin)
-    with Ledger(settings.url, service.log_key) as ledger:
-        ensure_genesis(ledger, service, datetime.now(UTC))
+    try:
+        prepare(settings)
+    except WorkerFailed as exc:
+        fail(str(exc))
     verb = "Created" if service.created else "Found"
-    console.print(f"{verb} {data_dir}/ (mode 0700)")
-    console.print(f"  log key       {service.log_key_path}  {service.log_key.public.vkey}")
-    console.print(f"  operator key  {service.operator_key_path}  party {service.operator_id}")
-    console.print(f"  ledger        {settings.url}")
+    say(f"{verb} {data_dir}/" + (" (mode 0700)" if service.created else ""))
+    say(f"  log key       {service.log_key_path}  {service.log_key.public.vkey}")
+    say(f"  operator key  {service.operator_key_path}  party {service.operator_id}")
+    say(f"  ledger        {settings.redacted_url()}")
 
 
 @app.command()
@@ -193,7 +356,9 @@ def serve(
     data_dir: Annotated[Path, typer.Option(help="Data directory.")] = Path("encd-data"),
     db: Annotated[str | None, typer.Option(help="Database URL (or ENCD_DATABASE_URL).")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")
+    ] = 8080,
     origin: Annotated[str, typer.Option(help="The log's name on first start.")] = "encd.local/log",
     authority: Annotated[
         str,
@@ -231,9 +396,12 @@ def serve(
         names = parse_authorities(authority)
     except InvalidInput as exc:
         fail(f"--authority (ENCD_AUTHORITY): {exc.reason}", 2)
-    service = load_or_init(data_dir, origin)
+    try:
+        service = load_or_init(data_dir, origin)
+    except Error as exc:
+        fail(exc.message, 2)
     if service.created:
-        console.print(
+        say(
             f"Created {data_dir}/: log key {service.log_key_path}, "
             f"operator key {service.operator_key_path} (party {service.operator_id})"
         )
@@ -264,6 +432,12 @@ def demo(
     """The corridor story on an embedded SQLite ledger, through the real HTTP API."""
     from api.demo import run as run_demo
 
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"--out: cannot make the directory {out}: {exc.strerror}", 2)
+    if not os.access(out, os.W_OK | os.X_OK):
+        fail(f"--out: cannot write in {out}", 2)
     ok = run_demo(out, console)
     if not ok:
         fail("some step did not behave as expected")
@@ -276,7 +450,7 @@ def demo(
 # --- parties ----------------------------------------------------------------------------
 
 
-party_app = typer.Typer(help="Parties: registration (operator) and keys.", no_args_is_help=True)
+party_app = typer.Typer(help="Parties: registration (operator) and look-up.", no_args_is_help=True)
 app.add_typer(party_app, name="party")
 
 
@@ -295,6 +469,9 @@ def party_register(
     """The operator registers a party."""
     from encd.events import make_event
 
+    check_party(party_id, "PARTY_ID")
+    for i, agent in enumerate(agent_for or []):
+        check_party(agent, f"--agent-for ({i + 1})")
     c = client(server, key, party)
     body: dict[str, Any] = {"name": name, "roles": role, "keys": vkey}
     if agent_for:
@@ -321,6 +498,7 @@ def party_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Look a party up."""
+    check_party(party_id, "PARTY_ID")
     c = client(server, key, party)
     emit(run(lambda: c.party(party_id)), as_json)
 
@@ -338,27 +516,31 @@ def _submit(
     as_json: bool,
     propose: bool = False,
 ) -> None:
+    doc_id(doc)
     c = client(server, key, party)
     raw = run(lambda: c.next_event(doc, type_, body))
     if propose:
         result = run(lambda: c.propose(raw))
-        if result["state"] == "applied":
+        if got(result, "state") == "applied":
             emit(
-                result, as_json, f"OK: {type_} applied (log index {result['receipt']['log_index']})"
+                result,
+                as_json,
+                f"OK: {type_} applied (log index {got(result, 'receipt', 'log_index')})",
             )
         else:
             emit(
                 result,
                 as_json,
-                f"OK: proposed {type_} as {result['id']}; waiting for "
-                + ", ".join(result["missing"]),
+                f"OK: proposed {type_} as {got(result, 'id')}; waiting for "
+                + ", ".join(map(str, got(result, "missing"))),
             )
         return
     receipt = run(lambda: c.submit(raw))
     emit(
         receipt,
         as_json,
-        f"OK: {type_} logged at index {receipt['log_index']} (event {receipt['event_id'][:16]}…)",
+        f"OK: {type_} logged at index {got(receipt, 'log_index')} "
+        f"(event {str(got(receipt, 'event_id'))[:16]}…)",
     )
 
 
@@ -375,6 +557,7 @@ def issue(
     from encd.events import make_event
 
     value = read_content(content)
+    check_party(holder, "--holder")
     c = client(server, key, party)
     raw = make_event(
         [c.key],
@@ -386,7 +569,11 @@ def issue(
         body={"content": value, "holder": holder},
     )
     receipt = run(lambda: c.submit(raw))
-    emit(receipt, as_json, f"OK: issued {value['id']} to {holder} at index {receipt['log_index']}")
+    emit(
+        receipt,
+        as_json,
+        f"OK: issued {value['id']} to {holder} at index {got(receipt, 'log_index')}",
+    )
 
 
 @app.command()
@@ -400,6 +587,7 @@ def transfer(
     as_json: JsonOpt = False,
 ) -> None:
     """Endorse the document to another party (holder)."""
+    check_party(to, "--to")
     _submit(server, key, party, doc, "transfer", {"to": to, "blank": blank}, as_json)
 
 
@@ -435,6 +623,7 @@ def pledge(
     as_json: JsonOpt = False,
 ) -> None:
     """Propose a pledge (holder or bank); the other countersigns with `encd countersign`."""
+    check_party(bank, "--bank")
     body = {
         "pledgee": bank,
         "loan_ref": loan_ref,
@@ -454,22 +643,63 @@ def countersign(
     party: PartyOpt = "",
     as_json: JsonOpt = False,
 ) -> None:
-    """Sign a proposal waiting for you (applies it when yours is the last signature)."""
-    from encd.events import sign_text
+    """Sign a proposal waiting for you (applies it when yours is the last signature).
 
+    What is signed is the event text the proposal id names (its SHA-256): one the service
+    sent that is not is refused, and what it does is printed."""
+    from encd.events import Event, sign_text
+
+    hex_id(proposal_id, "PROPOSAL_ID")
     c = client(server, key, party)
     proposal = run(lambda: c.proposal(proposal_id))
-    text = proposal["text"].encode()
-    signed = text + b"\n" + b"".join(s.line().encode() for s in sign_text(text, [c.key]))
+    text = got(proposal, "text")
+    if not isinstance(text, str) or hashlib.sha256(text.encode()).hexdigest() != proposal_id:
+        fail(f"the service sent a text that is not proposal {proposal_id}'s: nothing signed")
+    signature = b"".join(s.line().encode() for s in sign_text(text.encode(), [c.key]))
+    signed = text.encode() + b"\n" + signature
+    try:
+        event = Event.parse(signed)
+    except InvalidInput as exc:
+        fail(f"proposal {proposal_id} is not a document event ({exc.message}): nothing signed")
+    if event.is_party_event:
+        fail(f"proposal {proposal_id} is not a document event: nothing signed")
     result = run(lambda: c.countersign(proposal_id, signed))
-    if result["state"] == "applied":
+    what = describe(event.type, event.subject, event.body)
+    if got(result, "state") == "applied":
         emit(
             result,
             as_json,
-            f"OK: {result['type']} applied at index {result['receipt']['log_index']}",
+            f"OK: signed {what}; applied at index {got(result, 'receipt', 'log_index')}",
         )
     else:
-        emit(result, as_json, f"OK: signed; still waiting for {', '.join(result['missing'])}")
+        waiting = ", ".join(map(str, got(result, "missing")))
+        emit(result, as_json, f"OK: signed {what}; still waiting for {waiting}")
+
+
+def describe(kind: str, doc: str, body: Mapping[str, Any]) -> str:
+    """What a document event does, in words, for whoever is asked to sign it."""
+
+    def value(name: str) -> str:
+        item = body.get(name)
+        return item if isinstance(item, str) else json.dumps(item)
+
+    if kind == "pledge":
+        return (
+            f"pledge of {doc} to {value('pledgee')} for {value('amount')} "
+            f"{value('currency')} (loan {value('loan_ref')}, registry {value('registry_ref')}, "
+            f"maturity {value('maturity')})"
+        )
+    if kind == "amend":
+        from encd.events import content_digest
+
+        return (
+            f"amendment of {doc}'s content to the content of digest "
+            f"{content_digest(body.get('content'))[:16]}…"
+        )
+    if kind == "switch_to_paper":
+        return f"switch of {doc} to paper document {value('paper_document_number')}"
+    reason = f" (reason: {value('reason')})" if "reason" in body else ""
+    return f"{kind} of {doc}{reason}"
 
 
 @app.command()
@@ -482,10 +712,16 @@ def proposals(
     """Open proposals you must sign or have signed."""
     c = client(server, key, party)
     result = run(c.proposals)
-    lines = [
-        f"{p['id']}  {p['type']:<16} {p['document']:<24} waiting for {', '.join(p['missing'])}"
-        for p in result["proposals"]
-    ]
+    lines = []
+    for i, p in enumerate(got(result, "proposals")):
+        text = got(result, "proposals", i, "text")
+        try:
+            envelope = json.loads(text)
+            what = describe(envelope["type"], envelope["doc"], envelope["body"])
+        except (TypeError, ValueError, KeyError, AttributeError):
+            what = f"{got(p, 'type')} of {got(p, 'document')} (its text is not an event)"
+        waiting = ", ".join(map(str, got(p, "missing")))
+        lines.append(f"{got(p, 'id')}  {what}; waiting for {waiting}")
     emit(result, as_json, "\n".join(lines) or "no open proposals")
 
 
@@ -547,6 +783,7 @@ def acknowledge(
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a holder's instruction (carrier)."""
+    hex_id(instruction, "INSTRUCTION")
     body: dict[str, Any] = {"instruction": instruction, "accepted": accept}
     if note:
         body["note"] = note
@@ -595,10 +832,11 @@ def amend(
     as_json: JsonOpt = False,
 ) -> None:
     """Propose an amendment (carrier, holder and pledgee if pledged must sign)."""
+    doc_id(doc)
     value = read_content(content)
     c = client(server, key, party)
     current = run(lambda: c.document(doc))
-    body = {"content": value, "supersedes": current["title"]["content_digest"]}
+    body = {"content": value, "supersedes": got(current, "title", "content_digest")}
     _submit(server, key, party, doc, "amend", body, as_json, propose=True)
 
 
@@ -633,7 +871,8 @@ def title(
     log_key: Annotated[
         str | None,
         typer.Option(
-            help="The log's verifier key you trust (default: the service's, trusted on first use)."
+            help="The log's verifier key you trust (default: the key the service names at "
+            "GET /v1/service, asked for each time: pass the key you trust to check it)."
         ),
     ] = None,
     server: ServerOpt = DEFAULT_SERVER,
@@ -650,8 +889,19 @@ def title(
     from encd.errors import VerificationError
     from encd.keys import PublicKey
 
+    doc_id(doc)
+    if log_key is not None:
+        try:
+            trusted = PublicKey.from_vkey(log_key)
+        except InvalidInput as exc:
+            fail(f"--log-key: {exc.reason}", 2)
     c = client(server, key, party)
-    trusted = PublicKey.from_vkey(log_key or run(c.service)["log_key"])
+    if log_key is None:
+        advertised = got(run(c.service), "log_key")
+        try:
+            trusted = PublicKey.from_vkey(advertised)
+        except (InvalidInput, TypeError, AttributeError):
+            fail(f"the service names as its log key {advertised!r}, not a verifier key")
     answer = run(lambda: c.title(doc))
     checkpoint = run(lambda: verify_title(answer, trusted, doc))
 
@@ -690,11 +940,11 @@ def title(
         replayed = f"replayed from the document's bundle ({entries} entries, each proved)"
 
     def said(value: Any) -> str:
-        """A field of the answer as printed: one not replayed may hold anything, and the
-        console reads markup in what it prints, and a terminal escape sequences."""
+        """A field of the answer as printed: one not replayed may hold anything (say()
+        shows its control characters escaped)."""
         if isinstance(value, str) and _PLAIN_FIELD.fullmatch(value):
             return value
-        return escape(show(value, 60) if isinstance(value, str) else repr(value)[:60])
+        return show(value, 60) if isinstance(value, str) else repr(value)[:60]
 
     pledge_text = (
         f"pledged to {said(pledge.get('pledgee'))} "
@@ -723,13 +973,18 @@ def history(
     """The document's events (its parties and auditors only)."""
     from encd.events import Event
 
+    doc_id(doc)
     c = client(server, key, party)
     result = run(lambda: c.history(doc))
     lines = []
-    for item in result["events"]:
-        event = Event.parse(item["event"].encode())
+    for i, _ in enumerate(got(result, "events")):
+        raw, index = got(result, "events", i, "event"), got(result, "events", i, "index")
+        try:
+            event = Event.parse(raw.encode())
+        except (InvalidInput, AttributeError):
+            fail(f"the service's answer holds, at log index {index!r}, something not an event")
         signers = ", ".join(s.name for s in event.signatures)
-        lines.append(f"{item['index']:>8}  seq {event.seq:<4} {event.type:<16} signed by {signers}")
+        lines.append(f"{index!s:>8}  seq {event.seq:<4} {event.type:<16} signed by {signers}")
     emit(result, as_json, "\n".join(lines))
 
 
@@ -737,19 +992,45 @@ def history(
 def export(
     doc: Annotated[str | None, typer.Argument(help="A document id; omit with --all.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="The full ledger (auditors).")] = False,
-    out: Annotated[Path | None, typer.Option(help="Output file.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output file (default: <document id>.encd, or ledger.encd)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the output file.")] = False,
     server: ServerOpt = DEFAULT_SERVER,
     key: KeyOpt = Path("key.pem"),
     party: PartyOpt = "",
+    as_json: JsonOpt = False,
 ) -> None:
-    """Download a document bundle (or the full export) for offline audit."""
+    """Download a document bundle (or the full export) for offline audit.
+
+    The file is written whole or not at all, and one already there is kept unless
+    --force.  ENCD_TIMEOUT bounds each read of the download, not the whole of it."""
     if (doc is None) == (not all_):
         fail("give a document id or --all", 2)
-    c = client(server, key, party)
-    data = run(c.export) if all_ else run(lambda: c.bundle(doc or ""))
+    if doc is not None:
+        doc_id(doc)
     target = out or Path(f"{doc}.encd" if doc else "ledger.encd")
-    target.write_bytes(data)
-    console.print(f"OK: wrote {target} ({len(data)} bytes)")
+    if target.is_dir():
+        fail(f"--out: {target} is a directory", 2)
+    if target.exists() and not force:
+        fail(f"{target} exists; refusing to overwrite it (--force to)", 2)
+    if not target.parent.is_dir():
+        fail(f"--out: no directory {target.parent} to write {target.name} in", 2)
+    c = client(server, key, party)
+    data = run(c.export, whole=False) if all_ else run(lambda: c.bundle(doc or ""), whole=False)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        partial.write_bytes(data)
+        if not force and target.exists():  # appeared while downloading
+            fail(f"{target} exists; refusing to overwrite it (--force to)", 2)
+        os.replace(partial, target)
+    except OSError as exc:
+        fail(f"cannot write {target}: {exc.strerror}", 2)
+    finally:
+        partial.unlink(missing_ok=True)
+    result = {"file": str(target), "bytes": len(data)}
+    emit(result, as_json, f"OK: wrote {target} ({len(data)} bytes)")
 
 
 # --- the offline auditor --------------------------------------------------------------------
@@ -798,15 +1079,15 @@ def _audit(path: Path, policy: Path | None, trusted_checkpoint: Path | None, as_
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:
         for line in report.lines():
-            (console if report.ok else err).print(line)
+            say(line, console if report.ok else err)
     return report.ok
 
 
 def main() -> None:
     try:
         app()
-    except Error as exc:
-        err.print(f"[red]FAIL:[/] {exc.message}")
+    except Error as exc:  # pragma: no cover - each command says what failed itself
+        err.print("[red]FAIL:[/] " + escape(printable(exc.message)), highlight=False)
         sys.exit(1)
 
 

@@ -115,9 +115,15 @@ def test_the_title_flow_from_the_command_line(service: tuple[str, Path]) -> None
     assert code == 0, out
     proposal = json.loads(out)["id"]
     code, out = encd("proposals", *as_("bank"))
-    assert proposal in out
+    asked = (
+        f"pledge of {DOC} to {ids['bank']} for 1000.00 USD (loan L-1, registry R-1, "
+        "maturity 2026-12-31)"
+    )  # what the bank is asked to sign, in words
+    assert f"{proposal} {asked}; waiting for the pledgee {ids['bank']}" in " ".join(out.split()), (
+        out
+    )
     code, out = encd("countersign", proposal, *as_("bank"))
-    assert code == 0 and "OK: pledge applied" in out, out
+    assert code == 0 and f"OK: signed {asked}; applied at index" in " ".join(out.split()), out
 
     code, out = encd("transfer", DOC, "--to", ids["buyer"], *as_("exporter"))
     assert code == 1 and "rule-violation" not in out and "is pledged to" in out, out
@@ -213,7 +219,7 @@ def test_bad_content_is_refused_before_anything_is_sent(service: tuple[str, Path
         "--party",
         content["carrier"]["legal_id"],
     )
-    assert code == 1
+    assert code == 2, out  # refused before anything is sent: bad usage
     assert "containers[0].number" in out and "check digit" in out
 
 

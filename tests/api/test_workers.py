@@ -252,7 +252,8 @@ def test_workers_say_why_the_ledger_does_not_open(tmp_path: Path) -> None:
         "--data-dir", str(tmp_path / "data"), "--db", db, "--workers", "2", "--port", "0"
     )
     assert done.returncode == 1
-    assert "cannot open the ledger: unable to open database file" in done.stdout + done.stderr
+    said = " ".join((done.stdout + done.stderr).split())
+    assert f"cannot open the ledger {db}: unable to open database file" in said, said
     assert "Traceback" not in done.stdout + done.stderr
 
 

@@ -1,0 +1,406 @@
+"""The `encd` command meets mistakes: its user's, its files', the network's and a service
+that does not answer as encd's does.  Each gets one line saying what is wrong, exit 1
+(tried and failed) or 2 (bad usage, found before anything is sent), and no traceback;
+what is printed is text, never rich markup or a terminal escape sequence."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from encd.cli import app
+from encd.events import envelope_text
+from encd.keys import SigningKey
+
+BANK = "91500000676129728J"
+runner = CliRunner()
+
+
+def encd(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run the command; it must end by exiting, never by an exception."""
+    result = runner.invoke(app, list(args), env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"encd {' '.join(args)} raised {result.exception!r}")
+    return result.exit_code, " ".join(result.output.split())
+
+
+@pytest.fixture()
+def key(tmp_path: Path) -> Path:
+    path = tmp_path / "bank.key"
+    SigningKey.generate(BANK).save(path)
+    return path
+
+
+Answer = Callable[[bytes, socket.socket], None]
+
+
+@contextmanager
+def fake_service(answer: Answer) -> Iterator[tuple[str, list[bytes]]]:
+    """A TCP server that reads each request's head and lets ``answer`` write whatever it
+    likes back; yields its URL and the request heads it read."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    heads: list[bytes] = []
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            heads.append(data.split(b"\r\n\r\n")[0])
+            with suppress(OSError):  # the client hung up
+                answer(data, conn)
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", heads
+    finally:
+        listener.close()
+
+
+def respond(status: str, kind: str, body: bytes) -> Answer:
+    def answer(_request: bytes, conn: socket.socket) -> None:
+        conn.sendall(
+            f"HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n".encode()
+            + body
+        )
+
+    return answer
+
+
+def as_bank(url: str, key: Path) -> list[str]:
+    return ["--server", url, "--key", str(key), "--party", BANK]
+
+
+# --- the network ----------------------------------------------------------------------------
+
+
+def test_a_service_that_cannot_be_reached_is_named(key: Path) -> None:
+    free = socket.create_server(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()  # nothing listens there now
+    code, out = encd("title", "DOC-1", *as_bank(f"http://127.0.0.1:{port}", key))
+    assert code == 1
+    assert f"FAIL: cannot reach the service at http://127.0.0.1:{port}:" in out
+    assert "refused" in out.lower()
+
+
+def test_a_service_that_hangs_up_is_named(key: Path) -> None:
+    with fake_service(lambda _request, conn: conn.close()) as (url, heads):
+        code, out = encd("title", "DOC-1", *as_bank(url, key))
+    assert code == 1 and f"FAIL: cannot reach the service at {url}:" in out, out
+    assert heads, "the request was sent"
+
+
+@pytest.mark.parametrize(
+    "server", ["127.0.0.1:8080", "ftp://127.0.0.1/", "http://", "http://h:99999", "http://h/?x"]
+)
+def test_a_server_that_is_not_a_base_url_is_usage(key: Path, server: str) -> None:
+    code, out = encd("title", "DOC-1", *as_bank(server, key))
+    assert code == 2
+    assert "FAIL: --server (ENCD_SERVER): expected the service's base URL" in out
+    assert repr(server) in out
+
+
+def test_a_service_that_sends_a_byte_at_a_time_is_given_up_on(key: Path) -> None:
+    """Each byte comes well within the read timeout; the whole answer does not come
+    within ENCD_TIMEOUT."""
+
+    def drip(_request: bytes, conn: socket.socket) -> None:
+        for byte in b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}":
+            conn.sendall(bytes([byte]))
+            time.sleep(0.2)
+
+    with fake_service(drip) as (url, _):
+        started = time.monotonic()
+        code, out = encd("title", "DOC-1", *as_bank(url, key), env={"ENCD_TIMEOUT": "1"})
+        took = time.monotonic() - started
+    assert code == 1
+    assert "FAIL: the service did not finish answering within 1 s (ENCD_TIMEOUT)" in out
+    assert took < 5, "the answer would take 8 s: the command gave up before it"
+
+
+def test_a_timeout_that_is_not_seconds_is_usage(key: Path) -> None:
+    code, out = encd(
+        "title", "DOC-1", *as_bank("http://127.0.0.1:1", key), env={"ENCD_TIMEOUT": "soon"}
+    )
+    assert code == 2 and "ENCD_TIMEOUT: expected seconds" in out and "'soon'" in out
+
+
+# --- a service that answers wrongly -----------------------------------------------------------
+
+
+def test_an_answer_that_is_not_json_is_named(key: Path) -> None:
+    with fake_service(respond("200 OK", "text/html", b"<html>a portal</html>")) as (url, _):
+        code, out = encd("title", "DOC-1", *as_bank(url, key))
+    assert code == 1
+    assert f"FAIL: the service at {url} answered GET /v1/service with 'text/html', not JSON" in out
+
+
+def test_an_answer_without_the_fields_the_api_gives_is_named(key: Path) -> None:
+    with fake_service(respond("200 OK", "application/json", b'{"hello": 1}')) as (url, _):
+        code, out = encd("title", "DOC-1", *as_bank(url, key))
+        assert code == 1 and "FAIL: the service's answer has no log_key" in out, out
+        code, out = encd("transfer", "DOC-1", "--to", BANK, *as_bank(url, key))
+        assert code == 1 and "answered DOC-1's title without its head's seq and id" in out
+
+
+def test_an_export_that_is_not_a_bundle_is_not_written(key: Path, tmp_path: Path) -> None:
+    target = tmp_path / "doc.encd"
+    with fake_service(respond("200 OK", "application/json", b"{}")) as (url, _):
+        code, out = encd("export", "DOC-1", "--out", str(target), *as_bank(url, key))
+    assert code == 1
+    assert "answered GET /v1/documents/DOC-1/bundle with 'application/json', not" in out
+    assert "application/vnd.encd.bundle+jsonl" in out
+    assert not target.exists() and os.listdir(tmp_path) == ["bank.key"]
+
+
+def test_a_refusal_is_printed_as_text(key: Path) -> None:
+    """A problem's title, field and detail are the service's text: markup in them is
+    printed as it is, an escape sequence escaped."""
+    problem = {"title": "Bad [red]", "detail": "x\u001b[31m [/y]", "field": "body.[to]"}
+    body = json.dumps(problem).encode()
+    with fake_service(respond("422 X", "application/problem+json", body)) as (url, _):
+        code, out = encd("title", "DOC-1", *as_bank(url, key))
+    assert code == 1 and "\x1b" not in out
+    assert "FAIL: 422 Bad [red] [body.[to]]: x\\x1b[31m [/y]" in out
+
+
+def test_an_error_page_instead_of_a_problem_is_shown_cut(key: Path) -> None:
+    page = b"<html>" + b"x" * 5000 + b"</html>"
+    with fake_service(respond("502 Bad Gateway", "text/html", page)) as (url, _):
+        code, out = encd("title", "DOC-1", *as_bank(url, key))
+    assert code == 1 and "FAIL: 502 : (not a problem document) '<html>xxx" in out
+    assert "(5013 characters)" in out and len(out) < 400
+
+
+# --- ids that would reach another resource ----------------------------------------------------
+
+
+@pytest.mark.parametrize("doc", ["../v1/export", "DOC/1", "DOC?x=1", "DOC#1", "doc-1", ""])
+def test_a_document_id_is_checked_before_it_is_put_in_a_url(key: Path, doc: str) -> None:
+    with fake_service(respond("200 OK", "application/json", b"{}")) as (url, heads):
+        for command in (["title", doc], ["history", doc], ["export", doc], ["release", doc]):
+            code, out = encd(*command, *as_bank(url, key))
+            assert code == 2 and "a document id is 3 to 64 characters" in out, (command, out)
+    assert heads == [], "nothing was sent"
+
+
+def test_a_proposal_id_is_checked_before_it_is_put_in_a_url(key: Path) -> None:
+    with fake_service(respond("200 OK", "application/json", b"{}")) as (url, heads):
+        code, out = encd("countersign", "../../v1/export", *as_bank(url, key))
+    assert code == 2 and "PROPOSAL_ID: expected 64 lowercase hex digits" in out
+    assert heads == []
+
+
+def test_countersign_signs_only_the_text_the_proposal_id_names(key: Path) -> None:
+    """A service that answers a proposal id with another text cannot have it signed: the
+    id is the text's SHA-256."""
+    asked = envelope_text(
+        type="release", seq=3, prev="ab" * 32, time="2026-05-01T08:30:00Z", body={}, doc="DOC-1"
+    )
+    other = envelope_text(
+        type="enforce", seq=3, prev="ab" * 32, time="2026-05-01T08:30:00Z", body={}, doc="DOC-1"
+    )
+    proposal_id = hashlib.sha256(asked).hexdigest()
+    body = json.dumps({"id": proposal_id, "text": other.decode()}).encode()
+    with fake_service(respond("200 OK", "application/json", body)) as (url, heads):
+        code, out = encd("countersign", proposal_id, *as_bank(url, key))
+    assert code == 1
+    assert (
+        f"FAIL: the service sent a text that is not proposal {proposal_id}'s: nothing signed" in out
+    )
+    assert [h.split(b" ")[0] for h in heads] == [b"GET"], "no signature was posted"
+
+
+def test_party_ids_are_checked_before_anything_is_sent(key: Path) -> None:
+    with fake_service(respond("200 OK", "application/json", b"{}")) as (url, heads):
+        code, out = encd("transfer", "DOC-1", "--to", "NOBODY", *as_bank(url, key))
+        assert code == 2 and "FAIL: --to: legal id must be" in out, out
+        code, out = encd("title", "DOC-1", *as_bank(url, key)[:4], "--party", BANK + " ")
+        assert code == 2 and "FAIL: --party (ENCD_PARTY): legal id must be" in out, out
+    assert heads == []
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def test_a_key_that_is_a_directory_is_usage(tmp_path: Path) -> None:
+    code, out = encd("title", "DOC-1", *as_bank("http://127.0.0.1:1", tmp_path))
+    assert code == 2 and f"FAIL: cannot read key file {tmp_path}: Is a directory" in out
+
+
+def test_a_key_others_can_read_is_warned_of(key: Path) -> None:
+    key.chmod(0o644)
+    code, out = encd("title", "DOC-1", *as_bank("http://127.0.0.1:1", key))
+    assert f"warning: {key} can be read by others (mode 0644): chmod 600 {key}" in out
+    assert code == 1  # and it goes on: the service is not there
+
+
+def test_keygen_says_where_it_cannot_write(tmp_path: Path) -> None:
+    code, out = encd("keygen", BANK, "--out", str(tmp_path / "no" / "k.pem"))
+    assert code == 2
+    assert f"FAIL: cannot write {tmp_path / 'no' / 'k.pem'}: No such file or directory" in out
+
+
+def test_keygen_takes_only_a_party_id(tmp_path: Path) -> None:
+    code, out = encd("keygen", "BANK ONE", "--out", str(tmp_path / "k.pem"))
+    assert code == 2 and "FAIL: PARTY: legal id must be" in out
+    assert not (tmp_path / "k.pem").exists()
+
+
+def test_export_keeps_a_file_already_there(key: Path, tmp_path: Path) -> None:
+    bundle = b'{"format": "not checked here"}\n'
+    answer = respond("200 OK", "application/vnd.encd.bundle+jsonl", bundle)
+    with fake_service(answer) as (url, heads):
+        code, out = encd("export", "DOC-1", "--out", str(key), *as_bank(url, key))
+        assert code == 2 and f"FAIL: {key} exists; refusing to overwrite it (--force to)" in out
+        assert heads == [], "refused before downloading"
+        assert key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+        target = tmp_path / "doc.encd"
+        target.write_bytes(b"old")
+        code, out = encd("export", "DOC-1", "--out", str(target), "--force", *as_bank(url, key))
+        assert code == 0 and target.read_bytes() == bundle, out
+        code, out = encd("export", "DOC-1", "--out", str(tmp_path), *as_bank(url, key))
+        assert code == 2 and f"FAIL: --out: {tmp_path} is a directory" in out
+        code, out = encd(
+            "export", "DOC-1", "--out", str(tmp_path / "no" / "x"), *as_bank(url, key), "--json"
+        )
+        assert code == 2 and f"--out: no directory {tmp_path / 'no'}" in out
+        code, out = encd(
+            "export", "DOC-1", "--out", str(tmp_path / "new.encd"), *as_bank(url, key), "--json"
+        )
+        assert code == 0 and json.loads(out) == {
+            "file": str(tmp_path / "new.encd"),
+            "bytes": len(bundle),
+        }
+    assert sorted(os.listdir(tmp_path)) == ["bank.key", "doc.encd", "new.encd"]
+
+
+def test_yaml_content_with_a_key_twice_is_refused(key: Path, tmp_path: Path) -> None:
+    content = tmp_path / "content.yaml"
+    content.write_text("id: CQ-1\nid: CQ-2\n")
+    code, out = encd("issue", str(content), "--holder", BANK, *as_bank("http://127.0.0.1:1", key))
+    assert code == 2 and f"FAIL: {content}: YAML: key 'id' appears twice" in out
+
+
+@pytest.mark.parametrize("suffix", ["yaml", "json"])
+def test_content_nested_too_deeply_is_refused(key: Path, tmp_path: Path, suffix: str) -> None:
+    content = tmp_path / f"content.{suffix}"
+    content.write_text('{"a": ' + "[" * 5000 + "]" * 5000 + "}")
+    code, out = encd("issue", str(content), "--holder", BANK, *as_bank("http://127.0.0.1:1", key))
+    assert code == 2 and f"FAIL: {content}:" in out and "nested too deeply" in out
+
+
+def test_a_file_name_is_printed_as_text(tmp_path: Path) -> None:
+    where = tmp_path / "[/x]" / "[bold]b.encd"
+    where.parent.mkdir(parents=True)
+    where.write_text("hi\n")
+    code, out = encd("audit", str(where))
+    assert code == 1 and f"FAIL: {where}: step 1" in out
+
+
+# --- the data directory and serve -------------------------------------------------------------
+
+
+def test_init_and_serve_say_what_is_wrong_with_the_data_dir(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    code, out = encd("init", "--data-dir", str(afile))
+    assert code == 2 and f"FAIL: data dir: {afile} is not a directory" in out
+
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "service.json").write_text("{}")
+    for command in ("init", "serve"):
+        code, out = encd(command, "--data-dir", str(junk))
+        assert code == 2 and f"{junk / 'service.json'} is not encd's" in out, out
+    (junk / "service.json").write_text("not json")
+    code, out = encd("serve", "--data-dir", str(junk))
+    assert code == 2 and f"FAIL: service.json: {junk / 'service.json'} is not JSON" in out
+
+    keys_only = tmp_path / "keys-only"
+    keys_only.mkdir()
+    SigningKey.generate("encd.local/log").save(keys_only / "log.key")
+    code, out = encd("serve", "--data-dir", str(keys_only))
+    assert code == 2 and "holds log.key but no service.json" in out, out
+
+    good = tmp_path / "good"
+    code, out = encd("init", "--data-dir", str(good))
+    assert code == 0, out
+    (good / "log.key").unlink()
+    SigningKey.generate("encd.local/log").save(good / "log.key")
+    code, out = encd("serve", "--data-dir", str(good))
+    assert code == 2 and f"{good / 'log.key'} is not the key service.json names" in out, out
+
+
+def test_init_leaves_the_mode_of_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    code, out = encd("init", "--data-dir", str(tmp_path))
+    assert code == 0, out
+    assert tmp_path.stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "log.key").stat().st_mode & 0o777 == 0o600
+    code, out = encd("init", "--data-dir", str(tmp_path / "new"))
+    assert code == 0 and (tmp_path / "new").stat().st_mode & 0o777 == 0o700
+
+
+def test_serve_with_one_worker_refuses_a_port_taken_before_it_starts(tmp_path: Path) -> None:
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = str(taken.getsockname()[1])
+    with taken:
+        code, out = encd("serve", "--data-dir", str(tmp_path / "d"), "--port", port)
+    assert code == 1 and f"FAIL: cannot listen on 127.0.0.1:{port}:" in out, out
+
+
+def test_serve_refuses_a_ledger_that_is_not_one(tmp_path: Path) -> None:
+    code, out = encd("init", "--data-dir", str(tmp_path))
+    assert code == 0, out
+    (tmp_path / "ledger.db").write_bytes(b"not a database, not at all" * 100)
+    for workers in ("1", "2"):
+        code, out = encd("serve", "--data-dir", str(tmp_path), "--port", "0", "--workers", workers)
+        assert code == 1, out
+        assert f"FAIL: cannot open the ledger sqlite:///{tmp_path / 'ledger.db'}" in out
+        assert "file is not a database" in out
+
+
+def test_serve_hides_the_database_password(tmp_path: Path) -> None:
+    url = "postgresql://encd:s3cret@127.0.0.1:1/encd"
+    code, out = encd("serve", "--data-dir", str(tmp_path), "--db", url, "--port", "0")
+    assert code == 1 and "cannot open the ledger postgresql://encd:***@127.0.0.1:1/encd" in out
+    assert "s3cret" not in out
+
+
+@pytest.mark.parametrize("port", ["-1", "65536", "84236"])
+def test_serve_takes_only_a_port(tmp_path: Path, port: str) -> None:
+    for workers in ("1", "2"):
+        code, out = encd("serve", "--data-dir", str(tmp_path), "--port", port, "--workers", workers)
+        assert code == 2 and "--port" in out, out
+    assert not (tmp_path / "log.key").exists()
+
+
+def test_demo_says_when_it_cannot_write_its_output(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    code, out = encd("demo", "--out", str(afile))
+    assert code == 2 and f"FAIL: --out: cannot make the directory {afile}:" in out
