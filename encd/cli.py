@@ -23,7 +23,7 @@ import threading
 import unicodedata
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 from urllib.parse import urlsplit
@@ -75,12 +75,13 @@ def printable(text: str) -> str:
 
 
 def say(text: str, to: Console | None = None) -> None:
-    """A line of output: text, never markup."""
-    (to or console).print(printable(text), markup=False, highlight=False)
+    """A line of output: text, never markup, and not broken into lines (the terminal
+    wraps it; a path or an id copied from it stays whole)."""
+    (to or console).print(printable(text), markup=False, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print("[red]FAIL:[/] " + escape(printable(message)), highlight=False)
+    err.print("[red]FAIL:[/] " + escape(printable(message)), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -624,6 +625,14 @@ def pledge(
 ) -> None:
     """Propose a pledge (holder or bank); the other countersigns with `encd countersign`."""
     check_party(bank, "--bank")
+    try:
+        due = date.fromisoformat(maturity) if len(maturity) == 10 else None
+    except ValueError:
+        due = None
+    if due is None:
+        fail(f"--maturity: expected a real date YYYY-MM-DD, got {maturity!r}", 2)
+    if due < datetime.now(UTC).date():
+        fail(f"--maturity: {maturity} is past: a pledge is for a loan not yet due", 2)
     body = {
         "pledgee": bank,
         "loan_ref": loan_ref,

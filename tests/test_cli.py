@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,7 @@ def test_the_title_flow_from_the_command_line(service: tuple[str, Path]) -> None
     code, out = encd("issue", str(yaml_file), "--holder", ids["exporter"], *as_("carrier"))
     assert code == 0 and f"OK: issued {DOC}" in out, out
 
+    maturity = (datetime.now(UTC).date() + timedelta(days=90)).isoformat()
     code, out = encd(
         "pledge",
         DOC,
@@ -108,7 +110,7 @@ def test_the_title_flow_from_the_command_line(service: tuple[str, Path]) -> None
         "--registry-ref",
         "R-1",
         "--maturity",
-        "2026-12-31",
+        maturity,
         *as_("exporter"),
         "--json",
     )
@@ -117,7 +119,7 @@ def test_the_title_flow_from_the_command_line(service: tuple[str, Path]) -> None
     code, out = encd("proposals", *as_("bank"))
     asked = (
         f"pledge of {DOC} to {ids['bank']} for 1000.00 USD (loan L-1, registry R-1, "
-        "maturity 2026-12-31)"
+        f"maturity {maturity})"
     )  # what the bank is asked to sign, in words
     assert f"{proposal} {asked}; waiting for the pledgee {ids['bank']}" in " ".join(out.split()), (
         out

@@ -404,3 +404,34 @@ def test_demo_says_when_it_cannot_write_its_output(tmp_path: Path) -> None:
     afile.write_text("")
     code, out = encd("demo", "--out", str(afile))
     assert code == 2 and f"FAIL: --out: cannot make the directory {afile}:" in out
+
+
+@pytest.mark.parametrize(
+    ("maturity", "said"),
+    [
+        ("2020-01-31", "--maturity: 2020-01-31 is past: a pledge is for a loan not yet due"),
+        ("2027-02-30", "--maturity: expected a real date YYYY-MM-DD, got '2027-02-30'"),
+        ("20270101", "--maturity: expected a real date YYYY-MM-DD, got '20270101'"),
+    ],
+)
+def test_a_pledge_maturity_must_be_a_date_to_come(key: Path, maturity: str, said: str) -> None:
+    with fake_service(respond("200 OK", "application/json", b"{}")) as (url, heads):
+        code, out = encd(
+            "pledge",
+            "DOC-1",
+            "--bank",
+            BANK,
+            "--loan-ref",
+            "L-1",
+            "--amount",
+            "10.00",
+            "--currency",
+            "USD",
+            "--registry-ref",
+            "R-1",
+            "--maturity",
+            maturity,
+            *as_bank(url, key),
+        )
+    assert code == 2 and f"FAIL: {said}" in out, out
+    assert heads == []
