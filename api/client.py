@@ -122,6 +122,12 @@ class Client:
             raise Unreachable(f"cannot reach the service at {self.base_url}: {reason}") from None
         if response.status_code >= 400:
             raise _problem(response)
+        if response.status_code >= 300:  # not followed: the request was signed for here
+            target = show(response.headers.get("location", "nowhere"), 100)
+            raise BadAnswer(
+                f"the service at {self.base_url} answered {method} {path} with "
+                f"{response.status_code}, redirecting to {target}: is the base URL right?"
+            )
         return response
 
     def answer(self, method: str, path: str, **kwargs: Any) -> Any:

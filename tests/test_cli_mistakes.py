@@ -187,6 +187,22 @@ def test_a_refusal_is_printed_as_text(key: Path) -> None:
     assert "FAIL: 422 Bad [red] [body.[to]]: x\\x1b[31m [/y]" in out
 
 
+def test_a_redirect_is_not_followed_but_named(key: Path) -> None:
+    def moved(_request: bytes, conn: socket.socket) -> None:
+        conn.sendall(
+            b"HTTP/1.1 301 Moved Permanently\r\nlocation: https://elsewhere.example/\r\n"
+            b"content-length: 0\r\nconnection: close\r\n\r\n"
+        )
+
+    with fake_service(moved) as (url, heads):
+        code, out = encd("title", "DOC-1", *as_bank(url, key))
+    assert code == 1 and len(heads) == 1, "one request, not followed"
+    assert (
+        f"FAIL: the service at {url} answered GET /v1/service with 301, redirecting to "
+        "'https://elsewhere.example/': is the base URL right?"
+    ) in out
+
+
 def test_an_error_page_instead_of_a_problem_is_shown_cut(key: Path) -> None:
     page = b"<html>" + b"x" * 5000 + b"</html>"
     with fake_service(respond("502 Bad Gateway", "text/html", page)) as (url, _):
