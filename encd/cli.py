@@ -60,7 +60,18 @@ KeyOpt = Annotated[
 PartyOpt = Annotated[
     str, typer.Option("--party", envvar="ENCD_PARTY", help="Your party id (USCC or LEI).")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+_json_wanted = False  # the running command's --json: a failure is then JSON too
+
+
+def _note_json(value: bool) -> bool:
+    global _json_wanted
+    _json_wanted = value
+    return value
+
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print JSON for scripts.", callback=_note_json)
+]
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT = 30.0  # seconds: ENCD_TIMEOUT
 
@@ -81,6 +92,10 @@ def say(text: str, to: Console | None = None) -> None:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
+    """One ``FAIL:`` line on standard error and exit ``code``; under --json, also
+    ``{"ok": false, "exit": code, "error": message}`` on standard output."""
+    if _json_wanted:
+        print(json.dumps({"ok": False, "exit": code, "error": message}, sort_keys=True))
     err.print("[red]FAIL:[/] " + escape(printable(message)), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 

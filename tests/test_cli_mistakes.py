@@ -451,3 +451,16 @@ def test_a_pledge_maturity_must_be_a_date_to_come(key: Path, maturity: str, said
         )
     assert code == 2 and f"FAIL: {said}" in out, out
     assert heads == []
+
+
+def test_a_failure_under_json_is_json_too(key: Path) -> None:
+    """A script reading --json output gets the failure on standard output as well."""
+    result = runner.invoke(app, ["title", "DOC-1", *as_bank("http://127.0.0.1:1", key), "--json"])
+    assert result.exit_code == 1
+    failure = json.loads(result.stdout)
+    assert failure["ok"] is False and failure["exit"] == 1
+    assert failure["error"].startswith("cannot reach the service at http://127.0.0.1:1")
+    result = runner.invoke(app, ["title", "doc/1", *as_bank("http://127.0.0.1:1", key), "--json"])
+    assert result.exit_code == 2 and json.loads(result.stdout)["exit"] == 2
+    result = runner.invoke(app, ["title", "DOC-1", *as_bank("http://127.0.0.1:1", key)])
+    assert result.stdout == "", "without --json, standard output holds results only"
