@@ -63,7 +63,7 @@ class NotFoundProblem(ApiError):
 TITLES = {
     "invalid-input": "Invalid input",
     "verification-failed": "Verification failed",
-    "rule-violation": "The title rules forbid this event",
+    "rule-violation": "The title or party rules forbid this event",
     "stale-event": "The document has moved on",
     "unauthorized": "Request not authenticated",
     "forbidden": "Not allowed",

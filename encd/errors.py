@@ -7,7 +7,7 @@ callers, and the API maps each to one HTTP status:
   its rule).  Carries ``field`` (a dotted path) so a client knows what to fix.
 - ``VerificationError``: well-formed input that does not verify (a bad
   signature, a proof that does not reach the root, an unknown or revoked key).
-- ``RuleViolation``: a correctly signed event that the title rules forbid
+- ``RuleViolation``: a correctly signed event that the title or party rules forbid
   (wrong signer, wrong state, cargo already in a live document).  Carries the
   rule's name.
 """
@@ -48,7 +48,7 @@ class VerificationError(Error):
 
 
 class RuleViolation(Error):
-    """A correctly signed event that the title rules forbid."""
+    """A correctly signed event that the title or party rules forbid."""
 
     def __init__(self, rule: str, message: str) -> None:
         super().__init__(message)

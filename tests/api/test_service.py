@@ -224,3 +224,30 @@ def test_the_walkthrough_in_docs_api_md_runs(settings: Settings) -> None:
                 if isinstance(value, Client):
                     value.close()
         assert namespace["answer"]["holder"] == namespace["EXPORTER"]  # type: ignore[index]
+
+
+def test_a_second_registration_is_refused_by_the_party_rules(world: World) -> None:
+    """The refusal's title names the rules it broke: a party's, not a title's."""
+    from datetime import timedelta
+
+    from encd.events import make_event
+    from tests.kit import T0
+
+    carrier = world.actors["carrier"]
+    again = make_event(
+        [world.operator.key],
+        type="register",
+        party=carrier.id,
+        seq=0,
+        prev=None,
+        time=T0 + timedelta(seconds=1),  # not the same bytes: not an idempotent retry
+        body={"name": "Another", "roles": ["carrier"], "keys": [carrier.key.public.vkey]},
+    )
+    try:
+        world.operator.register(again)
+    except ProblemError as refused:
+        assert refused.status == 422, refused.problem
+        assert refused.problem["title"] == "The title or party rules forbid this event"
+        assert f"party {carrier.id} is already registered" in refused.problem["detail"]
+    else:
+        raise AssertionError("a party registered twice")
