@@ -117,7 +117,8 @@ class Client:
                 f"the service at {self.base_url} did not answer {method} {path} "
                 f"within {self.timeout:g} s"
             ) from None
-        except httpx.HTTPError as exc:  # refused, reset, not HTTP, no such host, bad scheme
+        except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
+            # refused, reset, not HTTP, no such host, bad scheme, a host IDNA refuses
             reason = str(exc) or type(exc).__name__
             raise Unreachable(f"cannot reach the service at {self.base_url}: {reason}") from None
         if response.status_code >= 400:
@@ -135,7 +136,7 @@ class Client:
         response = self.request(method, path, **kwargs)
         try:
             return response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # (RecursionError: nested too deeply)
             kind = response.headers.get("content-type", "no content type")
             raise BadAnswer(
                 f"the service at {self.base_url} answered {method} {path} with "
@@ -340,7 +341,7 @@ def _problem(response: httpx.Response) -> ProblemError:
     """The refusal a 4xx or 5xx answer carries (RFC 9457), or what stands in its place."""
     try:
         problem = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         problem = None
     if not isinstance(problem, dict):  # not a problem document: an HTML error page, say
         problem = {"detail": f"(not a problem document) {show(response.text, 200)}"}

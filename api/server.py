@@ -584,9 +584,10 @@ def prepare(settings: Settings) -> None:
             ensure_genesis(ledger, service, settings.clock())
     except Exception as exc:  # before any worker: say why, without a traceback
         reason = exc.message if isinstance(exc, Error) else str(getattr(exc, "orig", exc))
-        raise WorkerFailed(
-            f"cannot open the ledger {settings.redacted_url()}: {reason.strip()}"
-        ) from None
+        shown = settings.redacted_url()
+        with contextlib.suppress(Exception):  # (a URL it cannot read is not repeated)
+            reason = reason.replace(settings.url, shown)
+        raise WorkerFailed(f"cannot open the ledger {shown}: {reason.strip()}") from None
 
 
 def worker_app() -> FastAPI:

@@ -98,11 +98,14 @@ class Settings:
         return os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{self.data_dir / 'ledger.db'}"
 
     def redacted_url(self) -> str:
-        """``url`` as it may be printed: a password in it shown as ***."""
+        """``url`` as it may be printed: a password in it, or in its query, shown as ***;
+        one that cannot be read is not shown at all (it may hold a password anywhere)."""
         from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
 
         try:
-            return make_url(self.url).render_as_string(hide_password=True)
-        except ArgumentError:
-            return "(a database URL SQLAlchemy cannot read)"
+            url = make_url(self.url)
+            if "password" in url.query:
+                url = url.update_query_dict({"password": "***"})
+            return url.render_as_string(hide_password=True).encode("utf-8").decode()
+        except Exception:  # ArgumentError, a port that is not a number, unencodable text
+            return "(a database URL that cannot be read)"

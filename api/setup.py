@@ -13,6 +13,7 @@ and appends the ledger's first event: the operator registering itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -76,6 +77,8 @@ def load_or_init(
         check_legal_id(operator_id)
     except ValueError as exc:
         raise InvalidInput("operator id", str(exc)) from None
+    if operator_name is not None:
+        _check_name(operator_name)
     log_key = SigningKey.generate(origin)
     operator_key = SigningKey.generate(operator_id)
     config = {
@@ -85,16 +88,23 @@ def load_or_init(
         "log_vkey": log_key.public.vkey,
         "operator_vkey": operator_key.public.vkey,
     }
+    made: list[Path] = []  # what to take away again if the directory cannot be completed
     try:
         if not data_dir.exists():
             data_dir.mkdir(parents=True)
+            made.append(data_dir)
             os.chmod(data_dir, 0o700)  # (mkdir's mode would be masked by the umask)
-        log_key.save(data_dir / "log.key")
-        operator_key.save(data_dir / "operator.key")
+        for key, name in ((log_key, "log.key"), (operator_key, "operator.key")):
+            key.save(data_dir / name)
+            made.append(data_dir / name)
         partial = data_dir / "service.json.partial"  # service.json appears whole or not
+        made.append(partial)
         partial.write_text(json.dumps(config, indent=2) + "\n")
         os.replace(partial, config_path)
     except OSError as exc:
+        for path in reversed(made):
+            with contextlib.suppress(OSError):
+                path.rmdir() if path == data_dir else path.unlink(missing_ok=True)
         where = exc.filename or data_dir
         raise InvalidInput("data dir", f"cannot create {where}: {exc.strerror}") from None
     return Service(
@@ -107,7 +117,7 @@ def _load(data_dir: Path, config_path: Path, operator_id: str | None) -> Service
         config = json.loads(config_path.read_bytes())
     except OSError as exc:
         raise InvalidInput("service.json", f"cannot read {config_path}: {exc.strerror}") from None
-    except ValueError:
+    except (ValueError, RecursionError):
         raise InvalidInput("service.json", f"{config_path} is not JSON") from None
     names = ("origin", "operator_id", "operator_name")
     if not isinstance(config, dict) or not all(
@@ -118,6 +128,12 @@ def _load(data_dir: Path, config_path: Path, operator_id: str | None) -> Service
             f"{config_path} is not encd's: it must be a JSON object with the strings "
             "origin, operator_id and operator_name (encd init writes it)",
         )
+    try:
+        check_legal_id(config["operator_id"])
+        _check_name(config["operator_name"])
+    except (ValueError, InvalidInput) as exc:
+        reason = exc.message if isinstance(exc, InvalidInput) else str(exc)
+        raise InvalidInput("service.json", f"{config_path}: {reason}") from None
     if operator_id and operator_id != config["operator_id"]:
         raise InvalidInput(
             "operator id",
@@ -136,6 +152,19 @@ def _load(data_dir: Path, config_path: Path, operator_id: str | None) -> Service
         operator_key,
         created=False,
     )
+
+
+def _check_name(name: str) -> None:
+    """The operator's name, by the rule its registration's ``name`` follows."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from encd.parties import Name
+
+    try:
+        TypeAdapter(Name).validate_python(name)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise InvalidInput("operator name", reason) from None
 
 
 def _key(name: str, path: Path, vkey: object) -> SigningKey:

@@ -12,6 +12,7 @@ as text, never read as rich markup, with control characters shown escaped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,7 +27,6 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
-from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -78,17 +78,31 @@ DEFAULT_TIMEOUT = 30.0  # seconds: ENCD_TIMEOUT
 
 def printable(text: str) -> str:
     """``text`` with control and format characters (escape sequences, bidi overrides)
-    shown as Python escapes; line feeds and tabs stay."""
+    and lone surrogates shown as Python escapes; line feeds and tabs stay."""
     return "".join(
-        ch if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf") else repr(ch)[1:-1]
+        ch if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs") else repr(ch)[1:-1]
         for ch in text
     )
+
+
+FAIL_LIMIT = 1000  # characters of a failure's message shown
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line (a service's refusal may hold line feeds: none may print a
+    line of its own), cut to FAIL_LIMIT characters."""
+    flat = " ".join(text.split())
+    if len(flat) > FAIL_LIMIT:
+        return flat[:FAIL_LIMIT] + f"… ({len(flat)} characters)"
+    return flat
 
 
 def say(text: str, to: Console | None = None) -> None:
     """A line of output: text, never markup, and not broken into lines (the terminal
     wraps it; a path or an id copied from it stays whole)."""
-    (to or console).print(printable(text), markup=False, highlight=False, soft_wrap=True)
+    (to or console).print(
+        printable(text), markup=False, emoji=False, highlight=False, soft_wrap=True
+    )
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -96,7 +110,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
     ``{"ok": false, "exit": code, "error": message}`` on standard output."""
     if _json_wanted:
         print(json.dumps({"ok": False, "exit": code, "error": message}, sort_keys=True))
-    err.print("[red]FAIL:[/] " + escape(printable(message)), highlight=False, soft_wrap=True)
+    shown = escape(printable(one_line(message)))
+    err.print("[red]FAIL:[/] " + shown, emoji=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -110,21 +125,40 @@ def emit(result: Any, as_json: bool, human: str | None = None) -> None:
         say(human if human is not None else json.dumps(result, indent=2))
 
 
-def got(answer: Any, *path: str | int) -> Any:
-    """``answer[path[0]][path[1]]…``, a field the service's answer always has; if it is
-    missing, the service is not answering as the API says, and the command fails."""
+def got(answer: Any, *path: str | int, kind: type | tuple[type, ...] = object) -> Any:
+    """``answer[path[0]][path[1]]…``, a field the service's answer always has, of type
+    ``kind``; if it is missing or of another type, the service is not answering as the
+    API says, and the command fails."""
     value = answer
+    where = ".".join(str(p) for p in path)
     for step in path:
         try:
             value = value[step]
         except (KeyError, IndexError, TypeError):
-            where = ".".join(str(p) for p in path)
             fail(f"the service's answer has no {where}: it is not answering as encd expects")
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        fail(
+            f"in the service's answer, {where} is of the wrong type: it is not answering as "
+            "encd expects"
+        )
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            fail(f"in the service's answer, {where} is not UTF-8 text")
     return value
+
+
+def listed(answer: Any, *path: str | int) -> str:
+    """A list of strings in the answer (parties, labels), comma-separated."""
+    items = got(answer, *path, kind=list)
+    return ", ".join(got(answer, *path, i, kind=str) for i in range(len(items)))
 
 
 def load_key(party: str, path: Path) -> SigningKey:
     passphrase = os.environ.get("ENCD_KEY_PASSPHRASE")
+    if path.exists() and not path.is_file():
+        fail(f"key file {path} is not a regular file", 2)
     try:
         mode = path.stat().st_mode
         if stat.S_ISREG(mode) and mode & 0o077:
@@ -133,7 +167,7 @@ def load_key(party: str, path: Path) -> SigningKey:
                 f"chmod 600 {path}",
                 err,
             )
-        return SigningKey.load(party, path, passphrase.encode() if passphrase else None)
+        return SigningKey.load(party, path, os.fsencode(passphrase) if passphrase else None)
     except FileNotFoundError:
         fail(f"key file {path} does not exist", 2)
     except OSError as exc:
@@ -195,25 +229,54 @@ def client(server: str, key: Path, party: str) -> Client:
     if not party:
         fail("say who you are: --party <your party id> (or ENCD_PARTY)", 2)
     check_party(party, "--party (ENCD_PARTY)")
-    parts = urlsplit(server)
-    try:
-        parts.port  # noqa: B018 - raises for a port that is not one
-        good = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:
-        good = False
-    if not good or parts.query or parts.fragment:
+    if not base_url(server):
         fail(
             "--server (ENCD_SERVER): expected the service's base URL, http://host[:port] or "
-            f"https://host[:port], got {server!r}",
+            f"https://host[:port] (no path, user or query), got {server!r}",
             2,
         )
-    return Client(server, load_key(party, key), timeout=timeout())
+    signer = load_key(party, key)
+    try:  # the environment's proxies and certificates are read here
+        return Client(server, signer, timeout=timeout())
+    except Exception as exc:  # a proxy URL httpx cannot use, a missing CA file, …
+        fail(f"cannot set up a connection to {server}: {exc or type(exc).__name__}", 2)
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_BASE_URL = re.compile(r"(https?)://([^/?#@\s]+?)(?::([1-9][0-9]{0,4}))?/?")
+
+
+def base_url(server: str) -> bool:
+    """Whether ``server`` is a service's base URL: http or https, a host (DNS name, IPv4
+    or bracketed IPv6) and a port 1-65535 written without a leading zero (the
+    ``@authority`` signed is the URL's, and the service compares it as written)."""
+    import ipaddress
+
+    match = _BASE_URL.fullmatch(server)
+    if not match or (match[3] and int(match[3]) > 65535):
+        return False
+    host = match[2]
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            return ipaddress.ip_address(host[1:-1]).version == 6
+        except ValueError:
+            return False
+    labels = host.removesuffix(".").split(".")
+    if len(host) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        return False
+    try:
+        host.encode("idna")  # an "xn--" label must be one
+    except UnicodeError:
+        return False
+    return True
 
 
 def read_content(path: Path) -> dict[str, Any]:
     """Document content from JSON or YAML, validated before anything is sent."""
     from encd.document import Document
 
+    if path.exists() and not path.is_file():
+        fail(f"{path} is not a regular file", 2)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -228,15 +291,17 @@ def read_content(path: Path) -> dict[str, Any]:
 
             def construct_mapping(self, node: Any, deep: bool = False) -> Any:
                 if isinstance(node, yaml.MappingNode):
-                    self.flatten_mapping(node)
-                    seen: set[Any] = set()
-                    for key_node, _ in node.value:
+                    seen: set[str] = set()
+                    for key_node, _ in node.value:  # the keys written here: a merge
+                        if key_node.tag == "tag:yaml.org,2002:merge":  # (<<) may be overridden
+                            continue
                         key = self.construct_object(key_node, deep=True)
                         if isinstance(key, str) and key in seen:
                             raise yaml.constructor.ConstructorError(
                                 None, None, f"key {key!r} appears twice", key_node.start_mark
                             )
-                        seen.add(key if isinstance(key, str) else id(key_node))
+                        if isinstance(key, str):
+                            seen.add(key)
                 return super().construct_mapping(node, deep)
 
         _Loader.yaml_implicit_resolvers = {
@@ -247,7 +312,7 @@ def read_content(path: Path) -> dict[str, Any]:
         }
         try:
             value = yaml.load(data, Loader=_Loader)
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, ValueError) as exc:  # (ValueError: an integer too long)
             fail(f"{path}: YAML: {exc}", 2)
         except RecursionError:
             fail(f"{path}: nested too deeply to be document content", 2)
@@ -304,9 +369,19 @@ def run(action: Any, whole: bool = True) -> Any:
         problem = exc.problem
         field = problem.get("field")
         where = f" [{field}]" if isinstance(field, str) and field else ""
-        fail(f"{exc.status} {problem.get('title', '')}{where}: {problem.get('detail', '')}")
+        title = problem.get("title") or _reason_phrase(exc.status)
+        fail(f"{exc.status} {title}{where}: {problem.get('detail', '')}")
     except Error as exc:
         fail(exc.message)
+
+
+def _reason_phrase(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "(no title)"
 
 
 # --- keys and the service -------------------------------------------------------------------
@@ -324,8 +399,10 @@ def keygen(
     if encrypt and not passphrase:
         fail("--encrypt needs ENCD_KEY_PASSPHRASE", 2)
     key = SigningKey.generate(check_party(party, "PARTY"))
+    if out.is_dir():
+        fail(f"--out: {out} is a directory; name the key file to write", 2)
     try:
-        key.save(out, passphrase.encode() if passphrase else None)
+        key.save(out, os.fsencode(passphrase) if passphrase else None)
     except FileExistsError:
         fail(f"{out} exists; refusing to overwrite a key", 2)
     except OSError as exc:
@@ -537,26 +614,26 @@ def _submit(
     raw = run(lambda: c.next_event(doc, type_, body))
     if propose:
         result = run(lambda: c.propose(raw))
-        if got(result, "state") == "applied":
+        if got(result, "state", kind=str) == "applied":
             emit(
                 result,
                 as_json,
-                f"OK: {type_} applied (log index {got(result, 'receipt', 'log_index')})",
+                f"OK: {type_} applied (log index {got(result, 'receipt', 'log_index', kind=int)})",
             )
         else:
             emit(
                 result,
                 as_json,
-                f"OK: proposed {type_} as {got(result, 'id')}; waiting for "
-                + ", ".join(map(str, got(result, "missing"))),
+                f"OK: proposed {type_} as {got(result, 'id', kind=str)}; waiting for "
+                + listed(result, "missing"),
             )
         return
     receipt = run(lambda: c.submit(raw))
     emit(
         receipt,
         as_json,
-        f"OK: {type_} logged at index {got(receipt, 'log_index')} "
-        f"(event {str(got(receipt, 'event_id'))[:16]}…)",
+        f"OK: {type_} logged at index {got(receipt, 'log_index', kind=int)} "
+        f"(event {got(receipt, 'event_id', kind=str)[:16]}…)",
     )
 
 
@@ -588,7 +665,7 @@ def issue(
     emit(
         receipt,
         as_json,
-        f"OK: issued {value['id']} to {holder} at index {got(receipt, 'log_index')}",
+        f"OK: issued {value['id']} to {holder} at index {got(receipt, 'log_index', kind=int)}",
     )
 
 
@@ -676,8 +753,8 @@ def countersign(
     hex_id(proposal_id, "PROPOSAL_ID")
     c = client(server, key, party)
     proposal = run(lambda: c.proposal(proposal_id))
-    text = got(proposal, "text")
-    if not isinstance(text, str) or hashlib.sha256(text.encode()).hexdigest() != proposal_id:
+    text = got(proposal, "text", kind=str)
+    if hashlib.sha256(text.encode()).hexdigest() != proposal_id:
         fail(f"the service sent a text that is not proposal {proposal_id}'s: nothing signed")
     signature = b"".join(s.line().encode() for s in sign_text(text.encode(), [c.key]))
     signed = text.encode() + b"\n" + signature
@@ -689,14 +766,11 @@ def countersign(
         fail(f"proposal {proposal_id} is not a document event: nothing signed")
     result = run(lambda: c.countersign(proposal_id, signed))
     what = describe(event.type, event.subject, event.body)
-    if got(result, "state") == "applied":
-        emit(
-            result,
-            as_json,
-            f"OK: signed {what}; applied at index {got(result, 'receipt', 'log_index')}",
-        )
+    if got(result, "state", kind=str) == "applied":
+        index = got(result, "receipt", "log_index", kind=int)
+        emit(result, as_json, f"OK: signed {what}; applied at index {index}")
     else:
-        waiting = ", ".join(map(str, got(result, "missing")))
+        waiting = listed(result, "missing")
         emit(result, as_json, f"OK: signed {what}; still waiting for {waiting}")
 
 
@@ -737,15 +811,15 @@ def proposals(
     c = client(server, key, party)
     result = run(c.proposals)
     lines = []
-    for i, p in enumerate(got(result, "proposals")):
-        text = got(result, "proposals", i, "text")
+    for i in range(len(got(result, "proposals", kind=list))):
+        p = got(result, "proposals", i, kind=dict)
+        text = got(p, "text", kind=str)
         try:
             envelope = json.loads(text)
             what = describe(envelope["type"], envelope["doc"], envelope["body"])
-        except (TypeError, ValueError, KeyError, AttributeError):
-            what = f"{got(p, 'type')} of {got(p, 'document')} (its text is not an event)"
-        waiting = ", ".join(map(str, got(p, "missing")))
-        lines.append(f"{got(p, 'id')}  {what}; waiting for {waiting}")
+        except (Error, TypeError, ValueError, KeyError, AttributeError, RecursionError):
+            what = f"{got(p, 'type', kind=str)} of {got(p, 'document', kind=str)} (not an event)"
+        lines.append(f"{got(p, 'id', kind=str)}  {what}; waiting for {listed(p, 'missing')}")
     emit(result, as_json, "\n".join(lines) or "no open proposals")
 
 
@@ -860,7 +934,7 @@ def amend(
     value = read_content(content)
     c = client(server, key, party)
     current = run(lambda: c.document(doc))
-    body = {"content": value, "supersedes": got(current, "title", "content_digest")}
+    body = {"content": value, "supersedes": got(current, "title", "content_digest", kind=str)}
     _submit(server, key, party, doc, "amend", body, as_json, propose=True)
 
 
@@ -921,7 +995,7 @@ def title(
             fail(f"--log-key: {exc.reason}", 2)
     c = client(server, key, party)
     if log_key is None:
-        advertised = got(run(c.service), "log_key")
+        advertised = got(run(c.service), "log_key", kind=str)
         try:
             trusted = PublicKey.from_vkey(advertised)
         except (InvalidInput, TypeError, AttributeError):
@@ -1001,11 +1075,12 @@ def history(
     c = client(server, key, party)
     result = run(lambda: c.history(doc))
     lines = []
-    for i, _ in enumerate(got(result, "events")):
-        raw, index = got(result, "events", i, "event"), got(result, "events", i, "index")
+    for i in range(len(got(result, "events", kind=list))):
+        raw = got(result, "events", i, "event", kind=str)
+        index = got(result, "events", i, "index", kind=int)
         try:
             event = Event.parse(raw.encode())
-        except (InvalidInput, AttributeError):
+        except InvalidInput:
             fail(f"the service's answer holds, at log index {index!r}, something not an event")
         signers = ", ".join(s.name for s in event.signatures)
         lines.append(f"{index!s:>8}  seq {event.seq:<4} {event.type:<16} signed by {signers}")
@@ -1037,8 +1112,7 @@ def export(
     target = out or Path(f"{doc}.encd" if doc else "ledger.encd")
     if target.is_dir():
         fail(f"--out: {target} is a directory", 2)
-    if target.exists() and not force:
-        fail(f"{target} exists; refusing to overwrite it (--force to)", 2)
+    _replaceable(target, force)
     if not target.parent.is_dir():
         fail(f"--out: no directory {target.parent} to write {target.name} in", 2)
     c = client(server, key, party)
@@ -1046,8 +1120,7 @@ def export(
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
         partial.write_bytes(data)
-        if not force and target.exists():  # appeared while downloading
-            fail(f"{target} exists; refusing to overwrite it (--force to)", 2)
+        _replaceable(target, force)  # (again: it may have appeared while downloading)
         os.replace(partial, target)
     except OSError as exc:
         fail(f"cannot write {target}: {exc.strerror}", 2)
@@ -1055,6 +1128,22 @@ def export(
         partial.unlink(missing_ok=True)
     result = {"file": str(target), "bytes": len(data)}
     emit(result, as_json, f"OK: wrote {target} ({len(data)} bytes)")
+
+
+def _replaceable(target: Path, force: bool) -> None:
+    """Refuse to replace what is at ``target``: anything, unless ``force``; even then, a
+    symbolic link (dangling or not), a device, a FIFO: only a regular file."""
+    try:
+        mode = target.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        fail(f"--out: cannot look at {target}: {exc.strerror}", 2)
+    if not force:
+        fail(f"{target} exists; refusing to overwrite it (--force to)", 2)
+    if not stat.S_ISREG(mode):
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+        fail(f"--out: {target} is {kind}; --force replaces only a regular file", 2)
 
 
 # --- the offline auditor --------------------------------------------------------------------
@@ -1108,10 +1197,21 @@ def _audit(path: Path, policy: Path | None, trusted_checkpoint: Path | None, as_
 
 
 def main() -> None:
+    """The ``encd`` command.  Each command says itself what failed; what none foresaw is
+    still one ``FAIL:`` line (ENCD_DEBUG=1 shows the traceback instead)."""
     try:
         app()
-    except Error as exc:  # pragma: no cover - each command says what failed itself
-        err.print("[red]FAIL:[/] " + escape(printable(exc.message)), highlight=False)
+    except Exception as exc:
+        if os.environ.get("ENCD_DEBUG"):
+            raise
+        what = exc.message if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
+        with contextlib.suppress(Exception):
+            err.print(
+                "[red]FAIL:[/] " + escape(printable(one_line(what))),
+                emoji=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         sys.exit(1)
 
 

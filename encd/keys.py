@@ -187,7 +187,12 @@ class SigningKey:
         """Write the PEM file readable by its owner only (mode 0600), never overwriting."""
         data = self.to_pem(passphrase)
         with open(path, "xb", opener=lambda p, flags: _open_private(p, flags)) as handle:
-            handle.write(data)
+            try:
+                handle.write(data)
+                handle.flush()
+            except BaseException:  # a full disk, say: no empty key file left to block a retry
+                path.unlink(missing_ok=True)
+                raise
 
     @classmethod
     def load(cls, name: str, path: Path, passphrase: bytes | None = None) -> SigningKey:

@@ -9,6 +9,8 @@ import hashlib
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -207,7 +209,7 @@ def test_an_error_page_instead_of_a_problem_is_shown_cut(key: Path) -> None:
     page = b"<html>" + b"x" * 5000 + b"</html>"
     with fake_service(respond("502 Bad Gateway", "text/html", page)) as (url, _):
         code, out = encd("title", "DOC-1", *as_bank(url, key))
-    assert code == 1 and "FAIL: 502 : (not a problem document) '<html>xxx" in out
+    assert code == 1 and "FAIL: 502 Bad Gateway: (not a problem document) '<html>xxx" in out
     assert "(5013 characters)" in out and len(out) < 400
 
 
@@ -264,7 +266,7 @@ def test_party_ids_are_checked_before_anything_is_sent(key: Path) -> None:
 
 def test_a_key_that_is_a_directory_is_usage(tmp_path: Path) -> None:
     code, out = encd("title", "DOC-1", *as_bank("http://127.0.0.1:1", tmp_path))
-    assert code == 2 and f"FAIL: cannot read key file {tmp_path}: Is a directory" in out
+    assert code == 2 and f"FAIL: key file {tmp_path} is not a regular file" in out
 
 
 def test_a_key_others_can_read_is_warned_of(key: Path) -> None:
@@ -464,3 +466,236 @@ def test_a_failure_under_json_is_json_too(key: Path) -> None:
     assert result.exit_code == 2 and json.loads(result.stdout)["exit"] == 2
     result = runner.invoke(app, ["title", "DOC-1", *as_bank("http://127.0.0.1:1", key)])
     assert result.stdout == "", "without --json, standard output holds results only"
+
+
+# --- second campaign: odd answers, URLs, files and names --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (
+            respond("200 OK", "application/json", b"[" * 100_000 + b"]" * 100_000),
+            "answered GET /v1/service with 'application/json', not JSON",
+        ),
+        (
+            respond("400 Bad Request", "application/problem+json", b"[" * 100_000),
+            "FAIL: 400 Bad Request: (not a problem document) '[[[",
+        ),
+    ],
+)
+def test_an_answer_nested_too_deeply_is_named(key: Path, answer: Answer, said: str) -> None:
+    with fake_service(answer) as (url, _):
+        code, out = encd("title", "DOC-1", *as_bank(url, key))
+    assert code == 1 and said in out, out
+
+
+@pytest.mark.parametrize(
+    ("command", "body", "said"),
+    [
+        (["proposals"], {"proposals": 5}, "in the service's answer, proposals is of the wrong"),
+        (["history", "DOC-1"], {"events": 5}, "in the service's answer, events is of the wrong"),
+        (
+            ["history", "DOC-1"],
+            {"events": [{"index": 3, "event": "\ud800"}]},
+            "in the service's answer, events.0.event is not UTF-8 text",
+        ),
+        (
+            ["proposals"],
+            {
+                "proposals": [
+                    {"id": "\ud800", "text": "{}", "type": "x", "document": "D", "missing": []}
+                ]
+            },
+            "in the service's answer, id is not UTF-8 text",
+        ),
+    ],
+)
+def test_answers_of_the_wrong_shape_are_named(
+    key: Path, command: list[str], body: dict[str, object], said: str
+) -> None:
+    raw = json.dumps(body).encode()  # (a lone surrogate goes as the escape \\ud800)
+    with fake_service(respond("200 OK", "application/json", raw)) as (url, _):
+        code, out = encd(*command, *as_bank(url, key))
+    assert code == 1 and f"FAIL: {said}" in out, out
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        "http://a..b",
+        "http://[::1",
+        "http://[bold]x",
+        "http://xn--.com",
+        "http://.:1",
+        "http://" + "a" * 300,
+        "http://127.0.0.1:8080\r",
+        "http://127.0.0.1:018080",
+        "http://user:s3cret@127.0.0.1:8080",
+        "http://127.0.0.1:8080/prefix",
+        "http://127.0.0.1:8080?",
+        "http://127.0.0.1:8080#",
+        " http://127.0.0.1:8080",
+    ],
+)
+def test_a_server_that_only_looks_like_a_base_url_is_usage(key: Path, server: str) -> None:
+    code, out = encd("title", "DOC-1", *as_bank(server, key))
+    assert code == 2 and "FAIL: --server (ENCD_SERVER): expected the service's base URL" in out
+
+
+@pytest.mark.parametrize("server", ["http://[::1]:8080", "https://ledger.example.com/"])
+def test_base_urls_pass(server: str) -> None:
+    from encd.cli import base_url
+
+    assert base_url(server)
+
+
+def test_a_proxy_that_cannot_be_used_is_usage(key: Path) -> None:
+    code, out = encd(
+        "title", "DOC-1", *as_bank("http://127.0.0.1:1", key), env={"HTTP_PROXY": "ftp://x"}
+    )
+    assert code == 2 and "FAIL: cannot set up a connection to http://127.0.0.1:1:" in out, out
+
+
+def test_export_force_replaces_only_a_regular_file(key: Path, tmp_path: Path) -> None:
+    (tmp_path / "real.encd").write_text("mine")
+    (tmp_path / "link.encd").symlink_to(tmp_path / "real.encd")
+    (tmp_path / "dangling.encd").symlink_to(tmp_path / "nothing")
+    os.mkfifo(tmp_path / "pipe.encd")
+    answer = respond("200 OK", "application/vnd.encd.bundle+jsonl", b"{}\n")
+    with fake_service(answer) as (url, _):
+        for name, said in (
+            ("link.encd", "is a symbolic link; --force replaces only a regular file"),
+            ("pipe.encd", "is not a regular file; --force replaces only a regular file"),
+            ("dangling.encd", "is a symbolic link; --force replaces only a regular file"),
+        ):
+            target = tmp_path / name
+            code, out = encd("export", "DOC-1", "--out", str(target), "--force", *as_bank(url, key))
+            assert code == 2 and f"FAIL: --out: {target} {said}" in out, out
+        code, out = encd(
+            "export", "DOC-1", "--out", str(tmp_path / "dangling.encd"), *as_bank(url, key)
+        )
+        assert code == 2 and "dangling.encd exists; refusing to overwrite it" in out, out
+    assert (tmp_path / "real.encd").read_text() == "mine"
+    assert (tmp_path / "link.encd").is_symlink() and (tmp_path / "dangling.encd").is_symlink()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:s3cret@127.0.0.1:notaport/db",
+        "postgresql://u@127.0.0.1:1/db?password=s3cret",
+        "postgresql//u:s3cret@h/db",
+    ],
+)
+def test_no_database_password_is_printed(tmp_path: Path, url: str) -> None:
+    code, out = encd("init", "--data-dir", str(tmp_path), "--db", url)
+    assert code == 1 and "FAIL: cannot open the ledger" in out, out
+    assert "s3cret" not in out
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("\x1b[2JOp", "expected text without control characters"),
+        ("x" * 500, "at most 200 characters"),
+    ],
+)
+def test_init_refuses_an_operator_name_before_writing_anything(
+    tmp_path: Path, name: str, said: str
+) -> None:
+    code, out = encd("init", "--data-dir", str(tmp_path / "d"), "--operator-name", name)
+    assert code == 2 and "FAIL: operator name:" in out and said in out, out
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_key_is_not_left_empty_when_it_cannot_be_written(tmp_path: Path) -> None:
+    """A file size limit stands in for a full disk: the write fails, nothing is left."""
+    script = (
+        "import resource, signal, sys\n"
+        "from pathlib import Path\n"
+        "from encd.keys import SigningKey\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (10, 10))\n"
+        "try:\n"
+        f"    SigningKey.generate('{BANK}').save(Path(sys.argv[1]))\n"
+        "except OSError as exc:\n"
+        "    print('refused', exc.errno)\n"
+    )
+    target = tmp_path / "k.pem"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(target)], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.startswith("refused"), done
+    assert not target.exists()
+
+
+def test_emoji_codes_are_printed_as_written(key: Path, tmp_path: Path) -> None:
+    out_key = tmp_path / ":smile:.key"
+    code, out = encd("keygen", BANK, "--out", str(out_key))
+    assert code == 0 and f"Wrote {out_key}" in out and "😄" not in out
+    problem = json.dumps({"title": ":skull:", "detail": ":smile:"}).encode()
+    with fake_service(respond("400 Bad Request", "application/problem+json", problem)) as (url, _):
+        code, out = encd("title", "DOC-1", *as_bank(url, key))
+    assert code == 1 and "FAIL: 400 :skull:: :smile:" in out and "💀" not in out
+
+
+def test_a_refusal_cannot_print_a_line_of_its_own(key: Path) -> None:
+    problem = {"title": "Forbidden", "detail": "x\nOK: transfer logged at index 9\n" * 20_000}
+    body = json.dumps(problem).encode()
+    with fake_service(respond("403 Forbidden", "application/problem+json", body)) as (url, _):
+        result = runner.invoke(app, ["title", "DOC-1", *as_bank(url, key)])
+    lines = result.output.splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, lines[:3]
+    assert lines[0].startswith("FAIL: 403 Forbidden: x OK: transfer logged at index 9 x OK")
+    assert lines[0].endswith("characters)") and len(lines[0]) < 1200
+
+
+def test_an_error_without_a_title_gets_the_status_phrase(key: Path) -> None:
+    with fake_service(respond("500 Internal Server Error", "text/plain", b"oops")) as (url, _):
+        code, out = encd("title", "DOC-1", *as_bank(url, key))
+    assert code == 1 and "FAIL: 500 Internal Server Error: (not a problem document) 'oops'" in out
+
+
+def test_yaml_merges_may_be_overridden_and_long_integers_are_refused(
+    key: Path, tmp_path: Path
+) -> None:
+    merged = tmp_path / "merged.yaml"
+    merged.write_text("base: &b {x: 1}\nitem:\n  <<: *b\n  x: 2\n")
+    code, out = encd("issue", str(merged), "--holder", BANK, *as_bank("http://127.0.0.1:1", key))
+    assert code == 2 and "appears twice" not in out, out  # refused as content, not as YAML
+    long = tmp_path / "long.yaml"
+    long.write_text("n: " + "9" * 5000 + "\n")
+    code, out = encd("issue", str(long), "--holder", BANK, *as_bank("http://127.0.0.1:1", key))
+    assert code == 2 and f"FAIL: {long}: YAML:" in out and "digits" in out, out
+
+
+def test_content_and_keys_must_be_regular_files(key: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    code, out = encd("issue", str(fifo), "--holder", BANK, *as_bank("http://127.0.0.1:1", key))
+    assert code == 2 and f"FAIL: {fifo} is not a regular file" in out
+    code, out = encd("title", "DOC-1", *as_bank("http://127.0.0.1:1", fifo))
+    assert code == 2 and f"FAIL: key file {fifo} is not a regular file" in out
+    code, out = encd("keygen", BANK, "--out", str(tmp_path))
+    assert code == 2 and f"FAIL: --out: {tmp_path} is a directory" in out
+
+
+def test_a_service_json_nested_too_deeply_is_named(tmp_path: Path) -> None:
+    (tmp_path / "service.json").write_text("[" * 100_000 + "]" * 100_000)
+    code, out = encd("serve", "--data-dir", str(tmp_path))
+    assert code == 2 and f"FAIL: service.json: {tmp_path / 'service.json'} is not JSON" in out
+
+
+def test_what_no_command_foresaw_is_one_line_too(key: Path) -> None:
+    """The installed command, writing to a full device: one FAIL line, exit 1."""
+    encd_bin = Path(sys.executable).parent / "encd"
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [str(encd_bin), "keygen", BANK, "--out", str(key.parent / "new.key")],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == ["FAIL: OSError: [Errno 28] No space left on device"]
