@@ -9,9 +9,13 @@ that it can never apply (*failed*), or until it expires (*expired*).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from encd.note import NoteSignature, parse_note
 from ledger.ledger import Ledger, NotFound
@@ -86,23 +90,55 @@ def open_proposals(ledger: Ledger, now_ms: int) -> list[Proposal]:
     return [_row(r) for r in rows]
 
 
-def save(ledger: Ledger, proposal: Proposal) -> None:
-    block = b"".join(
-        sig.line().encode() for sig in sorted(proposal.signatures, key=lambda s: s.key_id)
-    )
-    values = {
-        "doc_id": proposal.doc_id,
-        "type": proposal.type,
-        "text": proposal.text,
-        "signatures": block,
-        "created_at": proposal.created_at,
-        "expires_at": proposal.expires_at,
-        "state": proposal.state,
-        "event_id": proposal.event_id,
+def _block(signatures: Iterable[NoteSignature]) -> bytes:
+    return b"".join(sig.line().encode() for sig in sorted(signatures, key=lambda s: s.key_id))
+
+
+def gather(
+    ledger: Ledger, new: Proposal, signatures: Iterable[NoteSignature], now_ms: int
+) -> tuple[Proposal, bool]:
+    """Add ``signatures`` to proposal ``new.id`` (creating it as ``new`` if there is none),
+    in one transaction that holds its row (PostgreSQL: ``FOR UPDATE`` after an insert that
+    does nothing if another made it first; SQLite: the write lock), so that signatures
+    gathered at once through several servers are all kept.  Returns the proposal as now
+    stored and whether this call made it; one that is no longer open is returned as it
+    is, without the signatures."""
+    row_values = {
+        "id": new.id,
+        "doc_id": new.doc_id,
+        "type": new.type,
+        "text": new.text,
+        "signatures": b"",
+        "created_at": new.created_at,
+        "expires_at": new.expires_at,
+        "state": OPEN,
+        "event_id": None,
     }
     with ledger.writer.begin() as conn:
-        exists = conn.execute(select(PROPOSAL.c.id).where(PROPOSAL.c.id == proposal.id)).first()
-        if exists is None:
-            conn.execute(insert(PROPOSAL).values(id=proposal.id, **values))
+        made: Any  # (each dialect's Insert has on_conflict_do_nothing)
+        if conn.dialect.name == "postgresql":
+            made = pg_insert(PROPOSAL).values(**row_values).on_conflict_do_nothing()
         else:
-            conn.execute(update(PROPOSAL).where(PROPOSAL.c.id == proposal.id).values(**values))
+            made = sqlite_insert(PROPOSAL).values(**row_values).on_conflict_do_nothing()
+        created = conn.execute(made).rowcount == 1
+        row = conn.execute(select(PROPOSAL).where(PROPOSAL.c.id == new.id).with_for_update()).one()
+        stored = _row(row)
+        if stored.current_state(now_ms) != OPEN:
+            return stored, created
+        merged = {sig.key_id: sig for sig in stored.signatures}
+        merged.update((sig.key_id, sig) for sig in signatures)
+        block = _block(merged.values())
+        if block != bytes(row._mapping["signatures"]):
+            conn.execute(update(PROPOSAL).where(PROPOSAL.c.id == new.id).values(signatures=block))
+    return replace(stored, signatures=tuple(merged.values())), created
+
+
+def finish(ledger: Ledger, pid: str, state: str, event_id: str | None = None) -> None:
+    """Close an open proposal as ``state`` (APPLIED with its event, or FAILED); one that
+    another request closed already keeps what it said."""
+    with ledger.writer.begin() as conn:
+        conn.execute(
+            update(PROPOSAL)
+            .where(PROPOSAL.c.id == pid, PROPOSAL.c.state == OPEN)
+            .values(state=state, event_id=event_id)
+        )

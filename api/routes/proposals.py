@@ -111,21 +111,27 @@ async def _gather(
     if not all(allowed & signers for _, allowed in slots):
         _dry_run(state, complete, slots)
     lifetime = min(ttl or state.settings.proposal_ttl, state.settings.proposal_ttl) * 1000
-    proposal = existing or Proposal(
+    template = Proposal(
         pid, event.subject, event.type, event.text, (), now, now + lifetime, OPEN, None
     )
-    proposal = replace(proposal, signatures=tuple(merged.values()))
+    # Merged with what is stored under the proposal's lock: others may be signing it now,
+    # through this server or another, and every signature acknowledged must be kept.
+    proposal, created = store.gather(state.ledger, template, event.signatures, now)
+    if proposal.current_state(now) != OPEN:
+        raise ApiError(409, "stale-event", f"proposal {pid} is {proposal.current_state(now)}")
+    complete = Event.parse(assemble(event.text, proposal.signatures))
+    signers = {s.name for s in complete.signatures}
     receipt = None
-    if all(allowed & signers for _, allowed in slots):
+    if all(allowed & signers for _, allowed in _required(state, complete)):
         try:
-            done = await append(state, complete)
+            done = await append(state, complete)  # (the same bytes again: a duplicate)
         except Conflict:
-            store.save(state.ledger, replace(proposal, state=FAILED))
+            store.finish(state.ledger, pid, FAILED)
             raise
+        store.finish(state.ledger, pid, APPLIED, done.event_id)
         proposal = replace(proposal, state=APPLIED, event_id=done.event_id)
         receipt = done.to_json()
-    store.save(state.ledger, proposal)
-    status = 201 if existing is None else 200
+    status = 201 if created else 200
     return JSONResponse(_view(state, proposal, receipt), status_code=status)
 
 

@@ -1,0 +1,65 @@
+"""Signatures gathered at once through two servers on one ledger are all kept.
+
+The holder and the bank each post the same pledge, signed by itself, at the same
+moment, one to each server.  Each signature is acknowledged (201 or 200), so the
+pledge must apply: a proposal that kept only one of them would leave each side
+waiting for the other until it expired (and on PostgreSQL, two first posts of one
+proposal raced to insert it: a 500)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from api.client import Client
+from api.server import running
+from api.settings import Settings
+from tests.api.conftest import World
+from tests.kit import T0
+
+TRIALS = 12
+
+
+def post(
+    start: threading.Barrier, answers: dict[str, Any], name: str, client: Client, raw: bytes
+) -> None:
+    start.wait()
+    answers[name] = client.propose(raw)
+
+
+def test_two_servers_keep_every_signature_of_a_proposal(
+    world: World, doc_id: str, settings: Settings
+) -> None:
+    exporter, bank = world.client("exporter"), world.client("bank")
+    with running(settings) as other_url, Client(other_url, bank.key) as bank_there:
+        for trial in range(TRIALS):
+            body = {
+                "pledgee": world.id("bank"),
+                "loan_ref": f"LOAN-RACE-{trial}",
+                "amount": "1000.00",
+                "currency": "USD",
+                "registry_ref": "PBOC-CRCS-2026-000001",
+                "maturity": "2026-08-01",
+            }
+            by_holder = exporter.next_event(doc_id, "pledge", body, time_=T0)
+            by_bank = exporter.next_event(doc_id, "pledge", body, [bank.key], time_=T0)
+            answers: dict[str, Any] = {}
+            start = threading.Barrier(2)
+
+            threads = [
+                threading.Thread(target=post, args=(start, answers, "holder", exporter, by_holder)),
+                threading.Thread(target=post, args=(start, answers, "bank", bank_there, by_bank)),
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert set(answers) == {"holder", "bank"}, "each post was acknowledged"
+            states = sorted(a["state"] for a in answers.values())
+            assert states == ["applied", "open"], (trial, answers)
+            title = exporter.title(doc_id)
+            assert title["pledge"]["loan_ref"] == f"LOAN-RACE-{trial}", (trial, title)
+            proposal = exporter.proposal(answers["holder"]["id"])
+            assert proposal["state"] == "applied"
+            assert proposal["signed_by"] == sorted([world.id("exporter"), world.id("bank")])
+            bank.submit(bank.next_event(doc_id, "release", {}))  # for the next trial
