@@ -68,6 +68,7 @@ __all__ = [
     "UnderlyingDocument",
     "cargo_keys",
     "declared_value",
+    "reference_key",
 ]
 
 STATEMENT = (
@@ -471,14 +472,22 @@ def cargo_keys(doc: Document) -> frozenset[str]:
     """The identifiers that no other live document may share (cargo singularity).
 
     ``container:<number>``, ``<kind>:<number>`` for each underlying document,
-    and each leg's reference as ``rail_waybill:<ref>`` or ``sea_bl:<ref>``.
+    and each leg's reference as ``rail_waybill:<ref>`` or ``sea_bl:<ref>``; a
+    reference in its key form (``reference_key``), so that one number written with
+    and without separators is one cargo.
     """
     keys = {f"container:{c.number.upper()}" for c in doc.containers}
-    keys.update(f"{u.kind}:{u.number.upper()}" for u in doc.underlying)
+    keys.update(f"{u.kind}:{reference_key(u.number)}" for u in doc.underlying)
     for leg in doc.legs:
         kind = "rail_waybill" if leg.mode == "RAIL" else "sea_bl"
-        keys.add(f"{kind}:{leg.reference.upper()}")
+        keys.add(f"{kind}:{reference_key(leg.reference)}")
     return frozenset(keys)
+
+
+def reference_key(reference: str) -> str:
+    """A waybill, B/L or customs entry number as cargo singularity compares it: without
+    its separators ('-' and '/'), so XBL-2026/0417 and XBL20260417 are one number."""
+    return reference.upper().replace("-", "").replace("/", "")
 
 
 def declared_value(doc: Document) -> Money | None:

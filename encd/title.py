@@ -500,9 +500,11 @@ def _claim(doc_id: str, keys: frozenset[str], cargo: Mapping[str, str]) -> None:
         owner = owners.get(key)
         if owner is not None and owner != doc_id:
             kind, _, number = key.partition(":")
+            how = "" if kind == "container" else " (numbers are compared without '-' and '/')"
             raise RuleViolation(
                 "singularity",
-                f"{kind.replace('_', ' ')} {number} is already covered by live document {owner}",
+                f"{kind.replace('_', ' ')} {number} is already covered by live document "
+                f"{owner}{how}",
             )
 
 

@@ -162,6 +162,16 @@ def test_cargo_keys_include_leg_references_not_listed_as_underlying() -> None:
     assert {"sea_bl:QZHSIN26031799", "sea_bl:QZHSIN26031701"} <= keys
 
 
+def test_cargo_keys_compare_numbers_without_separators() -> None:
+    """One B/L, waybill or customs entry number written with '-' or '/' or without is one
+    cargo: the separators cannot make a second live document for it."""
+    plain = cargo_keys(Document.from_json(corridor()))
+    value = edit(corridor(), "legs[0].reference", "CQLQ-2603/100417")
+    value = edit(value, "legs[1].reference", "QZHSIN-26031701")
+    value = edit(value, "underlying[2].number", "8000-2026-0001-234567")
+    assert cargo_keys(Document.from_json(value)) == plain
+
+
 def test_declared_value_is_the_exact_sum() -> None:
     total = declared_value(Document.from_json(corridor()))
     assert total == Money.model_validate({"amount": "185030.50", "currency": "USD"})

@@ -110,6 +110,29 @@ def test_cargo_singularity_refuses_a_second_live_document(cast: Cast) -> None:
     assert "CQ-SECOND-0001" not in cast.replay.documents
 
 
+def test_cargo_singularity_is_not_beaten_by_separators(cast: Cast) -> None:
+    """Bulk cargo named by its B/L alone: the same number with '-' in it is the same cargo."""
+    first = copy.deepcopy(corridor_document())
+    first["containers"] = []
+    first["underlying"] = [{"kind": "sea_bl", "number": "XBL2026000417"}]
+    first["legs"] = [dict(leg, reference=f"XBL202600041{i}") for i, leg in enumerate(first["legs"])]
+    issue(cast, first)
+    for written in ("XBL-2026000417", "XBL/2026000417", "XBL-2026-000417", "xbl2026000417"):
+        second = copy.deepcopy(first)
+        second["id"] = "CQ-SECOND-0001"
+        second["underlying"] = [{"kind": "sea_bl", "number": written}]
+        second["legs"] = [dict(leg, reference=f"Y{i}") for i, leg in enumerate(first["legs"])]
+        with pytest.raises((RuleViolation, InvalidInput)) as info:
+            issue(cast, second)
+        if isinstance(info.value, RuleViolation):
+            assert str(info.value) == (
+                f"sea bl XBL2026000417 is already covered by live document {DOC} "
+                "(numbers are compared without '-' and '/')"
+            )
+        else:  # lower case is refused as written (identifiers are in normal form)
+            assert written.islower()
+
+
 def test_a_second_pledge_is_refused_while_pledged(cast: Cast) -> None:
     issue(cast)
     step(cast, "pledge", pledge_body(cast), "exporter", "bank")

@@ -1,0 +1,70 @@
+"""Schema migrations that rewrite data: a ledger made by an earlier version upgrades."""
+
+from __future__ import annotations
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, insert, select
+
+from ledger.db import MIGRATIONS, make_engine, migrate
+from ledger.schema import CARGO
+
+
+def _at(engine: Engine, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def _cargo(engine: Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        return {key: doc for key, doc in conn.execute(select(CARGO.c.key, CARGO.c.doc_id))}
+
+
+def test_0004_writes_cargo_numbers_without_separators(database_url: str) -> None:
+    engine = make_engine(database_url, writer=True)
+    try:
+        _at(engine, "0003")
+        rows = {
+            "container:CSQU3054383": "DOC-1",
+            "sea_bl:XBL-2026/000417": "DOC-1",
+            "sea_bl:XBL2026000417": "DOC-1",  # the same number, listed twice by DOC-1
+            "customs_entry:8000-2026-0417": "DOC-1",
+            "rail_waybill:CQLQ2603100417": "DOC-2",
+        }
+        with engine.begin() as conn:
+            conn.execute(insert(CARGO), [{"key": k, "doc_id": d} for k, d in rows.items()])
+        migrate(engine)
+        assert _cargo(engine) == {
+            "container:CSQU3054383": "DOC-1",
+            "sea_bl:XBL2026000417": "DOC-1",
+            "customs_entry:800020260417": "DOC-1",
+            "rail_waybill:CQLQ2603100417": "DOC-2",
+        }
+    finally:
+        engine.dispose()
+
+
+def test_0004_names_two_live_documents_that_cover_one_cargo(database_url: str) -> None:
+    engine = make_engine(database_url, writer=True)
+    try:
+        _at(engine, "0003")
+        with engine.begin() as conn:
+            conn.execute(
+                insert(CARGO),
+                [
+                    {"key": "sea_bl:XBL-2026000417", "doc_id": "DOC-1"},
+                    {"key": "sea_bl:XBL2026000417", "doc_id": "DOC-2"},
+                ],
+            )
+        with pytest.raises(RuntimeError) as refused:
+            migrate(engine)
+        assert "live documents DOC-1 and DOC-2 both cover sea_bl:XBL2026000417" in str(
+            refused.value
+        ) or "live documents DOC-2 and DOC-1 both cover sea_bl:XBL2026000417" in str(refused.value)
+        assert len(_cargo(engine)) == 2, "nothing was rewritten"
+    finally:
+        engine.dispose()
