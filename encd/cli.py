@@ -173,7 +173,7 @@ def load_key(party: str, path: Path) -> SigningKey:
     except OSError as exc:
         fail(f"cannot read key file {path}: {exc.strerror}", 2)
     except InvalidInput as exc:
-        if "password" in exc.message.lower() and passphrase is None:
+        if "password" in exc.message.lower() and not passphrase:
             fail(f"{path} is encrypted: set ENCD_KEY_PASSPHRASE", 2)
         fail(f"key file {path}: {exc.message}", 2)
 
@@ -764,8 +764,12 @@ def countersign(
         fail(f"proposal {proposal_id} is not a document event ({exc.message}): nothing signed")
     if event.is_party_event:
         fail(f"proposal {proposal_id} is not a document event: nothing signed")
+    current = None
+    if event.type == "amend":  # what it changes, against the content the service holds
+        held = run(lambda: c.document(event.subject))
+        current = got(held, "title", "content", kind=dict)
+    what = describe(event.type, event.subject, event.body, current)
     result = run(lambda: c.countersign(proposal_id, signed))
-    what = describe(event.type, event.subject, event.body)
     if got(result, "state", kind=str) == "applied":
         index = got(result, "receipt", "log_index", kind=int)
         emit(result, as_json, f"OK: signed {what}; applied at index {index}")
@@ -774,8 +778,11 @@ def countersign(
         emit(result, as_json, f"OK: signed {what}; still waiting for {waiting}")
 
 
-def describe(kind: str, doc: str, body: Mapping[str, Any]) -> str:
-    """What a document event does, in words, for whoever is asked to sign it."""
+def describe(
+    kind: str, doc: str, body: Mapping[str, Any], current: Mapping[str, Any] | None = None
+) -> str:
+    """What a document event does, in words, for whoever is asked to sign it; for an
+    amendment, given the ``current`` content, which of its fields it changes."""
 
     def value(name: str) -> str:
         item = body.get(name)
@@ -790,9 +797,14 @@ def describe(kind: str, doc: str, body: Mapping[str, Any]) -> str:
     if kind == "amend":
         from encd.events import content_digest
 
+        new = body.get("content")
+        changes = ""
+        if current is not None and isinstance(new, dict):
+            changed = sorted(k for k in {*current, *new} if current.get(k) != new.get(k))
+            changes = f", changing {', '.join(changed) or 'nothing'}"
         return (
             f"amendment of {doc}'s content to the content of digest "
-            f"{content_digest(body.get('content'))[:16]}…"
+            f"{content_digest(new)[:16]}…{changes}"
         )
     if kind == "switch_to_paper":
         return f"switch of {doc} to paper document {value('paper_document_number')}"

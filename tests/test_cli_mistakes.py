@@ -699,3 +699,45 @@ def test_what_no_command_foresaw_is_one_line_too(key: Path) -> None:
         )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == ["FAIL: OSError: [Errno 28] No space left on device"]
+
+
+def test_countersign_says_which_fields_an_amendment_changes(key: Path) -> None:
+    from tests.kit import corridor_document
+
+    held = corridor_document()
+    amended = dict(held, freight="collect", remarks="re-routed")
+    text = envelope_text(
+        type="amend",
+        seq=4,
+        prev="ab" * 32,
+        time="2026-05-01T08:30:00Z",
+        body={"content": amended, "supersedes": "cd" * 32},
+        doc=held["id"],
+    )
+    proposal_id = hashlib.sha256(text).hexdigest()
+
+    def service(request: bytes, conn: socket.socket) -> None:
+        line = request.split(b"\r\n")[0].decode()
+        if line.startswith(f"GET /v1/proposals/{proposal_id}"):
+            body: object = {"id": proposal_id, "text": text.decode()}
+        elif line.startswith(f"GET /v1/documents/{held['id']}"):
+            body = {"title": {"content": held}}
+        else:  # the countersignature
+            body = {"id": proposal_id, "state": "open", "missing": ["the pledgee X"]}
+        respond("200 OK", "application/json", json.dumps(body).encode())(request, conn)
+
+    with fake_service(service) as (url, heads):
+        code, out = encd("countersign", proposal_id, *as_bank(url, key))
+    assert code == 0, out
+    assert f"OK: signed amendment of {held['id']}'s content" in out
+    assert "changing freight, remarks; still waiting for the pledgee X" in out
+    assert [h.split(b" ")[0] for h in heads] == [b"GET", b"GET", b"POST"], "shown, then signed"
+
+
+def test_an_empty_passphrase_is_no_passphrase(tmp_path: Path) -> None:
+    locked = tmp_path / "locked.key"
+    SigningKey.generate(BANK).save(locked, b"open sesame")
+    code, out = encd(
+        "title", "DOC-1", *as_bank("http://127.0.0.1:1", locked), env={"ENCD_KEY_PASSPHRASE": ""}
+    )
+    assert code == 2 and f"FAIL: {locked} is encrypted: set ENCD_KEY_PASSPHRASE" in out, out
