@@ -22,7 +22,7 @@ import stat
 import sys
 import threading
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -157,7 +157,7 @@ def listed(answer: Any, *path: str | int) -> str:
 
 def load_key(party: str, path: Path) -> SigningKey:
     passphrase = os.environ.get("ENCD_KEY_PASSPHRASE")
-    if path.exists() and not path.is_file():
+    if looks(path, lambda: path.exists() and not path.is_file()):
         fail(f"key file {path} is not a regular file", 2)
     try:
         mode = path.stat().st_mode
@@ -176,6 +176,15 @@ def load_key(party: str, path: Path) -> SigningKey:
         if "password" in exc.message.lower() and not passphrase:
             fail(f"{path} is encrypted: set ENCD_KEY_PASSPHRASE", 2)
         fail(f"key file {path}: {exc.message}", 2)
+
+
+def looks(path: Path, test: Callable[[], bool]) -> bool:
+    """``test()`` about ``path``; a path that cannot be looked at (a directory on the way
+    that may not be searched) is bad usage, said so."""
+    try:
+        return test()
+    except OSError as exc:
+        fail(f"cannot look at {path}: {exc.strerror}", 2)
 
 
 def check_party(value: str, option: str) -> str:
@@ -275,7 +284,7 @@ def read_content(path: Path) -> dict[str, Any]:
     """Document content from JSON or YAML, validated before anything is sent."""
     from encd.document import Document
 
-    if path.exists() and not path.is_file():
+    if looks(path, lambda: path.exists() and not path.is_file()):
         fail(f"{path} is not a regular file", 2)
     try:
         data = path.read_bytes()
@@ -329,8 +338,9 @@ def read_content(path: Path) -> dict[str, Any]:
     return value
 
 
-class _Overdue(Exception):
-    """The whole of an exchange with the service took longer than ENCD_TIMEOUT."""
+class _Overdue(BaseException):
+    """The whole of an exchange with the service took longer than ENCD_TIMEOUT (a
+    BaseException: no ``except Exception`` on the way may swallow it)."""
 
 
 @contextmanager
@@ -345,8 +355,8 @@ def _deadline(seconds: float | None) -> Iterator[None]:
         raise _Overdue
 
     previous = signal.signal(signal.SIGALRM, overdue)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -354,16 +364,19 @@ def _deadline(seconds: float | None) -> Iterator[None]:
 
 
 def run(action: Any, whole: bool = True) -> Any:
-    """Run a client action, within ENCD_TIMEOUT unless not ``whole`` (a download: each read
-    is bounded, not the whole).  A refusal, an error or a wrong answer prints why and
+    """Run a client action, within ENCD_TIMEOUT unless not ``whole`` (a download, whose each
+    read is bounded, not the whole; or local work after the answers are in).  A refusal, an error or a wrong answer prints why and
     exits 1."""
     from api.client import ProblemError
 
     seconds = timeout()
+    done: list[Any] = []
     try:
         with _deadline(seconds if whole else None):
-            return action()
+            done.append(action())
     except _Overdue:
+        if done:  # the deadline struck as it was being taken down: the answer is here
+            return done[0]
         fail(f"the service did not finish answering within {seconds:g} s (ENCD_TIMEOUT)")
     except ProblemError as exc:
         problem = exc.problem
@@ -373,6 +386,7 @@ def run(action: Any, whole: bool = True) -> Any:
         fail(f"{exc.status} {title}{where}: {problem.get('detail', '')}")
     except Error as exc:
         fail(exc.message)
+    return done[0]
 
 
 def _reason_phrase(status: int) -> str:
@@ -399,7 +413,7 @@ def keygen(
     if encrypt and not passphrase:
         fail("--encrypt needs ENCD_KEY_PASSPHRASE", 2)
     key = SigningKey.generate(check_party(party, "PARTY"))
-    if out.is_dir():
+    if looks(out, out.is_dir):
         fail(f"--out: {out} is a directory; name the key file to write", 2)
     try:
         key.save(out, os.fsencode(passphrase) if passphrase else None)
@@ -1046,7 +1060,7 @@ def title(
             "you cannot have its events replayed; an auditor's `encd audit` of its bundle can)"
         )
     else:
-        entries = run(lambda: verify_title_replay(answer, bundle, trusted))
+        entries = run(lambda: verify_title_replay(answer, bundle, trusted), whole=False)
         replayed = f"replayed from the document's bundle ({entries} entries, each proved)"
 
     def said(value: Any) -> str:
@@ -1122,10 +1136,10 @@ def export(
     if doc is not None:
         doc_id(doc)
     target = out or Path(f"{doc}.encd" if doc else "ledger.encd")
-    if target.is_dir():
+    if looks(target, target.is_dir):
         fail(f"--out: {target} is a directory", 2)
     _replaceable(target, force)
-    if not target.parent.is_dir():
+    if not looks(target.parent, target.parent.is_dir):
         fail(f"--out: no directory {target.parent} to write {target.name} in", 2)
     c = client(server, key, party)
     data = run(c.export, whole=False) if all_ else run(lambda: c.bundle(doc or ""), whole=False)
@@ -1217,6 +1231,9 @@ def main() -> None:
         if os.environ.get("ENCD_DEBUG"):
             raise
         what = exc.message if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
+        with contextlib.suppress(Exception):
+            if _json_wanted:
+                print(json.dumps({"ok": False, "exit": 1, "error": what}, sort_keys=True))
         with contextlib.suppress(Exception):
             err.print(
                 "[red]FAIL:[/] " + escape(printable(one_line(what))),

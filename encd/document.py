@@ -236,7 +236,12 @@ Currency = Annotated[str, BeforeValidator(_coded(check_currency))]
 ContainerNumber = Annotated[str, BeforeValidator(_coded(check_container))]
 Reference = Annotated[
     str,
-    BeforeValidator(_pattern(r"[A-Z0-9/-]{1,35}", "1 to 35 characters of A-Z, 0-9, '/' and '-'")),
+    BeforeValidator(
+        _pattern(
+            r"(?=[/-]*[A-Z0-9])[A-Z0-9/-]{1,35}",
+            "1 to 35 characters of A-Z, 0-9, '/' and '-', at least one a letter or digit",
+        )
+    ),
 ]
 DocumentId = Annotated[
     str,

@@ -422,7 +422,10 @@ def _slot(
     if name == "first_holder":
         return f"the first holder {state.first_holder}", frozenset({state.first_holder})
     if name == "pledgee" or (name == "pledgee_if_pledged" and state.pledge):
-        assert state.pledge is not None
+        if state.pledge is None:  # release or enforce of a document not pledged
+            raise RuleViolation(
+                "pledgee", f"{state.id} is not pledged: there is no pledgee to sign"
+            )
         return f"the pledgee {state.pledge.pledgee}", frozenset({state.pledge.pledgee})
     if name == "pledgee_if_pledged":
         return None

@@ -100,9 +100,10 @@ def gather(
     """Add ``signatures`` to proposal ``new.id`` (creating it as ``new`` if there is none),
     in one transaction that holds its row (PostgreSQL: ``FOR UPDATE`` after an insert that
     does nothing if another made it first; SQLite: the write lock), so that signatures
-    gathered at once through several servers are all kept.  Returns the proposal as now
-    stored and whether this call made it; one that is no longer open is returned as it
-    is, without the signatures."""
+    gathered at once through several servers are all kept.  A party signs once: a
+    signature by another key of a party that has signed already is not added.  Returns
+    the proposal as now stored and whether this call made it; one that is no longer open
+    is returned as it is, without the signatures."""
     row_values = {
         "id": new.id,
         "doc_id": new.doc_id,
@@ -120,13 +121,17 @@ def gather(
             made = pg_insert(PROPOSAL).values(**row_values).on_conflict_do_nothing()
         else:
             made = sqlite_insert(PROPOSAL).values(**row_values).on_conflict_do_nothing()
-        created = conn.execute(made).rowcount == 1
+        # (RETURNING, not rowcount: psycopg's rowcount here is -1)
+        created = conn.execute(made.returning(PROPOSAL.c.id)).first() is not None
         row = conn.execute(select(PROPOSAL).where(PROPOSAL.c.id == new.id).with_for_update()).one()
         stored = _row(row)
         if stored.current_state(now_ms) != OPEN:
             return stored, created
         merged = {sig.key_id: sig for sig in stored.signatures}
-        merged.update((sig.key_id, sig) for sig in signatures)
+        signed = {sig.name for sig in stored.signatures}
+        for sig in signatures:  # one signature a party: a second key of one kept already
+            if sig.key_id in merged or sig.name not in signed:  # (posted at once) is not
+                merged[sig.key_id] = sig
         block = _block(merged.values())
         if block != bytes(row._mapping["signatures"]):
             conn.execute(update(PROPOSAL).where(PROPOSAL.c.id == new.id).values(signatures=block))

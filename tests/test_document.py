@@ -204,7 +204,9 @@ LOCODE = (
     "UN/LOCODE must be a 2-letter country code and 3 characters of A-Z or 2-9, "
     "uppercase, without a space, got "
 )
-REFERENCE = "expected 1 to 35 characters of A-Z, 0-9, '/' and '-', got "
+REFERENCE = (
+    "expected 1 to 35 characters of A-Z, 0-9, '/' and '-', at least one a letter or digit, got "
+)
 CONTROL = "expected text without control characters, got "
 DATE = "expected a date string YYYY-MM-DD, got "
 WEIGHT = 'expected a weight in kg as a decimal string with at most 3 decimal places, such as "1250.5", got '
@@ -289,6 +291,7 @@ CASES: list[tuple[str, object, str, str]] = [
     ("legs[0].reference", "CQLQ 2603100417", "legs[0].reference", REFERENCE + "'CQLQ 2603100417'"),
     ("legs[0].reference", "", "legs[0].reference", REFERENCE + "''"),
     ("legs[0].reference", "C" * 36, "legs[0].reference", REFERENCE + repr("C" * 36)),
+    ("legs[0].reference", "-/-", "legs[0].reference", REFERENCE + "'-/-'"),
     ("legs[0].vessel", "XIN HAI", "legs[0].vessel", "expected no vessel on a RAIL leg, got 'XIN HAI'"),
     ("legs[0].voyage", "001", "legs[0].voyage", "expected no voyage on a RAIL leg, got '001'"),
     ("legs[1].vessel", DELETE, "legs[1].vessel", MISSING + " (a SEA leg names its vessel)"),

@@ -27,7 +27,7 @@ from api.routes.common import (
     append,
     require_subject,
 )
-from encd.errors import Conflict, InvalidInput, RuleViolation
+from encd.errors import InvalidInput, RuleViolation, VerificationError
 from encd.events import Event, assemble
 from encd.parties import Role, verify_signers
 from encd.title import apply, required_signers
@@ -125,7 +125,7 @@ async def _gather(
     if all(allowed & signers for _, allowed in _required(state, complete)):
         try:
             done = await append(state, complete)  # (the same bytes again: a duplicate)
-        except Conflict:
+        except (RuleViolation, VerificationError):  # (Conflict among them) it cannot apply
             store.finish(state.ledger, pid, FAILED)
             raise
         store.finish(state.ledger, pid, APPLIED, done.event_id)

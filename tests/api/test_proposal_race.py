@@ -63,3 +63,24 @@ def test_two_servers_keep_every_signature_of_a_proposal(
             assert proposal["state"] == "applied"
             assert proposal["signed_by"] == sorted([world.id("exporter"), world.id("bank")])
             bank.submit(bank.next_event(doc_id, "release", {}))  # for the next trial
+
+
+def test_a_proposal_needing_a_pledgee_of_a_document_not_pledged_is_422(
+    world: World, doc_id: str
+) -> None:
+    """Release and enforce need the pledgee's signature: proposing either for a document
+    that is not pledged is refused by the rules (it was an assertion: a 500)."""
+    from api.client import ProblemError
+
+    bank = world.client("bank")
+    for kind in ("release", "enforce"):
+        raw = bank.next_event(doc_id, kind, {})
+        try:
+            bank.propose(raw)
+        except ProblemError as refused:
+            assert refused.status == 422, refused.problem
+            assert refused.problem["type"] == "urn:encd:problem:rule-violation"
+            assert f"{doc_id} is not pledged" in refused.problem["detail"]
+        else:
+            raise AssertionError(f"a {kind} of a document not pledged was proposed")
+    assert bank.proposals()["proposals"] == []

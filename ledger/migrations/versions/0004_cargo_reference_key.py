@@ -4,7 +4,10 @@ Singularity compared these numbers exactly, so one number written XBL-2026000417
 XBL2026000417 covered one cargo twice.  ``encd.document.cargo_keys`` now writes them
 in their key form (``reference_key``); this rewrites the stored index the same way.
 If two live documents' keys become one, the ledger already covers one cargo twice:
-the upgrade stops and names them (void one with the version before, then upgrade).
+the upgrade stops and names them (end one of them with the version before: void,
+surrender and deliver, or switch to paper; then upgrade).  Stop every server of the
+ledger before upgrading: one still running the version before would write keys with
+separators again.
 
 Revision ID: 0004
 Revises: 0003
@@ -39,8 +42,8 @@ def upgrade() -> None:
         if other != doc_id:
             raise RuntimeError(
                 f"live documents {other} and {doc_id} both cover {new} once '-' and '/' are "
-                "taken out of its number: void one of them with the encd version before "
-                "this one, then upgrade"
+                "taken out of its number: end one of them (void, surrender and deliver, or "
+                "switch to paper) with the encd version before this one, then upgrade"
             )
     if all(_key_form(key) == key for key, _ in rows):
         return
