@@ -32,7 +32,7 @@ from encd.events import Event, assemble
 from encd.parties import Role, verify_signers
 from encd.title import apply, required_signers
 from ledger import proposals as store
-from ledger.ledger import NotFound
+from ledger.ledger import NotFound, Receipt
 from ledger.proposals import APPLIED, FAILED, OPEN, Proposal
 
 router = APIRouter(prefix="/v1/proposals", tags=["proposals"])
@@ -123,16 +123,30 @@ async def _gather(
     signers = {s.name for s in complete.signatures}
     receipt = None
     if all(allowed & signers for _, allowed in _required(state, complete)):
+        done: Receipt | None
         try:
             done = await append(state, complete)  # (the same bytes again: a duplicate)
         except (RuleViolation, VerificationError):  # (Conflict among them) it cannot apply
-            store.finish(state.ledger, pid, FAILED)
-            raise
+            done = _applied_otherwise(state, complete)
+            if done is None:
+                store.finish(state.ledger, pid, FAILED)
+                raise
         store.finish(state.ledger, pid, APPLIED, done.event_id)
         proposal = replace(proposal, state=APPLIED, event_id=done.event_id)
         receipt = done.to_json()
     status = 201 if created else 200
     return JSONResponse(_view(state, proposal, receipt), status_code=status)
+
+
+def _applied_otherwise(state: State, complete: Event) -> Receipt | None:
+    """The receipt of the event logged with ``complete``'s text under other signatures
+    (a carrier's and its agent's, posted at once), if there is one: then the proposal
+    applied, and the post that lost the race says so."""
+    for _, _, raw in state.ledger.events_of(complete.subject):
+        logged = Event.parse(raw)
+        if logged.seq == complete.seq and logged.text == complete.text:
+            return state.ledger.receipt(logged.id)
+    return None
 
 
 class _Cargo(Mapping[str, str]):

@@ -84,3 +84,24 @@ def test_a_proposal_needing_a_pledgee_of_a_document_not_pledged_is_422(
         else:
             raise AssertionError(f"a {kind} of a document not pledged was proposed")
     assert bank.proposals()["proposals"] == []
+
+
+def test_a_proposal_whose_text_applied_under_other_signatures_says_applied(
+    world: World, doc_id: str
+) -> None:
+    """A milestone needs the carrier or its agent.  The carrier logs it while its agent
+    proposes the same text signed by itself: the agent's post finds the head moved, and
+    the event with that text logged; the proposal applied (it was said failed)."""
+    carrier, agent = world.client("carrier"), world.client("agent")
+    body = {
+        "kind": "departed",
+        "location": {"locode": "CNCKG", "name": "Luoqi, Jiangjin"},
+        "at": "2026-05-01T09:00:00Z",
+    }
+    by_carrier = carrier.next_event(doc_id, "milestone", body, time_=T0)
+    by_agent = carrier.next_event(doc_id, "milestone", body, [agent.key], time_=T0)
+    logged = carrier.submit(by_carrier)
+    answer = agent.propose(by_agent)
+    assert answer["state"] == "applied", answer
+    assert answer["receipt"]["event_id"] == logged["event_id"]
+    assert agent.proposal(answer["id"])["state"] == "applied"
