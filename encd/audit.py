@@ -116,11 +116,11 @@ class AuditReport:
             pledged = f", pledged to {pledge['pledgee']}" if pledge else ""
             out.append(
                 f"OK: {doc_id}: {state['status']}, holder {state['holder']}{pledged}; "
-                f"{state['seq'] + 1} events, head {state['head'][:16]}…"
+                f"{_count(state['seq'] + 1, 'event')}, head {state['head'][:16]}…"
             )
         what = "ledger export" if self.kind == "ledger" else "bundle"
         out.append(
-            f"OK: {self.path}: {what} of {self.entries} entries verified against the checkpoint "
+            f"OK: {self.path}: {what} of {_count(self.entries, 'entry', 'entries')} verified against the checkpoint "
             f"at tree size {self.size}"
             + (f", cosigned by {', '.join(self.witnesses)}" if self.witnesses else "")
         )
@@ -157,6 +157,10 @@ def audit_file(
         raise UsageError(f"{path} is not a file")
     with path.open("rb") as handle:
         return audit(handle, str(path), policy, trusted, progress)
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def _policy(path: Path) -> Policy:

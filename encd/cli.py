@@ -245,8 +245,9 @@ def client(server: str, key: Path, party: str) -> Client:
             2,
         )
     signer = load_key(party, key)
+    seconds = timeout()  # its own failure, before the try below (typer.Exit is an Exception)
     try:  # the environment's proxies and certificates are read here
-        return Client(server, signer, timeout=timeout())
+        return Client(server, signer, timeout=seconds)
     except Exception as exc:  # a proxy URL httpx cannot use, a missing CA file, …
         fail(f"cannot set up a connection to {server}: {exc or type(exc).__name__}", 2)
 
@@ -647,7 +648,7 @@ def _submit(
         receipt,
         as_json,
         f"OK: {type_} logged at index {got(receipt, 'log_index', kind=int)} "
-        f"(event {got(receipt, 'event_id', kind=str)[:16]}…)",
+        f"(event {got(receipt, 'event_id', kind=str)})",
     )
 
 
@@ -1109,7 +1110,9 @@ def history(
         except InvalidInput:
             fail(f"the service's answer holds, at log index {index!r}, something not an event")
         signers = ", ".join(s.name for s in event.signatures)
-        lines.append(f"{index!s:>8}  seq {event.seq:<4} {event.type:<16} signed by {signers}")
+        lines.append(
+            f"{index!s:>8}  seq {event.seq:<4} {event.type:<16} signed by {signers}; event {event.id}"
+        )
     emit(result, as_json, "\n".join(lines))
 
 

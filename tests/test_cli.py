@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -133,6 +134,9 @@ def test_the_title_flow_from_the_command_line(service: tuple[str, Path]) -> None
     assert code == 0, out
     code, out = encd("transfer", DOC, "--to", ids["buyer"], *as_("exporter"))
     assert code == 0, out
+    # the whole event id is printed (an acknowledge names an instruction by it)
+    transfer_id = re.search(r"\(event ([0-9a-f]{64})\)", out)
+    assert transfer_id is not None, out
 
     code, out = encd("title", DOC, *as_("bank"), "--json")
     assert code == 0 and json.loads(out)["holder"] == ids["buyer"]
@@ -153,6 +157,7 @@ def test_the_title_flow_from_the_command_line(service: tuple[str, Path]) -> None
         assert code == 0 and "\x1b" not in out and "'\\x1b[2J[bold red]X'" in out, out
     code, out = encd("history", DOC, *as_("buyer"))
     assert code == 0 and "transfer" in out and "pledge" in out
+    assert f"event {transfer_id[1]}" in out, out
 
     bundle = tmp / "doc.encd"
     code, out = encd("export", DOC, "--out", str(bundle), *as_("buyer"))

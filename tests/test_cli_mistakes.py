@@ -150,6 +150,15 @@ def test_a_timeout_that_is_not_seconds_is_usage(key: Path) -> None:
         "title", "DOC-1", *as_bank("http://127.0.0.1:1", key), env={"ENCD_TIMEOUT": "soon"}
     )
     assert code == 2 and "ENCD_TIMEOUT: expected seconds" in out and "'soon'" in out
+    assert out.count("FAIL:") == 1, out  # not followed by a second, about the connection
+    code, out = encd(
+        "title",
+        "DOC-1",
+        "--json",
+        *as_bank("http://127.0.0.1:1", key),
+        env={"ENCD_TIMEOUT": "soon"},
+    )
+    assert code == 2 and out.count('"ok": false') == 1, out
 
 
 # --- a service that answers wrongly -----------------------------------------------------------
