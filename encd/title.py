@@ -461,7 +461,8 @@ def _check_signers(
         raise RuleViolation(kind, f"{kind} must be signed by {needed}; signed by {got}")
 
 
-def _check_chain(state: DocumentState | None, event: Event) -> None:
+def check_chain(state: DocumentState | None, event: Event) -> None:
+    """Refuse (Conflict, with the head now) an event not signed against the document's head."""
     seq, head = (0, None) if state is None else (state.seq + 1, state.head)
     if event.seq == seq and event.prev == head:
         return
@@ -603,12 +604,12 @@ def apply(
     if event.is_party_event:
         raise InvalidInput("event.party", "a party event has no effect on a document's title")
     # (1) chain
-    _check_chain(state, event)
+    check_chain(state, event)
     rule = RULES[event.type]
     # (2) body
     body = parse_model(rule.body, event.body, "body")
     if state is None:
-        if event.type != "issue":  # pragma: no cover - _check_chain refuses it first
+        if event.type != "issue":  # pragma: no cover - check_chain refuses it first
             raise RuleViolation(event.type, "a document begins with an issue event")
         assert isinstance(body, IssueBody)
         return _issue(event, body, signers, parties, cargo)

@@ -27,10 +27,10 @@ from api.routes.common import (
     append,
     require_subject,
 )
-from encd.errors import InvalidInput, RuleViolation, VerificationError
+from encd.errors import Conflict, InvalidInput, RuleViolation, VerificationError
 from encd.events import Event, assemble
 from encd.parties import Role, verify_signers
-from encd.title import apply, required_signers
+from encd.title import DocumentState, apply, check_chain, required_signers
 from ledger import proposals as store
 from ledger.ledger import NotFound, Receipt
 from ledger.proposals import APPLIED, FAILED, OPEN, Proposal
@@ -42,25 +42,43 @@ def _now_ms(state: StateDep) -> int:
     return int(state.settings.clock().timestamp() * 1000)
 
 
-def _required(state: StateDep, event: Event) -> list[tuple[str, frozenset[str]]]:
+def _current(state: State, doc_id: str) -> DocumentState | None:
     try:
-        current = state.ledger.title(event.subject)[0]
+        return state.ledger.title(doc_id)[0]
     except NotFound:
-        current = None
-    return required_signers(current, event, state.ledger.parties())
+        return None
+
+
+def _required(state: StateDep, event: Event) -> list[tuple[str, frozenset[str]]]:
+    return required_signers(_current(state, event.subject), event, state.ledger.parties())
+
+
+def _moved_on(state: State, event: Event) -> Conflict | None:
+    """Why a proposal can never apply, if the document has moved on past the head it was
+    signed against (and it was not itself logged under other signatures): the chain
+    only moves forward, so its text can never apply."""
+    try:
+        check_chain(_current(state, event.subject), event)
+    except Conflict as exc:
+        if _applied_otherwise(state, event) is None:
+            return exc
+    return None
 
 
 def _view(
     state: StateDep, proposal: Proposal, receipt: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     signed = sorted({s.name for s in proposal.signatures})
+    now = proposal.current_state(_now_ms(state))
     try:
         event = Event.parse(assemble(proposal.text, proposal.signatures))
         slots = _required(state, event)
+        if now == OPEN and _moved_on(state, event) is not None:
+            now = FAILED  # as a signature posted to it would find, and record
     except (InvalidInput, RuleViolation, NotFound):
         slots = []
     required = [{"who": label, "parties": sorted(allowed)} for label, allowed in slots]
-    missing = [label for label, allowed in slots if not allowed & set(signed)]
+    missing = [label for label, allowed in slots if now == OPEN and not allowed & set(signed)]
     body: dict[str, Any] = {
         "id": proposal.id,
         "document": proposal.doc_id,
@@ -69,7 +87,7 @@ def _view(
         "signed_by": signed,
         "required": required,
         "missing": missing,
-        "state": proposal.current_state(_now_ms(state)),
+        "state": now,
         "created_at": proposal.created_at,
         "expires_at": proposal.expires_at,
         "event_id": proposal.event_id,
@@ -97,6 +115,16 @@ async def _gather(
         raise ApiError(409, "stale-event", f"proposal {pid} is {existing.current_state(now)}")
     if expect is not None and existing is None:
         raise NotFound(f"no proposal {expect}")
+    moved_on = _moved_on(state, event)
+    if moved_on is not None:
+        if existing is not None:
+            store.finish(state.ledger, pid, FAILED)
+        raise Conflict(
+            f"proposal {pid} can no longer apply, the document has moved on since it was "
+            f"written: {moved_on}",
+            moved_on.current_seq,
+            moved_on.current_head,
+        ) from None
     merged = {s.key_id: s for s in (existing.signatures if existing else ())}
     merged.update({s.key_id: s for s in event.signatures})
     complete = Event.parse(assemble(event.text, merged.values()))
@@ -210,6 +238,8 @@ def pending(state: StateDep, caller: CallerDep) -> dict[str, Any]:
     out = []
     for proposal in store.open_proposals(state.ledger, _now_ms(state)):
         view = _view(state, proposal)
+        if view["state"] != OPEN:  # the document has moved on past it
+            continue
         involved = caller.id in view["signed_by"] or any(
             caller.id in r["parties"] for r in view["required"]
         )

@@ -168,3 +168,26 @@ def test_a_title_answer_is_checked_against_the_documents_events(world: World) ->
     for answer, message in malformed.values():
         with pytest.raises(VerificationError, match=message):
             verify_title(answer, key, DOC)
+
+
+def test_a_proposal_the_document_has_moved_past_is_closed(world: World) -> None:
+    """A pledge proposed and then overtaken by a transfer can never apply (its prev is no
+    longer the head): it leaves everyone's list, and a signature posted to it is a 409
+    with the head now, not a rule about who need not sign."""
+    issue(world)
+    exporter, bank = world.client("exporter"), world.client("bank")
+    proposal = exporter.propose(exporter.next_event(DOC, "pledge", pledge_body(world, "bank")))
+    assert [p["id"] for p in bank.proposals()["proposals"]] == [proposal["id"]]
+    exporter.submit(exporter.next_event(DOC, "transfer", {"to": world.id("buyer")}))
+
+    for label in ("bank", "buyer", "exporter"):
+        assert world.client(label).proposals()["proposals"] == [], label
+    assert exporter.proposal(proposal["id"])["state"] == "failed"
+    text = proposal["text"].encode()
+    note = text + b"\n" + b"".join(s.line().encode() for s in sign_text(text, [bank.key]))
+    with pytest.raises(ProblemError) as refused:
+        bank.countersign(proposal["id"], note)
+    problem = refused.value.problem
+    assert refused.value.status == 409 and problem["current_seq"] == 1, problem
+    assert "can no longer apply, the document has moved on" in problem["detail"], problem
+    assert exporter.proposal(proposal["id"])["state"] == "failed"  # and it stays closed
