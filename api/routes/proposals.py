@@ -133,8 +133,11 @@ async def _gather(
     signers = {s.name for s in complete.signatures}
     strangers = signers - set().union(*(allowed for _, allowed in slots))
     if strangers:
+        needed = " and ".join(label for label, _ in slots) or "no signature of a party"
         raise RuleViolation(
-            event.type, f"{', '.join(sorted(strangers))} need not sign this {event.type}"
+            event.type,
+            f"{', '.join(sorted(strangers))} need not sign this {event.type}: "
+            f"it is signed by {needed}",
         )
     if not all(allowed & signers for _, allowed in slots):
         _dry_run(state, complete, slots)

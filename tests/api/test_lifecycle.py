@@ -191,3 +191,19 @@ def test_a_proposal_the_document_has_moved_past_is_closed(world: World) -> None:
     assert refused.value.status == 409 and problem["current_seq"] == 1, problem
     assert "can no longer apply, the document has moved on" in problem["detail"], problem
     assert exporter.proposal(proposal["id"])["state"] == "failed"  # and it stays closed
+
+
+def test_a_stranger_to_a_proposal_is_told_who_signs_it(world: World) -> None:
+    issue(world)
+    exporter, bank2 = world.client("exporter"), world.client("bank2")
+    pledge = exporter.next_event(DOC, "pledge", pledge_body(world, "bank"))
+    text = pledge.split(b"\n\n")[0] + b"\n"
+    note = text + b"\n" + b"".join(s.line().encode() for s in sign_text(text, [bank2.key]))
+    with pytest.raises(ProblemError) as refused:
+        bank2.propose(note)
+    detail = refused.value.problem["detail"]
+    assert refused.value.status == 422, refused.value.problem
+    assert detail == (
+        f"{world.id('bank2')} need not sign this pledge: it is signed by the holder "
+        f"{world.id('exporter')} and the pledgee {world.id('bank')}"
+    ), detail
