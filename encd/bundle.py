@@ -698,6 +698,8 @@ def _strip(chunk: bytes) -> bytes:
         raise InvalidInput("", "more than one line given as one")
     if not line:
         raise InvalidInput("", "the line is empty; every line is one JSON object")
+    if line.endswith(b"\r"):
+        raise InvalidInput("", "the line ends with CR LF; lines end with a bare LF (\\n)")
     return line
 
 

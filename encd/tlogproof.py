@@ -112,6 +112,7 @@ class TlogProof:
                     f" got {len(digest)} bytes",
                 )
             proof.append(digest)
+        _no_hash_after_the_empty_line(signed_checkpoint, head.count(b"\n") + 3)
         return cls(index, tuple(proof), signed_checkpoint, extra)
 
     def to_bytes(self) -> bytes:
@@ -137,6 +138,26 @@ class TlogProof:
         except VerificationError as exc:
             raise exc.prefixed("tlog-proof") from None
         return checkpoint
+
+
+def _no_hash_after_the_empty_line(signed_checkpoint: bytes, number: int) -> None:
+    """InvalidInput if the checkpoint begins with a hash line (``number`` is its line).
+
+    A checkpoint's first line is its origin, never a base64 hash: one there means
+    an empty line came among the proof's hashes, and the fault is the proof's."""
+    first = signed_checkpoint.split(b"\n", 1)[0]
+    if len(first) != 44 or not first.endswith(b"="):
+        return
+    try:
+        digest = base64.b64decode(first, validate=True)
+    except ValueError:
+        return
+    if len(digest) == HASH_SIZE:
+        raise InvalidInput(
+            "tlog-proof.proof",
+            f"line {number} is a hash after the empty line that ends the proof's hashes;"
+            " an empty line must come only once, just before the checkpoint",
+        )
 
 
 def encode(

@@ -487,6 +487,13 @@ def test_a_malformed_entry_fails_step_3_naming_line_and_field(story: Story) -> N
         3,
         "step 3: line 5: the line is empty; every line is one JSON object",
     )
+    lines[4] = encode(entry)[:-1] + b"\r\n"  # a bundle saved with Windows line ends
+    fails(
+        join(lines),
+        InvalidInput,
+        3,
+        "step 3: line 5: the line ends with CR LF; lines end with a bare LF (\\n)",
+    )
 
 
 def test_a_ledger_export_entry_with_a_proof_fails_step_3(story: Story) -> None:

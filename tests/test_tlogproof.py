@@ -206,6 +206,16 @@ def _proof(*lines: str, checkpoint: bytes = SIGNED) -> bytes:
             "tlog-proof.proof: 65 hashes, more than the 64 any tree needs",
         ),
         (
+            _proof(HEADER, "index 0", HASH, "", HASH),  # an empty line among the hashes
+            "tlog-proof.proof: line 5 is a hash after the empty line that ends the proof's"
+            " hashes; an empty line must come only once, just before the checkpoint",
+        ),
+        (
+            _proof(HEADER, "index 0", "", HASH),
+            "tlog-proof.proof: line 4 is a hash after the empty line that ends the proof's"
+            " hashes; an empty line must come only once, just before the checkpoint",
+        ),
+        (
             _proof(HEADER, "index 0", checkpoint=b""),
             "tlog-proof checkpoint: no blank line separating text from signatures",
         ),
