@@ -21,7 +21,7 @@ from encd.errors import InvalidInput, VerificationError
 from encd.keys import PublicKey, SigningKey, check_key_name
 
 SIG_PREFIX = "— "  # em dash, space
-MAX_SIGNATURES = 64
+MAX_SIGNATURES = 100  # Go's sumdb/note limit, the one c2sp.org/signed-note gives as its example
 MAX_NOTE_SIZE = 1 << 20
 
 

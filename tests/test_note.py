@@ -71,6 +71,21 @@ def test_unknown_keys_are_ignored(example: tuple[PublicKey, bytes]) -> None:
     assert verify_note(note, [key, KEY_A.public]) == (key,)
 
 
+def test_a_note_may_carry_100_signatures_and_no_more() -> None:
+    """Go's sumdb/note limit (c2sp.org/signed-note: a note with too many may be refused)."""
+    signed = sign_note(b"hello\n", [KEY_A])
+    others = [
+        NoteSignature(f"witness{i:03}.example", i.to_bytes(4, "big"), bytes(64)).line().encode()
+        for i in range(100)
+    ]
+    note = parse_note(signed + b"".join(others[:99]))
+    assert len(note.signatures) == 100
+    assert verify_note(note, [KEY_A.public]) == (KEY_A.public,)
+    with pytest.raises(InvalidInput) as info:
+        parse_note(signed + b"".join(others))
+    assert info.value.message == "note: 101 signatures, more than 100"
+
+
 def test_same_name_other_key_is_ignored(example: tuple[PublicKey, bytes]) -> None:
     key, data = example
     impostor = SigningKey("example.com/foo", bytes(32))
