@@ -31,6 +31,7 @@ from api.problems import (
 from api.settings import Settings
 from api.setup import Service, ensure_genesis, load_or_init
 from api.submitter import Submitter
+from api.witnessing import WitnessPusher, parse_witnesses
 from encd.collector import long_running
 from encd.errors import Error
 from encd.events import Event
@@ -215,6 +216,14 @@ def _too_large(limit: int) -> Response:
     return problem(413, "too-large", f"request body over {limit} bytes")
 
 
+def witness_pusher(settings: Settings, ledger: Ledger) -> WitnessPusher | None:
+    """The started sender of ``ledger``'s checkpoints to ``settings.witnesses``, if any."""
+    if not settings.witnesses:
+        return None
+    witnesses = parse_witnesses("\n".join(settings.witnesses), "witnesses")
+    return WitnessPusher(ledger, witnesses, interval=settings.witness_interval).start()
+
+
 def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
     """The service over ``settings.data_dir`` (keys) and ``settings.url`` (the ledger)."""
 
@@ -236,6 +245,8 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
             sequencer.growth_listeners.append(state.wake)
             sequencer.connect_soon()
         watch = StoreWatch(state, settings.stream_watch) if settings.stream_watch > 0 else None
+        # the appending process sends checkpoints to the witnesses (a sequencer process does)
+        pusher = None if settings.sequencer is not None else witness_pusher(settings, opened)
         app.state.encd = state
         # What start-up built (the app, the models, SQLAlchemy's tables and caches) lives as
         # long as the service: out of the collector's way, so a full collection under load
@@ -246,6 +257,8 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
             try:
                 yield
             finally:
+                if pusher is not None:
+                    pusher.close()
                 sequencer.listeners.remove(state.notify)
                 sequencer.listeners.remove(state.metrics.observe_batch)
                 if watch is not None:

@@ -149,9 +149,9 @@ class Client:
     def post_event(self, path: str, raw: bytes, **params: Any) -> Any:
         return self.answer("POST", path, body=raw, params=params or None)
 
-    def download(self, path: str) -> bytes:
+    def download(self, path: str, **params: Any) -> bytes:
         """A bundle or an export: its bytes, once the media type says that is what they are."""
-        response = self.request("GET", path)
+        response = self.request("GET", path, params=params or None)
         kind = response.headers.get("content-type", "")
         if kind.split(";")[0].strip().lower() != BUNDLE_TYPE:
             raise BadAnswer(
@@ -186,11 +186,14 @@ class Client:
     def history(self, doc_id: str) -> Any:
         return self.get(f"/v1/documents/{_id(doc_id)}/events")
 
-    def bundle(self, doc_id: str) -> bytes:
-        return self.download(f"/v1/documents/{_id(doc_id)}/bundle")
+    def bundle(self, doc_id: str, *, witnessed: bool = False) -> bytes:
+        """The document's bundle; ``witnessed``: against the newest cosigned checkpoint."""
+        path = f"/v1/documents/{_id(doc_id)}/bundle"
+        return self.download(path, **({"witnessed": "true"} if witnessed else {}))
 
-    def export(self) -> bytes:
-        return self.download("/v1/export")
+    def export(self, *, witnessed: bool = False) -> bytes:
+        """The full export; ``witnessed``: up to the newest cosigned checkpoint."""
+        return self.download("/v1/export", **({"witnessed": "true"} if witnessed else {}))
 
     def propose(self, raw: bytes, ttl: int | None = None) -> Any:
         return self.post_event("/v1/proposals", raw, **({"ttl": ttl} if ttl else {}))

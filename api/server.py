@@ -36,7 +36,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from api.app import create_app
+from api.app import create_app, witness_pusher
 from api.problems import MEDIA_TYPE as PROBLEM_TYPE
 from api.problems import TITLES
 from api.settings import Settings
@@ -158,22 +158,7 @@ def serve(
     start: the ledger cannot be opened, the port cannot be listened on, a worker died."""
     prepare(settings)
     if workers <= 1:
-        try:
-            listener = _socket(host, port)
-            listener.listen(2048)
-        except OSError as exc:
-            raise WorkerFailed(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-        config = uvicorn.Config(
-            create_app(settings),
-            log_level=log_level,
-            http=http_protocol(request_timeout),
-            lifespan="on",
-        )
-        server = _SaysWhere(config)
-        with listener:
-            server.run(sockets=[listener])
-        if not server.started:  # its lifespan failed: uvicorn has logged why
-            raise WorkerFailed("the service did not start (its output above says why)")
+        serve_app(create_app(settings), host, port, log_level, request_timeout)
         return
     with tempfile.TemporaryDirectory(prefix="encd-") as private:  # mode 0700
         settings = dataclasses.replace(settings, sequencer=os.path.join(private, "sequencer.sock"))
@@ -187,6 +172,29 @@ def serve(
             first=(_sequencer, (os.environ[SETTINGS_ENV],)),
             request_timeout=request_timeout,
         )
+
+
+def serve_app(
+    app: FastAPI,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    request_timeout: float = REQUEST_TIMEOUT,
+) -> None:
+    """Serve ``app`` in this process until interrupted; ``WorkerFailed`` if it cannot start."""
+    try:
+        listener = _socket(host, port)
+        listener.listen(2048)
+    except OSError as exc:
+        raise WorkerFailed(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    config = uvicorn.Config(
+        app, log_level=log_level, http=http_protocol(request_timeout), lifespan="on"
+    )
+    server = _SaysWhere(config)
+    with listener:
+        server.run(sockets=[listener])
+    if not server.started:  # its lifespan failed: uvicorn has logged why
+        raise WorkerFailed("the service did not start (its output above says why)")
 
 
 class _SaysWhere(uvicorn.Server):
@@ -473,6 +481,7 @@ def _sequencer(settings_json: str, lifeline: socket.socket) -> None:  # pragma: 
     service = load_or_init(settings.data_dir, settings.origin)
     with Ledger(settings.url, service.log_key, clock=settings.clock) as ledger:
         server = SequencerServer(ledger, settings.sequencer)
+        pusher = witness_pusher(settings, ledger)
 
         def stop(signum: int, _frame: object) -> None:
             server.close()
@@ -486,8 +495,12 @@ def _sequencer(settings_json: str, lifeline: socket.socket) -> None:  # pragma: 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         threading.Thread(target=watch, name="encd-lifeline", daemon=True).start()
-        with long_running():  # its document cache, out of the collector's way
-            server.serve_forever()
+        try:
+            with long_running():  # its document cache, out of the collector's way
+                server.serve_forever()
+        finally:
+            if pusher is not None:
+                pusher.close()
 
 
 def _worker(

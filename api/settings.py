@@ -61,6 +61,10 @@ class Settings:
     # The names (host[:port]) clients address this deployment by: a signed request whose
     # @authority (its Host) is none of them is refused.  Empty: any @authority (local use).
     authorities: frozenset[str] = frozenset()
+    # The witnesses (c2sp.org/tlog-witness) the appending process sends new checkpoints
+    # to, as lines of a witnesses file (api.witnessing): "witness <cosigner vkey> <URL>".
+    witnesses: tuple[str, ...] = ()
+    witness_interval: float = 1.0  # seconds between rounds of sending checkpoints
     clock: Callable[[], datetime] = field(default=_now, compare=False)
 
     def __post_init__(self) -> None:
@@ -79,6 +83,8 @@ class Settings:
             "stream_watch": self.stream_watch,
             "sequencer": self.sequencer,
             "authorities": sorted(self.authorities),
+            "witnesses": list(self.witnesses),
+            "witness_interval": self.witness_interval,
         }
 
     @classmethod
@@ -88,6 +94,7 @@ class Settings:
                 **value,
                 "data_dir": Path(value["data_dir"]),
                 "authorities": frozenset(value["authorities"]),
+                "witnesses": tuple(value.get("witnesses", ())),
             }
         )
 

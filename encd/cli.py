@@ -493,12 +493,20 @@ def serve(
             "the service is ready for it; a connection still short of one is closed.",
         ),
     ] = 30.0,
+    witnesses: Annotated[
+        Path | None,
+        typer.Option(
+            help="The witnesses to send each new checkpoint to, one 'witness <cosigner vkey> "
+            "<URL>' line each (default: witnesses.txt in the data directory, if there is one).",
+        ),
+    ] = None,
 ) -> None:
     """Run the service (creating the data directory and keys on first start)."""
     from api.server import WorkerFailed
     from api.server import serve as run_server
     from api.settings import Settings, parse_authorities
     from api.setup import load_or_init
+    from api.witnessing import WITNESSES_FILE, load_witnesses
 
     try:
         names = parse_authorities(authority)
@@ -522,8 +530,18 @@ def serve(
             "fine for local use only"
         )
     err.print(notice, markup=False, highlight=False, soft_wrap=True)
+    try:
+        sent_to = load_witnesses(witnesses or data_dir / WITNESSES_FILE, witnesses is not None)
+    except Error as exc:
+        fail(f"--witnesses: {exc.message}", 2)
+    for witness in sent_to:
+        say(f"encd: checkpoints go to witness {witness.key.key_id} at {witness.url}", err)
     settings = Settings(
-        data_dir=data_dir, database_url=db, origin=service.origin, authorities=names
+        data_dir=data_dir,
+        database_url=db,
+        origin=service.origin,
+        authorities=names,
+        witnesses=tuple(w.line() for w in sent_to),
     )
     try:
         run_server(settings, host, port, workers, request_timeout=request_timeout)
@@ -553,6 +571,74 @@ def demo(
     if not audited:
         raise typer.Exit(1)
     console.print("[green]OK:[/] every step behaved as expected and the bundle audits offline.")
+
+
+# --- witnesses --------------------------------------------------------------------------
+
+witness_app = typer.Typer(
+    help="A witness (c2sp.org/tlog-witness) that cosigns a log's checkpoints: run by a bank "
+    "or any party that wants the log to show everyone one history.",
+    no_args_is_help=True,
+)
+app.add_typer(witness_app, name="witness")
+WitnessDirArg = Annotated[Path, typer.Argument(help="The witness's directory.")]
+
+
+@witness_app.command("init")
+def witness_init(
+    path: WitnessDirArg,
+    name: Annotated[
+        str,
+        typer.Option(help="The witness's name, a schema-less URL (e.g. witness.bank.example/w1)."),
+    ],
+    log: Annotated[
+        list[str], typer.Option(help="The verifier key of a log to witness (repeat for several).")
+    ],
+) -> None:
+    """Create a witness: its key, its name and the logs it witnesses; prints its cosigner key."""
+    from api.witness import init_witness
+
+    try:
+        made = init_witness(path, name, log)
+    except Error as exc:
+        fail(exc.message, 2)
+    say(f"Created {path}/: witness key {path}/witness.key, witnessing {len(made.logs)} log(s)")
+    say("Give this line to the log's operator (with the witness's URL) and to auditors:")
+    say(f"witness {made.cosigner.vkey}")
+
+
+@witness_app.command("show")
+def witness_show(path: WitnessDirArg) -> None:
+    """Print the witness's cosigner key and the logs it witnesses."""
+    from api.witness import load_witness
+
+    try:
+        print(load_witness(path).describe(), end="")
+    except Error as exc:
+        fail(exc.message, 2)
+
+
+@witness_app.command("serve")
+def witness_serve(
+    path: WitnessDirArg,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")
+    ] = 8090,
+) -> None:
+    """Serve POST /add-checkpoint: cosign each checkpoint consistent with the last one cosigned."""
+    from api.server import WorkerFailed, serve_app
+    from api.witness import create_witness_app, load_witness
+
+    try:
+        witness = load_witness(path)
+    except Error as exc:
+        fail(exc.message, 2)
+    say(f"witness {witness.cosigner.vkey}", err)
+    try:
+        serve_app(create_witness_app(witness), host, port)
+    except WorkerFailed as exc:
+        fail(str(exc), 1)
 
 
 # --- parties ----------------------------------------------------------------------------
@@ -1125,6 +1211,14 @@ def export(
         typer.Option(help="Output file (default: <document id>.encd, or ledger.encd)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output file.")] = False,
+    witnessed: Annotated[
+        bool,
+        typer.Option(
+            "--witnessed",
+            help="Against the newest checkpoint the log's witnesses cosigned (for an audit "
+            "whose policy asks for a quorum), not the latest.",
+        ),
+    ] = False,
     server: ServerOpt = DEFAULT_SERVER,
     key: KeyOpt = Path("key.pem"),
     party: PartyOpt = "",
@@ -1145,7 +1239,10 @@ def export(
     if not looks(target.parent, target.parent.is_dir):
         fail(f"--out: no directory {target.parent} to write {target.name} in", 2)
     c = client(server, key, party)
-    data = run(c.export, whole=False) if all_ else run(lambda: c.bundle(doc or ""), whole=False)
+    if all_:
+        data = run(lambda: c.export(witnessed=witnessed), whole=False)
+    else:
+        data = run(lambda: c.bundle(doc or "", witnessed=witnessed), whole=False)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
         partial.write_bytes(data)

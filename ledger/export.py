@@ -1,6 +1,7 @@
 """Exports: a document's bundle and the whole ledger, each against one signed checkpoint.
 
-Both take the latest checkpoint first and use its tree size N throughout,
+Both take the latest checkpoint first (or the newest a witness cosigned), with the
+witnesses' cosignatures kept for it, and use its tree size N throughout,
 so appends that land while an export runs do not change what it writes.
 The format is docs/formats/bundle.md; ``encd.bundle.verify_bundle`` checks it.
 
@@ -34,9 +35,12 @@ class Exported:
     entries: int
 
 
-def export_document(ledger: Ledger, doc_id: str, out: BinaryIO) -> Exported:
-    """Write the bundle of ``doc_id`` to ``out``; NotFound if the log has no such document."""
-    note, checkpoint = _latest(ledger)
+def export_document(
+    ledger: Ledger, doc_id: str, out: BinaryIO, *, witnessed: bool = False
+) -> Exported:
+    """Write the bundle of ``doc_id`` to ``out``; NotFound if the log has no such document
+    (``witnessed``: against the newest checkpoint a witness cosigned; see ``_latest``)."""
+    note, checkpoint = _latest(ledger, witnessed)
     size = checkpoint.size
     doc_rows = [row for row in ledger.events_of(doc_id) if row[0] < size]
     if not doc_rows:
@@ -53,9 +57,12 @@ def export_document(ledger: Ledger, doc_id: str, out: BinaryIO) -> Exported:
     return Exported(checkpoint, len(rows))
 
 
-def export_ledger(ledger: Ledger, out: BinaryIO, *, chunk: int = CHUNK) -> Exported:
-    """Write every entry of the log up to the latest checkpoint to ``out``, streaming."""
-    note, checkpoint = _latest(ledger)
+def export_ledger(
+    ledger: Ledger, out: BinaryIO, *, chunk: int = CHUNK, witnessed: bool = False
+) -> Exported:
+    """Write every entry of the log up to the latest checkpoint to ``out``, streaming
+    (``witnessed``: up to the newest checkpoint a witness cosigned; see ``_latest``)."""
+    note, checkpoint = _latest(ledger, witnessed)
     size = checkpoint.size
     out.write(_header(ledger, LEDGER, None, note, checkpoint).to_line())
     start = 0
@@ -116,9 +123,13 @@ def document_parties(doc_events: Sequence[Event], party_events: Sequence[Event])
     return needed
 
 
-def _latest(ledger: Ledger) -> tuple[bytes, Checkpoint]:
-    note = ledger.checkpoint()
-    return note, open_checkpoint(note, ledger.log_key.public)
+def _latest(ledger: Ledger, witnessed: bool) -> tuple[bytes, Checkpoint]:
+    """The checkpoint an export is against, with the cosignatures kept for it: the latest,
+    or (``witnessed``) the newest that a witness cosigned (NotFound if none is yet), which
+    may be a few appends older than the latest."""
+    note = ledger.witnessed_checkpoint() if witnessed else ledger.checkpoint()
+    checkpoint = open_checkpoint(note, ledger.log_key.public)
+    return ledger.cosigned(note, checkpoint.size) if not witnessed else note, checkpoint
 
 
 def _header(

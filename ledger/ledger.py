@@ -73,6 +73,7 @@ from encd.tlogproof import encode as encode_tlog_proof
 from ledger.db import DirectReads, WriterLock, make_engine, migrate
 from ledger.schema import (
     CHECKPOINT,
+    COSIGNATURE,
     EVENT,
     META,
     PARTY,
@@ -993,6 +994,43 @@ class Ledger:
         if not rows:  # pragma: no cover - the constructor writes the empty checkpoint
             raise NotFound("the log has no checkpoint yet")
         return bytes(rows[0][0])
+
+    def cosigned(self, note: bytes, size: int) -> bytes:
+        """The checkpoint ``note`` of tree ``size`` with the witnesses' cosignatures stored
+        for it appended (c2sp.org/tlog-cosignature lines, in the order of their key IDs)."""
+        rows = self.reads.rows(
+            "SELECT line FROM cosignature WHERE size = ? ORDER BY witness", (size,)
+        )
+        return note + b"".join(bytes(row[0]) for row in rows)
+
+    def witnessed_checkpoint(self) -> bytes:
+        """The newest checkpoint a witness has cosigned, with its cosignatures; NotFound if
+        no witness has cosigned one yet."""
+        rows = self.reads.rows(
+            "SELECT note, size FROM checkpoint WHERE size = (SELECT MAX(size) FROM cosignature)",
+            (),
+        )
+        if not rows:
+            raise NotFound("no witness has cosigned a checkpoint of this log yet")
+        return self.cosigned(bytes(rows[0][0]), int(rows[0][1]))
+
+    def add_cosignature(self, size: int, witness: str, line: bytes) -> bool:
+        """Keep the cosignature ``line`` (already verified) that ``witness`` (its key ID) made
+        of the checkpoint at ``size``; False if one of that witness for that size is kept."""
+        with self.writer.begin() as conn:
+            kept = conn.execute(
+                select(COSIGNATURE.c.size).where(
+                    COSIGNATURE.c.size == size, COSIGNATURE.c.witness == witness
+                )
+            ).first()
+            if kept is not None:
+                return False
+            conn.execute(
+                insert(COSIGNATURE).values(
+                    size=size, witness=witness, line=line, created_at=int(time.time() * 1000)
+                )
+            )
+        return True
 
     def checkpoint_at(self, size: int) -> bytes:
         rows = self.reads.rows("SELECT note FROM checkpoint WHERE size = ?", (size,))

@@ -4,7 +4,8 @@ Append-only, enforced by triggers in the database itself:
 
 - ``event``: every admitted event's exact bytes, by log index;
 - ``tree_node``: every complete subtree hash of the Merkle log (level 0 are the leaves);
-- ``checkpoint``: every signed checkpoint.
+- ``checkpoint``: every signed checkpoint;
+- ``cosignature``: every witness cosignature of one of them.
 
 Projections, rewritten as events arrive (and re-derivable from ``event``):
 ``party``, ``document``, ``cargo`` (the singularity index), ``proposal``.
@@ -107,13 +108,24 @@ class NonceRow(SQLModel, table=True):
     expires_at: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
 
 
+class CosignatureRow(SQLModel, table=True):
+    """Witnesses' cosignatures (c2sp.org/tlog-cosignature) of a checkpoint, by tree size:
+    the note signature line each witness returned, verified before it was stored."""
+
+    __tablename__ = "cosignature"
+    size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    witness: str = Field(sa_column=Column(Text, primary_key=True))  # its key ID, name+hex
+    line: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 class MetaRow(SQLModel, table=True):
     __tablename__ = "meta"
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(sa_column=Column(Text, nullable=False))
 
 
-APPEND_ONLY = ("event", "tree_node", "checkpoint")
+APPEND_ONLY = ("event", "tree_node", "checkpoint", "cosignature")
 
 __all__ = ["APPEND_ONLY", "SQLModel"]
 
@@ -133,3 +145,4 @@ PROPOSAL = _table(ProposalRow)
 META = _table(MetaRow)
 DOC_PARTY = _table(DocPartyRow)
 NONCE = _table(NonceRow)
+COSIGNATURE = _table(CosignatureRow)

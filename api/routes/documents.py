@@ -69,15 +69,16 @@ async def title(doc_id: str, request: Request) -> JSONResponse:
 
 
 @router.get("/documents/{doc_id}/bundle")
-def bundle(doc_id: str, state: StateDep, caller: CallerDep) -> Response:
-    """The document bundle for offline audit (docs/formats/bundle.md)."""
+def bundle(doc_id: str, state: StateDep, caller: CallerDep, witnessed: bool = False) -> Response:
+    """The document bundle for offline audit (docs/formats/bundle.md); ``witnessed``:
+    against the newest checkpoint a witness cosigned, not the latest."""
     import io
 
     from ledger.export import export_document
 
     require_reader(state, caller, doc_id)
     out = io.BytesIO()
-    export_document(state.ledger, doc_id, out)
+    export_document(state.ledger, doc_id, out, witnessed=witnessed)
     return Response(
         out.getvalue(),
         media_type="application/vnd.encd.bundle+jsonl",
@@ -86,8 +87,9 @@ def bundle(doc_id: str, state: StateDep, caller: CallerDep) -> Response:
 
 
 @router.get("/export")
-def export(state: StateDep, caller: CallerDep) -> StreamingResponse:
-    """The full-ledger export for auditors (docs/formats/bundle.md).
+def export(state: StateDep, caller: CallerDep, witnessed: bool = False) -> StreamingResponse:
+    """The full-ledger export for auditors (docs/formats/bundle.md); ``witnessed``: up to
+    the newest checkpoint a witness cosigned, not the latest.
 
     Written to a temporary file first (one consistent checkpoint, whatever its
     size), then streamed in chunks, so a large ledger never sits in memory."""
@@ -98,7 +100,7 @@ def export(state: StateDep, caller: CallerDep) -> StreamingResponse:
     caller.require(Role.AUDITOR, Role.OPERATOR)
     spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the streaming generator
     try:
-        export_ledger(state.ledger, spool)
+        export_ledger(state.ledger, spool, witnessed=witnessed)
     except BaseException:
         spool.close()
         raise

@@ -1,0 +1,253 @@
+"""The log's side of c2sp.org/tlog-witness: new checkpoints go to the witnesses, and the
+cosignatures they return are kept with the checkpoint.
+
+The witnesses a service uses are listed in a text file (``encd serve --witnesses``; by
+default ``<data dir>/witnesses.txt`` when it exists), one per line::
+
+    # comments and blank lines are ignored
+    witness <the witness's cosigner verifier key> <its submission URL prefix>
+
+``WitnessPusher`` runs in the process that appends (the sequencer): every ``interval``
+seconds, if the latest checkpoint is newer than the last one a witness cosigned, it
+POSTs ``<prefix>/add-checkpoint`` with a consistency proof from the size that witness
+last cosigned.  A 409 names the size the witness holds: the proof is made again from
+there.  A cosignature is checked against the witness's key before it is kept (the
+``cosignature`` table); ``GET /log/checkpoint`` and the exports then carry it, and
+``encd audit`` counts it against an auditor's quorum.  A witness that is down or
+refuses is logged once when that starts and once when it ends; appends never wait for
+witnesses.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from encd.checkpoint import Checkpoint, CosignerKey, verify_cosignatures
+from encd.errors import Error, InvalidInput
+from encd.note import SIG_PREFIX, parse_note
+from encd.validation import show
+from encd.witness import SIZE_MEDIA_TYPE, AddCheckpoint
+from ledger.ledger import Ledger
+
+WITNESSES_FILE = "witnesses.txt"
+INTERVAL = 1.0  # seconds between rounds
+TIMEOUT = 10.0  # seconds a witness has to answer
+
+_log = logging.getLogger("uvicorn.error")
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessEndpoint:
+    """A witness the log sends its checkpoints to: its cosigner key and submission prefix."""
+
+    key: CosignerKey
+    url: str
+
+    def line(self) -> str:
+        return f"witness {self.key.vkey} {self.url}"
+
+
+def parse_witnesses(text: str, source: str) -> tuple[WitnessEndpoint, ...]:
+    """The witnesses of a witnesses file's ``text``; InvalidInput names ``source``'s line."""
+    found: dict[str, WitnessEndpoint] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        words = raw.split()
+        where = f"{source} line {number}"
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] != "witness" or len(words) != 3:
+            raise InvalidInput(
+                where, f"expected 'witness <cosigner vkey> <URL prefix>', got {show(raw.strip())}"
+            )
+        try:
+            key = CosignerKey.from_vkey(words[1])
+        except InvalidInput as exc:
+            raise InvalidInput(where, f"not a witness's cosigner key: {exc.message}") from None
+        url = words[2].rstrip("/")
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, UnicodeError) as exc:
+            raise InvalidInput(where, f"not a URL: {show(words[2])}: {exc}") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise InvalidInput(where, f"expected an http:// or https:// URL, got {show(words[2])}")
+        if key.key_id in found:
+            raise InvalidInput(where, f"the witness {key.key_id} is listed twice")
+        found[key.key_id] = WitnessEndpoint(key, url)
+    return tuple(found.values())
+
+
+def load_witnesses(path: Path, required: bool) -> tuple[WitnessEndpoint, ...]:
+    """The witnesses file at ``path``: none if it is missing and not ``required``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise InvalidInput("witnesses", f"no such file: {path}") from None
+        return ()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        raise InvalidInput("witnesses", f"cannot read {path}: {reason}") from None
+    return parse_witnesses(text, str(path))
+
+
+@dataclass
+class _Known:
+    """What the log knows of one witness: the size it last cosigned (as far as we know),
+    and what went wrong in the last round (logged when it changes)."""
+
+    size: int | None = None
+    trouble: str = ""
+    cosigned: set[int] = field(default_factory=set)
+
+
+class WitnessPusher:
+    """Sends the log's new checkpoints to ``witnesses`` and keeps their cosignatures."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        witnesses: Sequence[WitnessEndpoint],
+        *,
+        interval: float = INTERVAL,
+        timeout: float = TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.witnesses = tuple(witnesses)
+        self.interval = interval
+        self._http = httpx.Client(timeout=timeout, transport=transport)
+        self._known = {w.key.key_id: _Known() for w in self.witnesses}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="encd-witnesses", daemon=True)
+
+    def start(self) -> WitnessPusher:
+        if self.witnesses:
+            for w in self.witnesses:
+                _log.info("witness %s: sending checkpoints to %s", w.key.key_id, w.url)
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._http.close()
+
+    def __enter__(self) -> WitnessPusher:  # (not started: push_once by hand)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.push_once()
+            except Exception as exc:  # the store away for a moment: try again next round
+                _log.warning("witnesses: this round failed: %s", exc)
+
+    def push_once(self) -> dict[str, str]:
+        """One round: the latest checkpoint to each witness that has not cosigned it.
+        Returns, per witness key ID, "cosigned", "already" or what went wrong."""
+        note = self.ledger.checkpoint()
+        size = Checkpoint.parse(parse_note(note).text).size
+        return {w.key.key_id: self._push(w, note, size) for w in self.witnesses}
+
+    def _push(self, witness: WitnessEndpoint, note: bytes, size: int) -> str:
+        known = self._known[witness.key.key_id]
+        if size in known.cosigned:
+            return "already"
+        outcome = self._exchange(witness, known, note, size)
+        if outcome == "cosigned":
+            known.cosigned = {size}
+            if known.trouble:
+                _log.info("witness %s: cosigning again", witness.key.key_id)
+        elif outcome != known.trouble:
+            _log.warning("witness %s: %s", witness.key.key_id, outcome)
+        known.trouble = "" if outcome == "cosigned" else outcome
+        return outcome
+
+    def _exchange(self, witness: WitnessEndpoint, known: _Known, note: bytes, size: int) -> str:
+        old = known.size or 0
+        for _ in range(3):  # a 409 tells the witness's size: once more from there
+            if old > size:
+                return (
+                    f"the witness has cosigned a tree of {old} entries and this log has "
+                    f"{size}: it was shown another history of this log, or entries were lost"
+                )
+            proof = self.ledger.consistency(old, size) if 0 < old < size else []
+            body = AddCheckpoint(old, tuple(proof), note).to_bytes()
+            try:
+                answer = self._http.post(
+                    witness.url + "/add-checkpoint",
+                    content=body,
+                    headers={"content-type": "text/plain; charset=utf-8"},
+                )
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                return f"cannot reach {witness.url}: {str(exc) or type(exc).__name__}"
+            kind = answer.headers.get("content-type", "").split(";")[0].strip()
+            if answer.status_code == 409 and kind == SIZE_MEDIA_TYPE:
+                held = _size(answer.content)
+                if held is None:
+                    return f"409 with a size that is not one: {show(answer.text, 40)}"
+                if held == old:
+                    return (
+                        f"409 at size {old}: the witness holds another root for that size "
+                        "(it was shown another history of this log)"
+                    )
+                known.size = old = held
+                continue
+            if answer.status_code != 200:
+                return f"refused with {answer.status_code}: {show(_detail(answer), 200)}"
+            line = _cosignature(witness, note, answer.content)
+            if line is None:
+                return f"answered 200 without a valid cosignature by {witness.key.key_id}"
+            self.ledger.add_cosignature(size, witness.key.key_id, line)
+            known.size = size
+            return "cosigned"
+        return "the witness's size kept changing (another log process is sending it checkpoints?)"
+
+
+def _size(content: bytes) -> int | None:
+    text = content.decode("ascii", "replace")
+    if not text.endswith("\n") or not text[:-1].isascii() or not text[:-1].isdigit():
+        return None
+    return int(text[:-1]) if len(text) < 22 else None
+
+
+def _detail(answer: httpx.Response) -> str:
+    try:
+        problem = answer.json()
+    except ValueError:
+        return answer.text
+    return str(problem.get("detail", problem)) if isinstance(problem, dict) else answer.text
+
+
+def _cosignature(witness: WitnessEndpoint, note: bytes, content: bytes) -> bytes | None:
+    """The one line of ``content`` that is ``witness``'s valid cosignature of ``note``."""
+    prefix = f"{SIG_PREFIX}{witness.key.name} ".encode()
+    for line in content.splitlines(keepends=True):
+        if not line.startswith(prefix) or not line.endswith(b"\n"):
+            continue
+        try:
+            if witness.key.name in verify_cosignatures(note + line, [witness.key]):
+                return line
+        except Error:
+            continue
+    return None
+
+
+__all__ = [
+    "INTERVAL",
+    "WITNESSES_FILE",
+    "WitnessEndpoint",
+    "WitnessPusher",
+    "load_witnesses",
+    "parse_witnesses",
+]

@@ -1,0 +1,245 @@
+"""Witnesses over real HTTP: ``encd witness``'s service, and a log that sends it its
+checkpoints (api.witnessing) and hands out what it cosigned, audited with a quorum."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.client import Client
+from api.server import running, running_app
+from api.settings import Settings
+from api.setup import load_or_init
+from api.witness import create_witness_app, init_witness, load_witness
+from api.witnessing import WitnessEndpoint, WitnessPusher, parse_witnesses
+from encd.audit import Policy, audit_bytes
+from encd.checkpoint import Checkpoint, CosignerKey, sign_checkpoint, verify_cosignatures
+from encd.errors import InvalidInput
+from encd.keys import SigningKey
+from encd.note import parse_note
+from encd.witness import AddCheckpoint
+from ledger.ledger import Ledger
+from tests.kit import corridor_cast
+
+ORIGIN = "encd.test/log"
+
+
+@pytest.fixture()
+def log_key(tmp_path: Path) -> SigningKey:
+    return load_or_init(tmp_path / "data", ORIGIN).log_key
+
+
+@pytest.fixture()
+def witness_url(tmp_path: Path, log_key: SigningKey) -> Iterator[str]:
+    made = init_witness(tmp_path / "witness", "witness.bank.example/w1", [log_key.public.vkey])
+    with running_app(create_witness_app(load_witness(made.path))) as url:
+        yield url
+
+
+def cosigner(tmp_path: Path) -> CosignerKey:
+    return load_witness(tmp_path / "witness").cosigner
+
+
+def size_of(note: bytes) -> int:
+    return Checkpoint.parse(parse_note(note).text).size
+
+
+# --- the witness service ---------------------------------------------------------------
+
+
+def test_the_witness_answers_as_the_spec_says(
+    tmp_path: Path, log_key: SigningKey, witness_url: str
+) -> None:
+    root1 = bytes(32)
+    first = sign_checkpoint(Checkpoint(ORIGIN, 1, root1), log_key)
+    with httpx.Client(base_url=witness_url) as http:
+        described = http.get("/").text
+        assert described.splitlines() == [
+            f"witness {cosigner(tmp_path).vkey}",
+            f"log {log_key.public.vkey}",
+        ]
+        answer = http.post("/add-checkpoint", content=AddCheckpoint(0, (), first).to_bytes())
+        assert answer.status_code == 200, answer.text
+        assert verify_cosignatures(first + answer.content, [cosigner(tmp_path)])
+        # the same request again: the witness holds size 1 now
+        again = http.post("/add-checkpoint", content=AddCheckpoint(0, (), first).to_bytes())
+        assert again.status_code == 409
+        assert again.headers["content-type"] == "text/x.tlog.size"
+        assert again.text == "1\n"
+        # a checkpoint of a log it does not know
+        other = SigningKey("other.example/log", bytes(range(32)))
+        stranger = sign_checkpoint(Checkpoint(other.name, 1, root1), other)
+        answer = http.post("/add-checkpoint", content=AddCheckpoint(0, (), stranger).to_bytes())
+        assert answer.status_code == 404
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["detail"] == (
+            "this witness does not witness the log 'other.example/log'"
+        )
+        # malformed, and forged
+        answer = http.post("/add-checkpoint", content=b"old x\n\n" + first)
+        assert answer.status_code == 400
+        assert "old size must be ASCII decimal without leading zeros" in answer.json()["detail"]
+        forged = first.replace(b"\n1\n", b"\n2\n", 1)
+        answer = http.post("/add-checkpoint", content=AddCheckpoint(1, (), forged).to_bytes())
+        assert answer.status_code == 403
+        answer = http.post("/add-checkpoint", content=b"x" * (1 << 21))
+        assert answer.status_code == 413
+        assert http.get("/add-checkpoint").status_code == 405
+
+
+def test_witness_init_refuses_what_would_not_work(tmp_path: Path, log_key: SigningKey) -> None:
+    with pytest.raises(InvalidInput, match="name at least one log"):
+        init_witness(tmp_path / "w", "witness.example/w", [])
+    with pytest.raises(InvalidInput, match="not a log verifier key"):
+        init_witness(tmp_path / "w", "witness.example/w", ["log.example+00000000+AAAA"])
+    init_witness(tmp_path / "w", "witness.example/w", [log_key.public.vkey])
+    with pytest.raises(InvalidInput, match="already holds a witness"):
+        init_witness(tmp_path / "w", "witness.example/w", [log_key.public.vkey])
+    (tmp_path / "w" / "witness.conf").write_text("name witness.example/w\nlogg x\n")
+    with pytest.raises(InvalidInput) as info:
+        load_witness(tmp_path / "w")
+    assert info.value.field.endswith("witness.conf line 2")
+
+
+# --- the log's side ----------------------------------------------------------------------
+
+
+@pytest.fixture()
+def ledger(tmp_path: Path, database_url: str, log_key: SigningKey) -> Iterator[Ledger]:
+    with Ledger(database_url, log_key) as opened:
+        yield opened
+
+
+def grow(ledger: Ledger, parties: int) -> None:
+    cast = corridor_cast()
+    labels = ["carrier", "exporter", "buyer", "bank", "bank2", "agent", "auditor"]
+    for label in labels[:parties]:
+        ledger.append(cast.register_event(cast.actor(label)))
+
+
+def test_the_log_sends_each_new_checkpoint_and_keeps_the_cosignatures(
+    tmp_path: Path, ledger: Ledger, witness_url: str
+) -> None:
+    cast = corridor_cast()
+    ledger.append(cast.register_event(cast.actor("operator")))
+    endpoint = WitnessEndpoint(cosigner(tmp_path), witness_url)
+    key_id = endpoint.key.key_id
+    with WitnessPusher(ledger, [endpoint]) as pusher:
+        assert pusher.push_once() == {key_id: "cosigned"}
+        assert pusher.push_once() == {key_id: "already"}
+        for label in ("carrier", "exporter", "buyer"):
+            ledger.append(cast.register_event(cast.actor(label)))
+        assert pusher.push_once() == {key_id: "cosigned"}  # with a consistency proof
+    served = ledger.cosigned(ledger.checkpoint(), ledger.size())
+    assert verify_cosignatures(served, [endpoint.key]) == {
+        endpoint.key.name: pytest.approx(time.time(), abs=60)
+    }
+    assert ledger.witnessed_checkpoint() == served
+    # a log process started again knows nothing of the witness: a 409 tells it the size
+    ledger.append(cast.register_event(cast.actor("bank")))
+    with WitnessPusher(ledger, [endpoint]) as restarted:
+        assert restarted.push_once() == {key_id: "cosigned"}
+    assert size_of(ledger.witnessed_checkpoint()) == ledger.size() == 5
+
+
+def test_a_witness_that_is_down_or_lies_is_reported_and_nothing_is_kept(
+    tmp_path: Path, ledger: Ledger, log_key: SigningKey
+) -> None:
+    cast = corridor_cast()
+    ledger.append(cast.register_event(cast.actor("operator")))
+    made = init_witness(tmp_path / "w", "witness.bank.example/w1", [log_key.public.vkey])
+    endpoint = WitnessEndpoint(made.cosigner, "http://127.0.0.1:9")  # nothing listens
+    with WitnessPusher(ledger, [endpoint], timeout=2) as pusher:
+        assert pusher.push_once()[made.cosigner.key_id].startswith("cannot reach")
+
+    def liar(request: httpx.Request) -> httpx.Response:  # a cosignature by another key
+        other = SigningKey(made.cosigner.name, bytes(range(32)))
+        from encd.checkpoint import cosign
+
+        note = AddCheckpoint.parse(request.content).signed_checkpoint
+        return httpx.Response(200, content=cosign(parse_note(note).text, other, 1))
+
+    with WitnessPusher(ledger, [endpoint], transport=httpx.MockTransport(liar)) as pusher:
+        outcome = pusher.push_once()[made.cosigner.key_id]
+    assert outcome == f"answered 200 without a valid cosignature by {made.cosigner.key_id}"
+    with pytest.raises(Exception, match="no witness has cosigned"):
+        ledger.witnessed_checkpoint()
+
+
+def test_a_witness_that_holds_a_longer_history_is_reported(
+    tmp_path: Path, ledger: Ledger, log_key: SigningKey, witness_url: str
+) -> None:
+    """The witness cosigned size 40 of this log (another copy of it, or entries lost here)."""
+    cast = corridor_cast()
+    ledger.append(cast.register_event(cast.actor("operator")))
+    elsewhere = sign_checkpoint(Checkpoint(ORIGIN, 40, bytes(32)), log_key)
+    answer = httpx.post(witness_url + "/add-checkpoint", content=b"old 0\n\n" + elsewhere)
+    assert answer.status_code == 200
+    endpoint = WitnessEndpoint(cosigner(tmp_path), witness_url)
+    with WitnessPusher(ledger, [endpoint]) as pusher:
+        outcome = pusher.push_once()[endpoint.key.key_id]
+    assert outcome.startswith("the witness has cosigned a tree of 40 entries and this log has 1")
+
+
+def test_the_witnesses_file_names_each_fault_by_line(tmp_path: Path) -> None:
+    key = CosignerKey.of(SigningKey("w.example/w", bytes(32)))
+    good = f"# the bank's witness\n\nwitness {key.vkey} https://w.example/\n"
+    assert parse_witnesses(good, "f") == (WitnessEndpoint(key, "https://w.example"),)
+    for text, message in [
+        ("witness\n", "f line 1: expected 'witness <cosigner vkey> <URL prefix>'"),
+        (f"witness {key.vkey}\n", "f line 1: expected 'witness <cosigner vkey> <URL prefix>'"),
+        ("witness x https://w.example\n", "f line 1: not a witness's cosigner key"),
+        (f"witness {key.vkey} ftp://w.example\n", "f line 1: expected an http:// or https:// URL"),
+        (
+            f"witness {key.vkey} http://a.example\nwitness {key.vkey} http://b.example\n",
+            f"f line 2: the witness {key.key_id} is listed twice",
+        ),
+    ]:
+        with pytest.raises(InvalidInput) as info:
+            parse_witnesses(text, "f")
+        assert info.value.message.startswith(message)
+
+
+# --- end to end: a service with a witness, a bundle audited with a quorum -------------------
+
+
+def test_a_service_with_a_witness_hands_out_bundles_an_auditor_s_quorum_accepts(
+    tmp_path: Path, database_url: str, log_key: SigningKey, witness_url: str
+) -> None:
+    endpoint = WitnessEndpoint(cosigner(tmp_path), witness_url)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        origin=ORIGIN,
+        witnesses=(endpoint.line(),),
+        witness_interval=0.05,
+    )
+    policy = Policy(log_key.public, (endpoint.key,), 1)
+    with running(settings) as url:
+        operator_key = SigningKey.load(
+            Client(url, SigningKey.generate("x")).service()["operator"],
+            settings.data_dir / "operator.key",
+        )
+        operator = Client(url, operator_key)
+        cast = corridor_cast()
+        cast.actors["operator"] = replace(cast.actors["operator"], key=operator_key)
+        for label in ("carrier", "exporter", "auditor"):
+            operator.register(cast.register_event(cast.actor(label)))
+        deadline = time.monotonic() + 30
+        while True:  # the latest checkpoint, cosigned within a round or two
+            served = httpx.get(url + "/log/checkpoint").content
+            if size_of(served) == 4 and verify_cosignatures(served, [endpoint.key]):
+                break
+            assert time.monotonic() < deadline, served.decode()
+            time.sleep(0.05)
+        auditor = Client(url, cast.actor("auditor").key)
+        report = audit_bytes(auditor.export(witnessed=True), policy)
+        assert report.ok, report.message
+        assert report.witnesses == [endpoint.key.name] and report.size == 4
+        unwitnessed = audit_bytes(auditor.export(), Policy(log_key.public, (endpoint.key,), 1))
+        assert unwitnessed.ok  # the latest is the witnessed one: nothing was appended since
