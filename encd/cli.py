@@ -513,6 +513,10 @@ def serve(
     except InvalidInput as exc:
         fail(f"--authority (ENCD_AUTHORITY): {exc.reason}", 2)
     try:
+        sent_to = load_witnesses(witnesses or data_dir / WITNESSES_FILE, witnesses is not None)
+    except Error as exc:
+        fail(f"--witnesses: {exc.message}", 2)
+    try:
         service = load_or_init(data_dir, origin)
     except Error as exc:
         fail(exc.message, 2)
@@ -530,10 +534,6 @@ def serve(
             "fine for local use only"
         )
     err.print(notice, markup=False, highlight=False, soft_wrap=True)
-    try:
-        sent_to = load_witnesses(witnesses or data_dir / WITNESSES_FILE, witnesses is not None)
-    except Error as exc:
-        fail(f"--witnesses: {exc.message}", 2)
     for witness in sent_to:
         say(f"encd: checkpoints go to witness {witness.key.key_id} at {witness.url}", err)
     settings = Settings(

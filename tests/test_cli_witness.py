@@ -1,0 +1,98 @@
+"""``encd witness`` and ``encd serve --witnesses`` as an operator and a bank run them: real
+processes, real HTTP, the service in two worker processes."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from typer.testing import CliRunner
+
+from api.setup import load_or_init
+from encd.checkpoint import CosignerKey, verify_cosignatures
+from encd.cli import app
+from tests.serving import serve
+
+runner = CliRunner()
+
+
+def encd(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    assert "Traceback" not in result.output
+    return result.exit_code, result.output
+
+
+@contextmanager
+def witness_serving(path: Path) -> Iterator[str]:
+    """``encd witness serve`` on a free port; yields its URL once it answers."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "encd.cli", "witness", "serve", str(path), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    stream = process.stdout
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(stream))
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not (found := re.search(r"running on (http://\S+)", "".join(seen))):
+            assert process.poll() is None, "encd witness serve exited:\n" + "".join(seen)
+            assert time.monotonic() < deadline, "encd witness serve did not start"
+            time.sleep(0.05)
+        yield found.group(1)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        reader.join(timeout=30)
+
+
+def test_a_bank_s_witness_cosigns_a_served_log(tmp_path: Path, database_url: str) -> None:
+    log_vkey = load_or_init(tmp_path / "data", "encd.local/log").log_key.public.vkey
+    witness_dir = tmp_path / "witness"
+    code, out = encd(
+        "witness", "init", str(witness_dir), "--name", "witness.bank.example/w1", "--log", log_vkey
+    )
+    assert code == 0, out
+    line = out.strip().splitlines()[-1]
+    assert line.startswith("witness witness.bank.example/w1+")
+    key = CosignerKey.from_vkey(line.split()[1])
+    assert encd("witness", "show", str(witness_dir)) == (0, f"{line}\nlog {log_vkey}\n")
+    code, out = encd(
+        "witness", "init", str(witness_dir), "--name", "witness.bank.example/w1", "--log", log_vkey
+    )
+    assert code == 2 and "already holds a witness" in out
+    with witness_serving(witness_dir) as witness_url:
+        (tmp_path / "data" / "witnesses.txt").write_text(f"{line} {witness_url}\n")
+        with serve(tmp_path / "data", database_url, "--workers", "2") as served:
+            assert any(
+                "checkpoints go to witness witness.bank.example/w1+" in s for s in served.output
+            )
+            deadline = time.monotonic() + 30
+            while not verify_cosignatures(httpx.get(served.url + "/log/checkpoint").content, [key]):
+                assert time.monotonic() < deadline, "the checkpoint was never cosigned"
+                time.sleep(0.1)
+
+
+def test_serve_refuses_a_witnesses_file_it_cannot_use(tmp_path: Path) -> None:
+    code, out = encd(
+        "serve", "--data-dir", str(tmp_path / "d"), "--witnesses", str(tmp_path / "no")
+    )
+    assert code == 2
+    assert f"--witnesses: witnesses: no such file: {tmp_path / 'no'}" in out
+    (tmp_path / "w.txt").write_text("witness somebody http://w.example\n")
+    code, out = encd(
+        "serve", "--data-dir", str(tmp_path / "d"), "--witnesses", str(tmp_path / "w.txt")
+    )
+    assert code == 2
+    assert "line 1: not a witness's cosigner key" in out
+    assert not (tmp_path / "d").exists(), "nothing is created for a bad setting"
