@@ -1,6 +1,7 @@
 """``encd demo``: the corridor story of design.md §1, through the real HTTP API with real keys.
 
-A service starts on an embedded SQLite ledger in a temporary directory.  The
+A service starts on an embedded SQLite ledger in a temporary directory, with
+the first bank's witness (c2sp.org/tlog-witness) cosigning its checkpoints.  The
 operator registers the corridor logistics company (carrier), a Jiangjin
 exporter, an overseas buyer and two banks.  The carrier issues an eNCD for
 two containers leaving Luoqi by rail for Qinzhou and going on by sea;
@@ -10,8 +11,9 @@ containers, are refused; the bank releases the pledge on repayment; the
 exporter endorses to the buyer; the buyer surrenders; the carrier delivers.
 
 Every step checks what it expects (accepted, or refused for the right
-reason) and the title answer's proof.  At the end the document's bundle
-and the auditor's policy are written and audited offline.
+reason) and the title answer's proof.  At the end the document's bundle,
+against a checkpoint the witness cosigned, and the auditor's policy, which
+asks for that cosignature, are written and audited offline.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from rich.console import Console
 from rich.table import Table
 
 from api.client import Client, ProblemError, verify_title
+from encd.bundle import BundleHeader
+from encd.checkpoint import CosignerKey
 from encd.events import make_event, sign_text
 from encd.identifiers import lei_check_digits, uscc_check_char
 from encd.keys import SigningKey
@@ -47,6 +51,7 @@ EXPORTER = _uscc("91500116MA60JJ3K6")
 BUYER = _lei("5493004XJL8RK2TQ6M")
 BANK = _uscc("91500000676129728")
 BANK2 = _uscc("91110000100000000")
+WITNESS_NAME = "witness.cq-rural-bank.example/w1"  # the bank's witness of the ledger
 DOC_ID = "ENCD-CQ-2026-000417"
 
 PARTIES = {
@@ -174,8 +179,12 @@ def _milestone(kind: str, locode: str, name: str, at: str) -> dict[str, Any]:
     return {"kind": kind, "location": {"locode": locode, "name": name}, "at": at}
 
 
-def play(url: str, data_dir: Path, out: Path, console: Console) -> bool:
-    """Play the story against the service at ``url``; True if every step behaved."""
+def play(
+    url: str, data_dir: Path, out: Path, console: Console, witness: CosignerKey | None = None
+) -> bool:
+    """Play the story against the service at ``url``; True if every step behaved.  With
+    the ``witness`` the service sends its checkpoints to, the bundle written is against
+    a checkpoint it cosigned, and the policy asks for its cosignature."""
     service = Client(url, SigningKey.generate("guest")).service()
     operator = Client(url, SigningKey.load(service["operator"], data_dir / "operator.key"))
     keys = {label: SigningKey.generate(pid) for label, (pid, _, _) in PARTIES.items()}
@@ -323,12 +332,17 @@ def play(url: str, data_dir: Path, out: Path, console: Console) -> bool:
 
     out.mkdir(parents=True, exist_ok=True)
     bundle_path = out / f"{DOC_ID}.encd"
-    bundle_path.write_bytes(clients["auditor"].bundle(DOC_ID))
+    if witness is None:
+        bundle = clients["auditor"].bundle(DOC_ID)
+        trust = "quorum 0\n"
+    else:
+        bundle = _witnessed_bundle(clients["auditor"], console)
+        trust = f"witness {witness.vkey}\nquorum 1\n"
+    bundle_path.write_bytes(bundle)
     policy_path = out / "policy.txt"
     policy_path.write_text(
         "# encd audit policy: the keys this auditor trusts (docs/verification.md)\n"
-        f"log {service['log_key']}\n"
-        "quorum 0\n"
+        f"log {service['log_key']}\n" + trust
     )
     console.print(f"Wrote {bundle_path} and {policy_path}", markup=False)
     for client in [operator, *clients.values()]:
@@ -336,18 +350,52 @@ def play(url: str, data_dir: Path, out: Path, console: Console) -> bool:
     return all(step.ok for step in story.steps)
 
 
+def _witnessed_bundle(auditor: Client, console: Console) -> bytes:
+    """The document's bundle against a checkpoint the witness cosigned after the story's
+    last event (the service sends it each new checkpoint within a fraction of a second)."""
+    size = int(auditor.service()["log_size"])
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            bundle = auditor.bundle(DOC_ID, witnessed=True)
+            header = BundleHeader.parse_line(bundle.split(b"\n", 1)[0])
+            if header.size >= size:
+                return bundle
+        except ProblemError as exc:
+            if exc.status != 404:  # 404: no checkpoint is cosigned yet
+                raise
+        if time.monotonic() > deadline:
+            console.print("[red]The witness did not cosign the latest checkpoint in 30 s.[/]")
+            return auditor.bundle(DOC_ID)
+        time.sleep(0.05)
+
+
 def run(out: Path, console: Console) -> bool:
-    """Start a service on a temporary SQLite ledger, play the story, audit the bundle."""
-    from api.server import running
+    """Start a service on a temporary SQLite ledger and the bank's witness of it, play the
+    story, write the bundle and the policy (which asks for the witness's cosignature)."""
+    from api.server import running, running_app
     from api.settings import Settings
+    from api.setup import load_or_init
+    from api.witness import create_witness_app, init_witness
 
     with tempfile.TemporaryDirectory(prefix="encd-demo-") as tmp:
         data_dir = Path(tmp) / "data"
-        settings = Settings(
-            data_dir=data_dir,
-            database_url=f"sqlite:///{Path(tmp) / 'ledger.db'}",
-            origin="demo.encd.local/log",
-        )
-        with running(settings) as url:
-            console.print(f"encd service on {url}, ledger {settings.url}", markup=False)
-            return play(url, data_dir, out, console)
+        origin = "demo.encd.local/log"
+        log_key = load_or_init(data_dir, origin).log_key
+        witness = init_witness(Path(tmp) / "witness", WITNESS_NAME, [log_key.public.vkey])
+        with running_app(create_witness_app(witness)) as witness_url:
+            settings = Settings(
+                data_dir=data_dir,
+                database_url=f"sqlite:///{Path(tmp) / 'ledger.db'}",
+                origin=origin,
+                witnesses=(f"witness {witness.cosigner.vkey} {witness_url}",),
+                witness_interval=0.1,
+            )
+            with running(settings) as url:
+                console.print(f"encd service on {url}, ledger {settings.url}", markup=False)
+                console.print(
+                    f"{PARTIES['bank'][1]}'s witness {WITNESS_NAME} on {witness_url} "
+                    "cosigns each checkpoint that extends the last one it saw",
+                    markup=False,
+                )
+                return play(url, data_dir, out, console, witness.cosigner)
