@@ -230,7 +230,13 @@ def audit(
             report,
             WITNESS_STEP,
             f"{len(cosigned)} of the policy's witnesses cosigned the checkpoint; "
-            f"the quorum is {policy.quorum}",
+            f"the quorum is {policy.quorum}"
+            + (
+                " (a service sends its checkpoints to its witnesses after appending: "
+                "download with `encd export --witnessed` for one they cosigned)"
+                if not cosigned
+                else ""
+            ),
         )
     # (8) consistency with the checkpoint the auditor already trusts
     if trusted_cp is not None:

@@ -122,9 +122,10 @@ def test_both_exports_audit_ok(exports: Exports) -> None:
 def test_step_7_a_missing_witness_quorum_fails(exports: Exports) -> None:
     report = audit_bytes(exports.bundle, policy(witnesses=1, quorum=1))
     assert not report.ok and report.step == 7
-    assert (
-        report.message
-        == "step 7: 0 of the policy's witnesses cosigned the checkpoint; the quorum is 1"
+    assert report.message == (
+        "step 7: 0 of the policy's witnesses cosigned the checkpoint; the quorum is 1"
+        " (a service sends its checkpoints to its witnesses after appending: download with"
+        " `encd export --witnessed` for one they cosigned)"
     )
 
 
