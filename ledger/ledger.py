@@ -49,6 +49,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
 from encd.checkpoint import Checkpoint, sign_checkpoint
 from encd.document import Document
@@ -1017,19 +1018,22 @@ class Ledger:
     def add_cosignature(self, size: int, witness: str, line: bytes) -> bool:
         """Keep the cosignature ``line`` (already verified) that ``witness`` (its key ID) made
         of the checkpoint at ``size``; False if one of that witness for that size is kept."""
-        with self.writer.begin() as conn:
-            kept = conn.execute(
-                select(COSIGNATURE.c.size).where(
-                    COSIGNATURE.c.size == size, COSIGNATURE.c.witness == witness
+        try:
+            with self.writer.begin() as conn:
+                kept = conn.execute(
+                    select(COSIGNATURE.c.size).where(
+                        COSIGNATURE.c.size == size, COSIGNATURE.c.witness == witness
+                    )
+                ).first()
+                if kept is not None:
+                    return False
+                conn.execute(
+                    insert(COSIGNATURE).values(
+                        size=size, witness=witness, line=line, created_at=int(time.time() * 1000)
+                    )
                 )
-            ).first()
-            if kept is not None:
-                return False
-            conn.execute(
-                insert(COSIGNATURE).values(
-                    size=size, witness=witness, line=line, created_at=int(time.time() * 1000)
-                )
-            )
+        except IntegrityError:  # another process (another host's) kept one just now
+            return False
         return True
 
     def checkpoint_at(self, size: int) -> bytes:
