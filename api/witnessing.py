@@ -38,6 +38,7 @@ from ledger.ledger import Ledger
 WITNESSES_FILE = "witnesses.txt"
 INTERVAL = 1.0  # seconds between rounds
 TIMEOUT = 10.0  # seconds a witness has to answer
+MAX_ANSWER = 64 * 1024  # bytes of a witness's answer read, at most
 
 _log = logging.getLogger("uvicorn.error")
 
@@ -173,6 +174,18 @@ class WitnessPusher:
         known.trouble = "" if outcome == "cosigned" else outcome
         return outcome
 
+    def _post(self, url: str, body: bytes) -> httpx.Response:
+        """The witness's answer, read to at most ``MAX_ANSWER`` bytes (a cosignature line
+        is ~150): a witness cannot make the appending process hold more."""
+        headers = {"content-type": "text/plain; charset=utf-8"}
+        with self._http.stream("POST", url, content=body, headers=headers) as answer:
+            content = b""
+            for block in answer.iter_bytes():
+                content += block
+                if len(content) > MAX_ANSWER:
+                    raise _TooLong
+        return httpx.Response(answer.status_code, headers=answer.headers, content=content)
+
     def _exchange(self, witness: WitnessEndpoint, known: _Known, note: bytes, size: int) -> str:
         old = known.size or 0
         for _ in range(3):  # a 409 tells the witness's size: once more from there
@@ -184,13 +197,11 @@ class WitnessPusher:
             proof = self.ledger.consistency(old, size) if 0 < old < size else []
             body = AddCheckpoint(old, tuple(proof), note).to_bytes()
             try:
-                answer = self._http.post(
-                    witness.url + "/add-checkpoint",
-                    content=body,
-                    headers={"content-type": "text/plain; charset=utf-8"},
-                )
+                answer = self._post(witness.url + "/add-checkpoint", body)
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 return f"cannot reach {witness.url}: {str(exc) or type(exc).__name__}"
+            except _TooLong:
+                return f"answered with more than {MAX_ANSWER} bytes"
             kind = answer.headers.get("content-type", "").split(";")[0].strip()
             if answer.status_code == 409 and kind == SIZE_MEDIA_TYPE:
                 held = _size(answer.content)
@@ -212,6 +223,10 @@ class WitnessPusher:
             known.size = size
             return "cosigned"
         return "the witness's size kept changing (another log process is sending it checkpoints?)"
+
+
+class _TooLong(Exception):
+    pass
 
 
 def _size(content: bytes) -> int | None:

@@ -167,6 +167,13 @@ def test_a_witness_that_is_down_or_lies_is_reported_and_nothing_is_kept(
     with WitnessPusher(ledger, [endpoint], transport=httpx.MockTransport(liar)) as pusher:
         outcome = pusher.push_once()[made.cosigner.key_id]
     assert outcome == f"answered 200 without a valid cosignature by {made.cosigner.key_id}"
+
+    def flood(request: httpx.Request) -> httpx.Response:  # more than any answer needs
+        return httpx.Response(200, content=b"x" * (1 << 20))
+
+    with WitnessPusher(ledger, [endpoint], transport=httpx.MockTransport(flood)) as pusher:
+        outcome = pusher.push_once()[made.cosigner.key_id]
+    assert outcome == "answered with more than 65536 bytes"
     with pytest.raises(Exception, match="no witness has cosigned"):
         ledger.witnessed_checkpoint()
 
