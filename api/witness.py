@@ -57,6 +57,11 @@ class WitnessDir:
     def cosigner(self) -> CosignerKey:
         return CosignerKey.of(self.key)
 
+    def open_state(self) -> WitnessDB:
+        """The witness's state (what it cosigned last, per log); InvalidInput if the file
+        is missing or is not one (``encd witness serve`` checks before it listens)."""
+        return WitnessDB(self.path / DB)
+
     def describe(self) -> str:
         """The witness as an auditor's policy and a log's witnesses file name it."""
         lines = [f"witness {self.cosigner.vkey}"]
@@ -70,8 +75,15 @@ def init_witness(path: Path, name: str, logs: list[str]) -> WitnessDir:
     keys = _logs([(f"--log {i + 1}", vkey) for i, vkey in enumerate(logs)])
     if not keys:
         raise InvalidInput("log", "name at least one log to witness (--log <log verifier key>)")
-    if (path / CONF).exists() or (path / KEY).exists():
+    if (path / CONF).exists():
         raise InvalidInput("dir", f"{path} already holds a witness; `encd witness serve {path}`")
+    if (path / KEY).exists() or (path / DB).exists():
+        raise InvalidInput(
+            "dir",
+            f"{path} holds a {KEY} or a {DB} but no {CONF}: an init that did not finish, or "
+            "a witness whose configuration was lost; move them away (never reuse the key of "
+            "a witness that lost its state) and init again",
+        )
     if path.exists() and not path.is_dir():
         raise InvalidInput("dir", f"{path} is not a directory")
     key = SigningKey.generate(name)
@@ -79,6 +91,7 @@ def init_witness(path: Path, name: str, logs: list[str]) -> WitnessDir:
         path.mkdir(parents=True, exist_ok=True)
         os.chmod(path, 0o700)
         key.save(path / KEY)
+        WitnessDB(path / DB, create=True).close()
         partial = path / (CONF + ".partial")
         partial.write_text(f"name {name}\n" + "".join(f"log {k.vkey}\n" for k in keys))
         os.replace(partial, path / CONF)
@@ -147,7 +160,7 @@ def create_witness_app(witness_dir: WitnessDir) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = WitnessDB(witness_dir.path / DB)
+        db = witness_dir.open_state()
         state["witness"] = Witness(witness_dir.key, witness_dir.logs, db)
         try:
             yield

@@ -7,21 +7,25 @@ default ``<data dir>/witnesses.txt`` when it exists), one per line::
     # comments and blank lines are ignored
     witness <the witness's cosigner verifier key> <its submission URL prefix>
 
-``WitnessPusher`` runs in the process that appends (the sequencer): every ``interval``
-seconds, if the latest checkpoint is newer than the last one a witness cosigned, it
+The URL is http or https, with no user name, password, query or fragment.
+
+``WitnessPusher`` runs in the process that appends (the sequencer), a thread per
+witness: every ``interval`` seconds, if the latest checkpoint is newer than the last one a witness cosigned, it
 POSTs ``<prefix>/add-checkpoint`` with a consistency proof from the size that witness
 last cosigned.  A 409 names the size the witness holds: the proof is made again from
 there.  A cosignature is checked against the witness's key before it is kept (the
 ``cosignature`` table); ``GET /log/checkpoint`` and the exports then carry it, and
 ``encd audit`` counts it against an auditor's quorum.  A witness that is down or
 refuses is logged once when that starts and once when it ends; appends never wait for
-witnesses.
+witnesses, nor does one witness wait for another.  An answer is read to at most
+``MAX_ANSWER`` bytes, unencoded, within ``TIMEOUT`` seconds.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +43,7 @@ WITNESSES_FILE = "witnesses.txt"
 INTERVAL = 1.0  # seconds between rounds
 TIMEOUT = 10.0  # seconds a witness has to answer
 MAX_ANSWER = 64 * 1024  # bytes of a witness's answer read, at most
+CLOSE_WAIT = 2.0  # seconds a shutdown waits for exchanges under way
 
 _log = logging.getLogger("uvicorn.error")
 
@@ -70,17 +75,37 @@ def parse_witnesses(text: str, source: str) -> tuple[WitnessEndpoint, ...]:
             key = CosignerKey.from_vkey(words[1])
         except InvalidInput as exc:
             raise InvalidInput(where, f"not a witness's cosigner key: {exc.message}") from None
-        url = words[2].rstrip("/")
-        try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, UnicodeError) as exc:
-            raise InvalidInput(where, f"not a URL: {show(words[2])}: {exc}") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise InvalidInput(where, f"expected an http:// or https:// URL, got {show(words[2])}")
+        url = _submission_url(words[2], where)
         if key.key_id in found:
             raise InvalidInput(where, f"the witness {key.key_id} is listed twice")
         found[key.key_id] = WitnessEndpoint(key, url)
     return tuple(found.values())
+
+
+def _submission_url(given: str, where: str) -> str:
+    """A witness's submission prefix: http(s), a host, a port that is one, a path; no
+    credentials (they would be logged), no query or fragment (``/add-checkpoint`` is
+    appended to the path)."""
+    try:
+        parsed = httpx.URL(given)
+        host, port = parsed.host, parsed.port  # (the host is decoded here: IDNA may fail)
+    except (httpx.InvalidURL, UnicodeError) as exc:
+        if "@" in given:
+            given = "<a URL with a user name or password>"
+        raise InvalidInput(where, f"not a URL: {show(given)}: {exc}") from None
+    if parsed.userinfo:
+        raise InvalidInput(
+            where, "the URL carries a user name or password: a witness is reached without them"
+        )
+    if parsed.scheme not in ("http", "https") or not host:
+        raise InvalidInput(where, f"expected an http:// or https:// URL, got {show(given)}")
+    if port is not None and not 0 < port < 65536:
+        raise InvalidInput(where, f"the port {port} is not one (1 to 65535): {show(given)}")
+    if parsed.query or parsed.fragment or "?" in given or "#" in given:
+        raise InvalidInput(
+            where, f"a witness's URL prefix has no query or fragment, got {show(given)}"
+        )
+    return given.rstrip("/")
 
 
 def load_witnesses(path: Path, required: bool) -> tuple[WitnessEndpoint, ...]:
@@ -108,7 +133,14 @@ class _Known:
 
 
 class WitnessPusher:
-    """Sends the log's new checkpoints to ``witnesses`` and keeps their cosignatures."""
+    """Sends the log's new checkpoints to ``witnesses`` and keeps their cosignatures.
+
+    Each witness has its own thread: one that answers slowly, or not at all, delays
+    only its own cosignatures.  An exchange with a witness ends after ``timeout``
+    seconds of answer (checked as its answer arrives; each read waits ``timeout`` at
+    most), and ``close`` waits ``CLOSE_WAIT`` seconds at most for the threads: a witness
+    cannot hold up a shutdown.
+    """
 
     def __init__(
         self,
@@ -122,22 +154,30 @@ class WitnessPusher:
         self.ledger = ledger
         self.witnesses = tuple(witnesses)
         self.interval = interval
+        self.timeout = timeout
         self._http = httpx.Client(timeout=timeout, transport=transport)
         self._known = {w.key.key_id: _Known() for w in self.witnesses}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="encd-witnesses", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, args=(w,), name=f"encd-witness-{i}", daemon=True)
+            for i, w in enumerate(self.witnesses)
+        ]
 
     def start(self) -> WitnessPusher:
-        if self.witnesses:
-            for w in self.witnesses:
-                _log.info("witness %s: sending checkpoints to %s", w.key.key_id, w.url)
-            self._thread.start()
+        for witness, thread in zip(self.witnesses, self._threads, strict=True):
+            _log.info("witness %s: sending checkpoints to %s", witness.key.key_id, witness.url)
+            thread.start()
         return self
 
-    def close(self) -> None:
+    def close(self, wait: float = CLOSE_WAIT) -> None:
+        """Stop sending; wait ``wait`` seconds at most for exchanges under way."""
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        deadline = time.monotonic() + wait
+        for witness, thread in zip(self.witnesses, self._threads, strict=True):
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                _log.warning("witness %s: still answering; not waited for", witness.key.key_id)
         self._http.close()
 
     def __enter__(self) -> WitnessPusher:  # (not started: push_once by hand)
@@ -146,18 +186,23 @@ class WitnessPusher:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _run(self) -> None:
+    def _run(self, witness: WitnessEndpoint) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.push_once()
+                self._push(witness, *self._latest())
             except Exception as exc:  # the store away for a moment: try again next round
-                _log.warning("witnesses: this round failed: %s", exc)
+                if not self._stop.is_set():
+                    _log.warning("witness %s: this round failed: %s", witness.key.key_id, exc)
+
+    def _latest(self) -> tuple[bytes, int]:
+        note = self.ledger.checkpoint()
+        return note, Checkpoint.parse(parse_note(note).text).size
 
     def push_once(self) -> dict[str, str]:
-        """One round: the latest checkpoint to each witness that has not cosigned it.
-        Returns, per witness key ID, "cosigned", "already" or what went wrong."""
-        note = self.ledger.checkpoint()
-        size = Checkpoint.parse(parse_note(note).text).size
+        """One round, one witness after another: the latest checkpoint to each witness
+        that has not cosigned it.  Returns, per witness key ID, "cosigned", "already" or
+        what went wrong."""
+        note, size = self._latest()
         return {w.key.key_id: self._push(w, note, size) for w in self.witnesses}
 
     def _push(self, witness: WitnessEndpoint, note: bytes, size: int) -> str:
@@ -176,14 +221,23 @@ class WitnessPusher:
 
     def _post(self, url: str, body: bytes) -> httpx.Response:
         """The witness's answer, read to at most ``MAX_ANSWER`` bytes (a cosignature line
-        is ~150): a witness cannot make the appending process hold more."""
-        headers = {"content-type": "text/plain; charset=utf-8"}
+        is ~150) and within ``timeout`` seconds: a witness cannot make the appending
+        process hold more, nor its thread wait on a trickle of bytes."""
+        deadline = time.monotonic() + self.timeout
+        headers = {
+            "content-type": "text/plain; charset=utf-8",
+            "accept-encoding": "identity",  # the limit counts the bytes we hold, not sent
+        }
         with self._http.stream("POST", url, content=body, headers=headers) as answer:
+            if answer.headers.get("content-encoding", "identity").lower() != "identity":
+                raise _Unread("answered with a content-encoding after being asked for none")
             content = b""
             for block in answer.iter_bytes():
                 content += block
                 if len(content) > MAX_ANSWER:
-                    raise _TooLong
+                    raise _Unread(f"answered with more than {MAX_ANSWER} bytes")
+                if time.monotonic() > deadline:
+                    raise _Unread(f"did not finish answering within {self.timeout:g} s")
         return httpx.Response(answer.status_code, headers=answer.headers, content=content)
 
     def _exchange(self, witness: WitnessEndpoint, known: _Known, note: bytes, size: int) -> str:
@@ -200,8 +254,8 @@ class WitnessPusher:
                 answer = self._post(witness.url + "/add-checkpoint", body)
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 return f"cannot reach {witness.url}: {str(exc) or type(exc).__name__}"
-            except _TooLong:
-                return f"answered with more than {MAX_ANSWER} bytes"
+            except _Unread as exc:
+                return str(exc)
             kind = answer.headers.get("content-type", "").split(";")[0].strip()
             if answer.status_code == 409 and kind == SIZE_MEDIA_TYPE:
                 held = _size(answer.content)
@@ -225,8 +279,8 @@ class WitnessPusher:
         return "the witness's size kept changing (another log process is sending it checkpoints?)"
 
 
-class _TooLong(Exception):
-    pass
+class _Unread(Exception):
+    """A witness's answer not read to its end: too long, or too slow."""
 
 
 def _size(content: bytes) -> int | None:

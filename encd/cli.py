@@ -632,6 +632,7 @@ def witness_serve(
 
     try:
         witness = load_witness(path)
+        witness.open_state().close()
     except Error as exc:
         fail(exc.message, 2)
     say(f"witness {witness.cosigner.vkey}", err)

@@ -16,6 +16,8 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
+from encd.errors import InvalidInput
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS witnessed (
     origin TEXT PRIMARY KEY,
@@ -27,16 +29,37 @@ CREATE TABLE IF NOT EXISTS witnessed (
 
 
 class WitnessDB:
-    """``encd.witness.WitnessState`` in the SQLite file ``path`` (created if missing)."""
+    """``encd.witness.WitnessState`` in the SQLite file ``path``.
 
-    def __init__(self, path: Path) -> None:
+    Only ``create`` makes a new file (``encd witness init``).  Otherwise a missing file is
+    refused: a witness that silently started over would cosign any history of a log,
+    a fork of the one it already cosigned included.  A file that is not a witness's
+    state is refused too; both as InvalidInput naming the file.
+    """
+
+    def __init__(self, path: Path, *, create: bool = False) -> None:
         self.path = path
+        if not create and not path.is_file():
+            raise InvalidInput(
+                "witness.db",
+                f"{path} is missing: a witness must not forget what it cosigned (it would "
+                "cosign a fork). Restore it from a backup, or start a new witness with a new "
+                "key (`encd witness init`) and give its key to the logs and auditors",
+            )
         self._lock = threading.Lock()  # one connection, used by one thread at a time
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA busy_timeout=10000")
-        self._conn.execute(_SCHEMA)
+        try:
+            self._conn.execute("PRAGMA busy_timeout=10000")
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            if create:
+                self._conn.execute(_SCHEMA)
+            self._conn.execute("SELECT origin, size, root, updated_at FROM witnessed LIMIT 0")
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise InvalidInput(
+                "witness.db", f"{path} is not a witness's state (a SQLite file): {exc}"
+            ) from None
 
     def latest(self, origin: str) -> tuple[int, bytes] | None:
         with self._lock:

@@ -96,3 +96,23 @@ def test_serve_refuses_a_witnesses_file_it_cannot_use(tmp_path: Path) -> None:
     assert code == 2
     assert "line 1: not a witness's cosigner key" in out
     assert not (tmp_path / "d").exists(), "nothing is created for a bad setting"
+
+
+def test_a_witness_that_lost_or_broke_its_state_does_not_serve(tmp_path: Path) -> None:
+    """Starting over would let it cosign a fork of a log it already cosigned."""
+    log_vkey = load_or_init(tmp_path / "data", "encd.local/log").log_key.public.vkey
+    witness_dir = tmp_path / "witness"
+    made = ("witness", "init", str(witness_dir), "--name", "w.bank.example/w", "--log", log_vkey)
+    assert encd(*made)[0] == 0
+    assert (witness_dir / "witness.db").is_file(), "init creates the state"
+    (witness_dir / "witness.db").unlink()
+    code, out = encd("witness", "serve", str(witness_dir), "--port", "0")
+    assert code == 2 and "witness.db is missing: a witness must not forget" in out
+    assert not (witness_dir / "witness.db").exists()
+    (witness_dir / "witness.db").write_bytes(b"\x00garbage" * 512)
+    code, out = encd("witness", "serve", str(witness_dir), "--port", "0")
+    assert code == 2 and "is not a witness's state" in out
+    # an init that stopped half-way is named, and the key left is never reused silently
+    (witness_dir / "witness.conf").unlink()
+    code, out = encd(*made)
+    assert code == 2 and "but no witness.conf: an init that did not finish" in out

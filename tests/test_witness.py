@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def request(old: int, new: int, **kwargs: object) -> bytes:
 
 @pytest.fixture()
 def witness(tmp_path: Path) -> Witness:
-    db = WitnessDB(tmp_path / "witness.db")
+    db = WitnessDB(tmp_path / "witness.db", create=True)
     return Witness(WITNESS, [LOG.public], db, clock=lambda: 1_700_000_000)
 
 
@@ -175,7 +176,7 @@ def test_the_state_survives_a_restart_and_two_requests_cannot_roll_it_back(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "witness.db"
-    with WitnessDB(path) as db:
+    with WitnessDB(path, create=True) as db:
         Witness(WITNESS, [LOG.public], db).add_checkpoint(request(0, 8))
     with WitnessDB(path) as db:
         assert db.latest(LOG.name) == (8, root(8))
@@ -185,9 +186,24 @@ def test_the_state_survives_a_restart_and_two_requests_cannot_roll_it_back(
         assert db.latest(LOG.name) == (9, root(9))
 
 
+def test_a_missing_or_foreign_state_file_is_refused_not_started_over(tmp_path: Path) -> None:
+    """A witness that forgot what it cosigned would cosign a fork: only init creates."""
+    path = tmp_path / "witness.db"
+    with pytest.raises(InvalidInput, match="is missing: a witness must not forget") as info:
+        WitnessDB(path)
+    assert info.value.field == "witness.db" and not path.exists()
+    path.write_bytes(b"not a database at all, but long enough to have a header" * 20)
+    with pytest.raises(InvalidInput, match="is not a witness's state"):
+        WitnessDB(path)
+    path.unlink()
+    sqlite3.connect(path).execute("CREATE TABLE other (x)").connection.commit()
+    with pytest.raises(InvalidInput, match=r"is not a witness's state.*no such table"):
+        WitnessDB(path)
+
+
 def test_concurrent_requests_for_one_log_never_roll_it_back(tmp_path: Path) -> None:
     """Many threads race from the same old size: exactly one wins, the rest get 409."""
-    with WitnessDB(tmp_path / "witness.db") as db:
+    with WitnessDB(tmp_path / "witness.db", create=True) as db:
         witness = Witness(WITNESS, [LOG.public], db)
         witness.add_checkpoint(request(0, 8))
         outcomes: list[int] = []
@@ -211,5 +227,8 @@ def test_concurrent_requests_for_one_log_never_roll_it_back(tmp_path: Path) -> N
 
 def test_two_keys_for_one_log_are_refused(tmp_path: Path) -> None:
     twin = SigningKey(LOG.name, bytes(range(7, 39)))
-    with WitnessDB(tmp_path / "w.db") as db, pytest.raises(InvalidInput, match="two keys"):
+    with (
+        WitnessDB(tmp_path / "w.db", create=True) as db,
+        pytest.raises(InvalidInput, match="two keys"),
+    ):
         Witness(WITNESS, [LOG.public, twin.public], db)

@@ -3,6 +3,8 @@ checkpoints (api.witnessing) and hands out what it cosigned, audited with a quor
 
 from __future__ import annotations
 
+import gzip
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -174,8 +176,66 @@ def test_a_witness_that_is_down_or_lies_is_reported_and_nothing_is_kept(
     with WitnessPusher(ledger, [endpoint], transport=httpx.MockTransport(flood)) as pusher:
         outcome = pusher.push_once()[made.cosigner.key_id]
     assert outcome == "answered with more than 65536 bytes"
+
+    def gzipped(request: httpx.Request) -> httpx.Response:  # a bomb would be small when sent
+        assert request.headers["accept-encoding"] == "identity"
+        packed = gzip.compress(b"\n" * (1 << 22))
+        return httpx.Response(200, content=packed, headers={"content-encoding": "gzip"})
+
+    with WitnessPusher(ledger, [endpoint], transport=httpx.MockTransport(gzipped)) as pusher:
+        outcome = pusher.push_once()[made.cosigner.key_id]
+    assert outcome == "answered with a content-encoding after being asked for none"
+
+    def trickle(request: httpx.Request) -> httpx.Response:  # each read in time, never done
+        return httpx.Response(200, stream=_Trickle())
+
+    with WitnessPusher(
+        ledger, [endpoint], timeout=0.5, transport=httpx.MockTransport(trickle)
+    ) as pusher:
+        outcome = pusher.push_once()[made.cosigner.key_id]
+    assert outcome == "did not finish answering within 0.5 s"
     with pytest.raises(Exception, match="no witness has cosigned"):
         ledger.witnessed_checkpoint()
+
+
+class _Trickle(httpx.SyncByteStream):
+    def __iter__(self) -> Iterator[bytes]:
+        for _ in range(10_000):
+            time.sleep(0.05)
+            yield b"x"
+
+
+def test_a_witness_that_never_answers_delays_neither_the_others_nor_a_shutdown(
+    tmp_path: Path, ledger: Ledger, witness_url: str
+) -> None:
+    cast = corridor_cast()
+    ledger.append(cast.register_event(cast.actor("operator")))
+    good = WitnessEndpoint(cosigner(tmp_path), witness_url)
+    stuck_key = CosignerKey.of(SigningKey("stuck.example/w", bytes(range(1, 33))))
+    stuck = WitnessEndpoint(stuck_key, "http://stuck.example")
+    released = threading.Event()
+
+    def route(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "stuck.example":
+            released.wait()  # holds its thread until the test ends
+            return httpx.Response(503)
+        answer = httpx.post(str(request.url), content=request.content)
+        return httpx.Response(answer.status_code, content=answer.content)
+
+    pusher = WitnessPusher(
+        ledger, [stuck, good], interval=0.05, transport=httpx.MockTransport(route)
+    )
+    pusher.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not verify_cosignatures(ledger.cosigned(ledger.checkpoint(), 1), [good.key]):
+            assert time.monotonic() < deadline, "the good witness was never sent the checkpoint"
+            time.sleep(0.05)
+        pusher.close(wait=0.2)  # returns though the stuck witness's thread is still waiting
+        assert [t.is_alive() for t in pusher._threads] == [True, False]
+    finally:
+        released.set()
+        pusher.close()
 
 
 def test_a_witness_that_holds_a_longer_history_is_reported(
@@ -202,6 +262,14 @@ def test_the_witnesses_file_names_each_fault_by_line(tmp_path: Path) -> None:
         (f"witness {key.vkey}\n", "f line 1: expected 'witness <cosigner vkey> <URL prefix>'"),
         ("witness x https://w.example\n", "f line 1: not a witness's cosigner key"),
         (f"witness {key.vkey} ftp://w.example\n", "f line 1: expected an http:// or https:// URL"),
+        (f"witness {key.vkey} http://xn--a.example\n", "f line 1: not a URL"),
+        (f"witness {key.vkey} http://w.example:99999\n", "f line 1: the port 99999 is not one"),
+        (f"witness {key.vkey} http://w.example/a?b=c\n", "f line 1: a witness's URL prefix has"),
+        (f"witness {key.vkey} http://w.example/#top\n", "f line 1: a witness's URL prefix has"),
+        (
+            f"witness {key.vkey} https://bank:s3cret@w.example\n",
+            "f line 1: the URL carries a user name or password",
+        ),
         (
             f"witness {key.vkey} http://a.example\nwitness {key.vkey} http://b.example\n",
             f"f line 2: the witness {key.key_id} is listed twice",
@@ -210,6 +278,7 @@ def test_the_witnesses_file_names_each_fault_by_line(tmp_path: Path) -> None:
         with pytest.raises(InvalidInput) as info:
             parse_witnesses(text, "f")
         assert info.value.message.startswith(message)
+        assert "s3cret" not in info.value.message
 
 
 # --- end to end: a service with a witness, a bundle audited with a quorum -------------------
