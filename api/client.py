@@ -186,14 +186,18 @@ class Client:
     def history(self, doc_id: str) -> Any:
         return self.get(f"/v1/documents/{_id(doc_id)}/events")
 
-    def bundle(self, doc_id: str, *, witnessed: bool = False) -> bytes:
-        """The document's bundle; ``witnessed``: against the newest cosigned checkpoint."""
+    def bundle(self, doc_id: str, *, witnessed: int = 0) -> bytes:
+        """The document's bundle; ``witnessed``: against the newest checkpoint cosigned by
+        that many witnesses (True: one)."""
         path = f"/v1/documents/{_id(doc_id)}/bundle"
-        return self.download(path, **({"witnessed": "true"} if witnessed else {}))
+        return self.download(path, **({"witnessed": str(int(witnessed))} if witnessed else {}))
 
-    def export(self, *, witnessed: bool = False) -> bytes:
-        """The full export; ``witnessed``: up to the newest cosigned checkpoint."""
-        return self.download("/v1/export", **({"witnessed": "true"} if witnessed else {}))
+    def export(self, *, witnessed: int = 0) -> bytes:
+        """The full export; ``witnessed``: up to the newest checkpoint cosigned by that
+        many witnesses (True: one)."""
+        return self.download(
+            "/v1/export", **({"witnessed": str(int(witnessed))} if witnessed else {})
+        )
 
     def propose(self, raw: bytes, ttl: int | None = None) -> Any:
         return self.post_event("/v1/proposals", raw, **({"ttl": ttl} if ttl else {}))

@@ -132,6 +132,32 @@ class _Known:
     cosigned: set[int] = field(default_factory=set)
 
 
+class _Slot:
+    """The checkpoint a witness's thread is to send next: only the latest is kept."""
+
+    def __init__(self) -> None:
+        self._latest: tuple[bytes, int] | None = None
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+
+    def hand(self, latest: tuple[bytes, int]) -> None:
+        with self._lock:
+            self._latest = latest
+            self._ready.set()
+
+    def wake(self) -> None:
+        """Wake the thread waiting on the slot (to see that it is to stop)."""
+        self._ready.set()
+
+    def take(self, timeout: float) -> tuple[bytes, int] | None:
+        if not self._ready.wait(timeout):
+            return None
+        with self._lock:
+            self._ready.clear()
+            latest, self._latest = self._latest, None
+        return latest
+
+
 class WitnessPusher:
     """Sends the log's new checkpoints to ``witnesses`` and keeps their cosignatures.
 
@@ -158,21 +184,29 @@ class WitnessPusher:
         self._http = httpx.Client(timeout=timeout, transport=transport)
         self._known = {w.key.key_id: _Known() for w in self.witnesses}
         self._stop = threading.Event()
+        self._slots = {w.key.key_id: _Slot() for w in self.witnesses}
         self._threads = [
-            threading.Thread(target=self._run, args=(w,), name=f"encd-witness-{i}", daemon=True)
+            threading.Thread(target=self._send, args=(w,), name=f"encd-witness-{i}", daemon=True)
             for i, w in enumerate(self.witnesses)
         ]
+        self._rounds = threading.Thread(target=self._run, name="encd-witnesses", daemon=True)
 
     def start(self) -> WitnessPusher:
         for witness, thread in zip(self.witnesses, self._threads, strict=True):
             _log.info("witness %s: sending checkpoints to %s", witness.key.key_id, witness.url)
             thread.start()
+        if self.witnesses:
+            self._rounds.start()
         return self
 
     def close(self, wait: float = CLOSE_WAIT) -> None:
         """Stop sending; wait ``wait`` seconds at most for exchanges under way."""
         self._stop.set()
+        for slot in self._slots.values():
+            slot.wake()
         deadline = time.monotonic() + wait
+        if self._rounds.is_alive():
+            self._rounds.join(wait)
         for witness, thread in zip(self.witnesses, self._threads, strict=True):
             if thread.is_alive():
                 thread.join(max(0.0, deadline - time.monotonic()))
@@ -186,10 +220,28 @@ class WitnessPusher:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _run(self, witness: WitnessEndpoint) -> None:
+    def _run(self) -> None:
+        """Each round, the latest checkpoint is handed to every witness's thread at once,
+        so the witnesses that keep up cosign the same checkpoints (an auditor's quorum
+        needs several cosignatures on one); a thread still busy with an earlier one
+        takes the latest when it is free."""
         while not self._stop.wait(self.interval):
             try:
-                self._push(witness, *self._latest())
+                latest = self._latest()
+            except Exception as exc:  # the store away for a moment: try again next round
+                _log.warning("witnesses: cannot read the latest checkpoint: %s", exc)
+                continue
+            for slot in self._slots.values():
+                slot.hand(latest)
+
+    def _send(self, witness: WitnessEndpoint) -> None:
+        slot = self._slots[witness.key.key_id]
+        while not self._stop.is_set():
+            latest = slot.take(timeout=1.0)
+            if latest is None:
+                continue
+            try:
+                self._push(witness, *latest)
             except Exception as exc:  # the store away for a moment: try again next round
                 if not self._stop.is_set():
                     _log.warning("witness %s: this round failed: %s", witness.key.key_id, exc)

@@ -233,9 +233,9 @@ def audit(
             f"the quorum is {policy.quorum}"
             + (
                 " (a service sends its checkpoints to its witnesses after appending: "
-                "download with `encd export --witnessed` for one they cosigned)"
-                if not cosigned
-                else ""
+                "download with `encd export --witnessed"
+                + (f" --quorum {policy.quorum}" if policy.quorum > 1 else "")
+                + "` for one they cosigned)"
             ),
         )
     # (8) consistency with the checkpoint the auditor already trusts

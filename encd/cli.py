@@ -1220,6 +1220,15 @@ def export(
             "whose policy asks for a quorum), not the latest.",
         ),
     ] = False,
+    quorum: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=100,
+            help="With --witnessed: the newest checkpoint at least this many witnesses "
+            "cosigned (the quorum of the auditor's policy).",
+        ),
+    ] = 1,
     server: ServerOpt = DEFAULT_SERVER,
     key: KeyOpt = Path("key.pem"),
     party: PartyOpt = "",
@@ -1233,6 +1242,9 @@ def export(
         fail("give a document id or --all", 2)
     if doc is not None:
         doc_id(doc)
+    if quorum > 1 and not witnessed:
+        fail("--quorum: only with --witnessed", 2)
+    wanted = quorum if witnessed else 0
     target = out or Path(f"{doc}.encd" if doc else "ledger.encd")
     if looks(target, target.is_dir):
         fail(f"--out: {target} is a directory", 2)
@@ -1241,9 +1253,9 @@ def export(
         fail(f"--out: no directory {target.parent} to write {target.name} in", 2)
     c = client(server, key, party)
     if all_:
-        data = run(lambda: c.export(witnessed=witnessed), whole=False)
+        data = run(lambda: c.export(witnessed=wanted), whole=False)
     else:
-        data = run(lambda: c.bundle(doc or "", witnessed=witnessed), whole=False)
+        data = run(lambda: c.bundle(doc or "", witnessed=wanted), whole=False)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
         partial.write_bytes(data)

@@ -129,6 +129,17 @@ def test_step_7_a_missing_witness_quorum_fails(exports: Exports) -> None:
     )
 
 
+def test_step_7_one_cosignature_short_of_the_quorum_says_how_to_download(
+    exports: Exports,
+) -> None:
+    report = audit_bytes(with_cosignature(exports.bundle), policy(witnesses=2, quorum=2))
+    assert not report.ok and report.step == 7
+    assert report.message.startswith(
+        "step 7: 1 of the policy's witnesses cosigned the checkpoint; the quorum is 2"
+    )
+    assert report.message.endswith("`encd export --witnessed --quorum 2` for one they cosigned)")
+
+
 def test_step_7_a_cosigned_checkpoint_meets_the_quorum(exports: Exports) -> None:
     report = audit_bytes(with_cosignature(exports.bundle), policy(witnesses=1, quorum=1))
     assert report.ok, report.message

@@ -116,3 +116,10 @@ def test_a_witness_that_lost_or_broke_its_state_does_not_serve(tmp_path: Path) -
     (witness_dir / "witness.conf").unlink()
     code, out = encd(*made)
     assert code == 2 and "but no witness.conf: an init that did not finish" in out
+
+
+def test_export_quorum_goes_with_witnessed() -> None:
+    code, out = encd("export", "--all", "--quorum", "2")
+    assert code == 2 and "--quorum: only with --witnessed" in out
+    code, out = encd("export", "--all", "--witnessed", "--quorum", "0")
+    assert code == 2 and "--quorum" in out

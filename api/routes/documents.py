@@ -11,8 +11,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from api.app import State
 from api.auth import authenticate_while
 from api.routes.common import CallerDep, StateDep, require_reader
+from encd.errors import InvalidInput
+from encd.note import MAX_SIGNATURES
 from encd.parties import Role
 from encd.title import dump_state
+from encd.validation import show
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
@@ -68,17 +71,35 @@ async def title(doc_id: str, request: Request) -> JSONResponse:
     )
 
 
+def cosignatures(witnessed: str) -> int:
+    """The ``witnessed`` query parameter: how many witnesses must have cosigned the
+    checkpoint an export is against (0: the latest checkpoint, cosigned or not)."""
+    value = witnessed.strip().lower()
+    if value in ("true", "yes", "on"):
+        return 1
+    if value in ("false", "no", "off"):
+        return 0
+    if value.isascii() and value.isdigit() and len(value) <= 3 and int(value) <= MAX_SIGNATURES:
+        return int(value)
+    raise InvalidInput(
+        "witnessed",
+        f"expected true, false or a number of witnesses from 0 to {MAX_SIGNATURES}, "
+        f"got {show(witnessed, 40)}",
+    )
+
+
 @router.get("/documents/{doc_id}/bundle")
-def bundle(doc_id: str, state: StateDep, caller: CallerDep, witnessed: bool = False) -> Response:
+def bundle(doc_id: str, state: StateDep, caller: CallerDep, witnessed: str = "false") -> Response:
     """The document bundle for offline audit (docs/formats/bundle.md); ``witnessed``:
-    against the newest checkpoint a witness cosigned, not the latest."""
+    against the newest checkpoint a witness (or that many witnesses) cosigned, not the
+    latest."""
     import io
 
     from ledger.export import export_document
 
     require_reader(state, caller, doc_id)
     out = io.BytesIO()
-    export_document(state.ledger, doc_id, out, witnessed=witnessed)
+    export_document(state.ledger, doc_id, out, witnessed=cosignatures(witnessed))
     return Response(
         out.getvalue(),
         media_type="application/vnd.encd.bundle+jsonl",
@@ -87,9 +108,9 @@ def bundle(doc_id: str, state: StateDep, caller: CallerDep, witnessed: bool = Fa
 
 
 @router.get("/export")
-def export(state: StateDep, caller: CallerDep, witnessed: bool = False) -> StreamingResponse:
+def export(state: StateDep, caller: CallerDep, witnessed: str = "false") -> StreamingResponse:
     """The full-ledger export for auditors (docs/formats/bundle.md); ``witnessed``: up to
-    the newest checkpoint a witness cosigned, not the latest.
+    the newest checkpoint a witness (or that many witnesses) cosigned, not the latest.
 
     Written to a temporary file first (one consistent checkpoint, whatever its
     size), then streamed in chunks, so a large ledger never sits in memory."""
@@ -98,9 +119,10 @@ def export(state: StateDep, caller: CallerDep, witnessed: bool = False) -> Strea
     from ledger.export import export_ledger
 
     caller.require(Role.AUDITOR, Role.OPERATOR)
+    wanted = cosignatures(witnessed)
     spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the streaming generator
     try:
-        export_ledger(state.ledger, spool, witnessed=witnessed)
+        export_ledger(state.ledger, spool, witnessed=wanted)
     except BaseException:
         spool.close()
         raise

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.client import Client
+from api.client import Client, ProblemError
 from api.server import running, running_app
 from api.settings import Settings
 from api.setup import load_or_init
@@ -284,38 +284,64 @@ def test_the_witnesses_file_names_each_fault_by_line(tmp_path: Path) -> None:
 # --- end to end: a service with a witness, a bundle audited with a quorum -------------------
 
 
-def test_a_service_with_a_witness_hands_out_bundles_an_auditor_s_quorum_accepts(
+def test_a_service_with_two_witnesses_hands_out_bundles_an_auditor_s_quorum_accepts(
     tmp_path: Path, database_url: str, log_key: SigningKey, witness_url: str
 ) -> None:
+    """Both witnesses are sent the same checkpoints, so a quorum of 2 is met on one."""
     endpoint = WitnessEndpoint(cosigner(tmp_path), witness_url)
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        origin=ORIGIN,
-        witnesses=(endpoint.line(),),
-        witness_interval=0.05,
-    )
-    policy = Policy(log_key.public, (endpoint.key,), 1)
-    with running(settings) as url:
-        operator_key = SigningKey.load(
-            Client(url, SigningKey.generate("x")).service()["operator"],
-            settings.data_dir / "operator.key",
+    second = init_witness(tmp_path / "w2", "witness.other-bank.example/w", [log_key.public.vkey])
+    with running_app(create_witness_app(load_witness(second.path))) as second_url:
+        endpoint2 = WitnessEndpoint(second.cosigner, second_url)
+        settings = Settings(
+            data_dir=tmp_path / "data",
+            database_url=database_url,
+            origin=ORIGIN,
+            witnesses=(endpoint.line(), endpoint2.line()),
+            witness_interval=0.05,
         )
-        operator = Client(url, operator_key)
-        cast = corridor_cast()
-        cast.actors["operator"] = replace(cast.actors["operator"], key=operator_key)
-        for label in ("carrier", "exporter", "auditor"):
-            operator.register(cast.register_event(cast.actor(label)))
-        deadline = time.monotonic() + 30
-        while True:  # the latest checkpoint, cosigned within a round or two
-            served = httpx.get(url + "/log/checkpoint").content
-            if size_of(served) == 4 and verify_cosignatures(served, [endpoint.key]):
-                break
-            assert time.monotonic() < deadline, served.decode()
-            time.sleep(0.05)
-        auditor = Client(url, cast.actor("auditor").key)
-        report = audit_bytes(auditor.export(witnessed=True), policy)
-        assert report.ok, report.message
-        assert report.witnesses == [endpoint.key.name] and report.size == 4
-        unwitnessed = audit_bytes(auditor.export(), Policy(log_key.public, (endpoint.key,), 1))
-        assert unwitnessed.ok  # the latest is the witnessed one: nothing was appended since
+        with running(settings) as url:
+            both = (endpoint.key, endpoint2.key)
+            auditor, served = _register_and_wait_for(url, settings, both)
+            assert size_of(served) == 4
+            for quorum in (1, 2):
+                report = audit_bytes(
+                    auditor.export(witnessed=quorum), Policy(log_key.public, both, quorum)
+                )
+                assert report.ok, report.message
+                assert report.witnesses == sorted(k.name for k in both) and report.size == 4
+            with pytest.raises(ProblemError) as info:
+                auditor.export(witnessed=3)
+            assert info.value.status == 404
+            assert "no checkpoint of this log is cosigned by 3 witnesses yet" in str(info.value)
+            for wrong in ("maybe", "-1", "101", "\u0662"):
+                with pytest.raises(ProblemError) as info:
+                    auditor.request("GET", "/v1/export", params={"witnessed": wrong})
+                assert info.value.problem["field"] == "witnessed", wrong
+                assert "expected true, false or a number of witnesses from 0 to 100" in str(
+                    info.value
+                )
+            unwitnessed = audit_bytes(auditor.export(), Policy(log_key.public, both, 2))
+            assert unwitnessed.ok  # the latest is the witnessed one: nothing appended since
+
+
+def _register_and_wait_for(
+    url: str, settings: Settings, witnesses: tuple[CosignerKey, ...]
+) -> tuple[Client, bytes]:
+    """Three parties registered; the auditor's client, once the latest checkpoint is
+    cosigned by every one of ``witnesses`` (within a round or two)."""
+    operator_key = SigningKey.load(
+        Client(url, SigningKey.generate("x")).service()["operator"],
+        settings.data_dir / "operator.key",
+    )
+    operator = Client(url, operator_key)
+    cast = corridor_cast()
+    cast.actors["operator"] = replace(cast.actors["operator"], key=operator_key)
+    for label in ("carrier", "exporter", "auditor"):
+        operator.register(cast.register_event(cast.actor(label)))
+    deadline = time.monotonic() + 30
+    while True:
+        served = httpx.get(url + "/log/checkpoint").content
+        if size_of(served) == 4 and len(verify_cosignatures(served, witnesses)) == len(witnesses):
+            return Client(url, cast.actor("auditor").key), served
+        assert time.monotonic() < deadline, served.decode()
+        time.sleep(0.05)
