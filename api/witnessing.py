@@ -44,6 +44,7 @@ INTERVAL = 1.0  # seconds between rounds
 TIMEOUT = 10.0  # seconds a witness has to answer
 MAX_ANSWER = 64 * 1024  # bytes of a witness's answer read, at most
 CLOSE_WAIT = 2.0  # seconds a shutdown waits for exchanges under way
+CLOCK_SKEW = 600  # seconds a cosignature's time may be from this host's clock
 
 _log = logging.getLogger("uvicorn.error")
 
@@ -322,9 +323,15 @@ class WitnessPusher:
                 continue
             if answer.status_code != 200:
                 return f"refused with {answer.status_code}: {show(_detail(answer), 200)}"
-            line = _cosignature(witness, note, answer.content)
-            if line is None:
+            found = _cosignature(witness, note, answer.content)
+            if found is None:
                 return f"answered 200 without a valid cosignature by {witness.key.key_id}"
+            line, stamp = found
+            if abs(stamp - time.time()) > CLOCK_SKEW:
+                return (
+                    f"cosigned at {stamp} (UNIX time), more than {CLOCK_SKEW} s from this "
+                    "host's clock: one of the two clocks is wrong; not kept"
+                )
             self.ledger.add_cosignature(size, witness.key.key_id, line)
             known.size = size
             return "cosigned"
@@ -350,17 +357,21 @@ def _detail(answer: httpx.Response) -> str:
     return str(problem.get("detail", problem)) if isinstance(problem, dict) else answer.text
 
 
-def _cosignature(witness: WitnessEndpoint, note: bytes, content: bytes) -> bytes | None:
-    """The one line of ``content`` that is ``witness``'s valid cosignature of ``note``."""
+def _cosignature(
+    witness: WitnessEndpoint, note: bytes, content: bytes
+) -> tuple[bytes, int] | None:
+    """The one line of ``content`` that is ``witness``'s valid cosignature of ``note``, and
+    its timestamp."""
     prefix = f"{SIG_PREFIX}{witness.key.name} ".encode()
     for line in content.splitlines(keepends=True):
         if not line.startswith(prefix) or not line.endswith(b"\n"):
             continue
         try:
-            if witness.key.name in verify_cosignatures(note + line, [witness.key]):
-                return line
+            stamp = verify_cosignatures(note + line, [witness.key]).get(witness.key.name)
         except Error:
             continue
+        if stamp is not None:
+            return line, stamp
     return None
 
 

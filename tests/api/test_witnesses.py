@@ -170,6 +170,19 @@ def test_a_witness_that_is_down_or_lies_is_reported_and_nothing_is_kept(
         outcome = pusher.push_once()[made.cosigner.key_id]
     assert outcome == f"answered 200 without a valid cosignature by {made.cosigner.key_id}"
 
+    def slow_clock(request: httpx.Request) -> httpx.Response:  # its own key, dated 1970
+        from encd.checkpoint import cosign
+
+        note = AddCheckpoint.parse(request.content).signed_checkpoint
+        return httpx.Response(200, content=cosign(parse_note(note).text, made.key, 1))
+
+    with WitnessPusher(ledger, [endpoint], transport=httpx.MockTransport(slow_clock)) as pusher:
+        outcome = pusher.push_once()[made.cosigner.key_id]
+    assert outcome == (
+        "cosigned at 1 (UNIX time), more than 600 s from this host's clock: one of the two "
+        "clocks is wrong; not kept"
+    )
+
     def flood(request: httpx.Request) -> httpx.Response:  # more than any answer needs
         return httpx.Response(200, content=b"x" * (1 << 20))
 
