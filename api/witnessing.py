@@ -357,9 +357,7 @@ def _detail(answer: httpx.Response) -> str:
     return str(problem.get("detail", problem)) if isinstance(problem, dict) else answer.text
 
 
-def _cosignature(
-    witness: WitnessEndpoint, note: bytes, content: bytes
-) -> tuple[bytes, int] | None:
+def _cosignature(witness: WitnessEndpoint, note: bytes, content: bytes) -> tuple[bytes, int] | None:
     """The one line of ``content`` that is ``witness``'s valid cosignature of ``note``, and
     its timestamp."""
     prefix = f"{SIG_PREFIX}{witness.key.name} ".encode()
