@@ -155,18 +155,23 @@ def listed(answer: Any, *path: str | int) -> str:
     return ", ".join(got(answer, *path, i, kind=str) for i in range(len(items)))
 
 
+def warn_if_others_read(path: Path) -> None:
+    """A warning on standard error if the key file ``path`` is readable by others."""
+    mode = path.stat().st_mode
+    if stat.S_ISREG(mode) and mode & 0o077:
+        say(
+            f"warning: {path} can be read by others (mode {stat.S_IMODE(mode):04o}): "
+            f"chmod 600 {path}",
+            err,
+        )
+
+
 def load_key(party: str, path: Path) -> SigningKey:
     passphrase = os.environ.get("ENCD_KEY_PASSPHRASE")
     if looks(path, lambda: path.exists() and not path.is_file()):
         fail(f"key file {path} is not a regular file", 2)
     try:
-        mode = path.stat().st_mode
-        if stat.S_ISREG(mode) and mode & 0o077:
-            say(
-                f"warning: {path} can be read by others (mode {stat.S_IMODE(mode):04o}): "
-                f"chmod 600 {path}",
-                err,
-            )
+        warn_if_others_read(path)
         return SigningKey.load(party, path, os.fsencode(passphrase) if passphrase else None)
     except FileNotFoundError:
         fail(f"key file {path} does not exist", 2)
@@ -633,6 +638,7 @@ def witness_serve(
     try:
         witness = load_witness(path)
         witness.open_state().close()
+        warn_if_others_read(path / "witness.key")
     except Error as exc:
         fail(exc.message, 2)
     say(f"witness {witness.cosigner.vkey}", err)

@@ -30,8 +30,9 @@ def encd(*args: str) -> tuple[int, str]:
 
 
 @contextmanager
-def witness_serving(path: Path) -> Iterator[str]:
-    """``encd witness serve`` on a free port; yields its URL once it answers."""
+def witness_serving(path: Path) -> Iterator[tuple[str, list[str]]]:
+    """``encd witness serve`` on a free port; yields its URL once it answers, and its
+    output so far."""
     process = subprocess.Popen(
         [sys.executable, "-m", "encd.cli", "witness", "serve", str(path), "--port", "0"],
         stdout=subprocess.PIPE,
@@ -49,7 +50,7 @@ def witness_serving(path: Path) -> Iterator[str]:
             assert process.poll() is None, "encd witness serve exited:\n" + "".join(seen)
             assert time.monotonic() < deadline, "encd witness serve did not start"
             time.sleep(0.05)
-        yield found.group(1)
+        yield found.group(1), seen
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -71,7 +72,9 @@ def test_a_bank_s_witness_cosigns_a_served_log(tmp_path: Path, database_url: str
         "witness", "init", str(witness_dir), "--name", "witness.bank.example/w1", "--log", log_vkey
     )
     assert code == 2 and "already holds a witness" in out
-    with witness_serving(witness_dir) as witness_url:
+    (witness_dir / "witness.key").chmod(0o640)
+    with witness_serving(witness_dir) as (witness_url, said):
+        assert f"warning: {witness_dir / 'witness.key'} can be read by others" in "".join(said)
         (tmp_path / "data" / "witnesses.txt").write_text(f"{line} {witness_url}\n")
         with serve(tmp_path / "data", database_url, "--workers", "2") as served:
             assert any(
