@@ -105,7 +105,7 @@ class Client:
         content_type: str = EVENT_TYPE,
         signed: bool = True,
     ) -> httpx.Response:
-        query = urlencode(params or {})
+        query = urlencode(params or {}, doseq=True)  # (a list: the name repeated)
         headers = self.signed_headers(method, path, query, body) if signed else {}
         if body:
             headers["content-type"] = content_type
@@ -186,18 +186,15 @@ class Client:
     def history(self, doc_id: str) -> Any:
         return self.get(f"/v1/documents/{_id(doc_id)}/events")
 
-    def bundle(self, doc_id: str, *, witnessed: int = 0) -> bytes:
+    def bundle(self, doc_id: str, *, witnessed: int = 0, witnesses: Sequence[str] = ()) -> bytes:
         """The document's bundle; ``witnessed``: against the newest checkpoint cosigned by
-        that many witnesses (True: one)."""
+        that many witnesses (True: one) of ``witnesses`` (key IDs; none: the service's)."""
         path = f"/v1/documents/{_id(doc_id)}/bundle"
-        return self.download(path, **({"witnessed": str(int(witnessed))} if witnessed else {}))
+        return self.download(path, **_witnessed(witnessed, witnesses))
 
-    def export(self, *, witnessed: int = 0) -> bytes:
-        """The full export; ``witnessed``: up to the newest checkpoint cosigned by that
-        many witnesses (True: one)."""
-        return self.download(
-            "/v1/export", **({"witnessed": str(int(witnessed))} if witnessed else {})
-        )
+    def export(self, *, witnessed: int = 0, witnesses: Sequence[str] = ()) -> bytes:
+        """The full export; ``witnessed`` and ``witnesses`` as for ``bundle``."""
+        return self.download("/v1/export", **_witnessed(witnessed, witnesses))
 
     def propose(self, raw: bytes, ttl: int | None = None) -> Any:
         return self.post_event("/v1/proposals", raw, **({"ttl": ttl} if ttl else {}))
@@ -342,6 +339,12 @@ def _said(value: object) -> str:
     if isinstance(value, dict | list):
         return show(json.dumps(value, sort_keys=True), 160)
     return given(value)
+
+
+def _witnessed(witnessed: int, witnesses: Sequence[str]) -> dict[str, Any]:
+    if not witnessed:
+        return {"witness": list(witnesses)} if witnesses else {}
+    return {"witnessed": str(int(witnessed)), **({"witness": list(witnesses)} if witnesses else {})}
 
 
 def _problem(response: httpx.Response) -> ProblemError:

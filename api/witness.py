@@ -72,6 +72,10 @@ class WitnessDir:
 def init_witness(path: Path, name: str, logs: list[str]) -> WitnessDir:
     """Create the witness directory ``path`` (which must not hold a witness already)."""
     check_key_name(name, "name")
+    if "://" in name:
+        raise InvalidInput(
+            "name", f"a witness's name is a URL without its scheme, got {show(name)}"
+        )
     keys = _logs([(f"--log {i + 1}", vkey) for i, vkey in enumerate(logs)])
     if not keys:
         raise InvalidInput("log", "name at least one log to witness (--log <log verifier key>)")
@@ -149,7 +153,7 @@ def _logs(given: list[tuple[str, str]]) -> list[PublicKey]:
         except InvalidInput as exc:
             raise InvalidInput(where, f"not a log verifier key: {exc.message}") from None
         if key.name in keys:
-            raise InvalidInput(where, f"a second key for the log {key.name!r}: one key a log")
+            raise InvalidInput(where, f"a second key for the log {key.name!r}: one key per log")
         keys[key.name] = key
     return list(keys.values())
 

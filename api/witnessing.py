@@ -18,11 +18,13 @@ there.  A cosignature is checked against the witness's key before it is kept (th
 ``encd audit`` counts it against an auditor's quorum.  A witness that is down or
 refuses is logged once when that starts and once when it ends; appends never wait for
 witnesses, nor does one witness wait for another.  An answer is read to at most
-``MAX_ANSWER`` bytes, unencoded, within ``TIMEOUT`` seconds.
+``MAX_ANSWER`` bytes, unencoded; each step waits ``TIMEOUT`` seconds at most, and a body
+still arriving ``TIMEOUT`` seconds after the request began is given up.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -63,14 +65,22 @@ class WitnessEndpoint:
 def parse_witnesses(text: str, source: str) -> tuple[WitnessEndpoint, ...]:
     """The witnesses of a witnesses file's ``text``; InvalidInput names ``source``'s line."""
     found: dict[str, WitnessEndpoint] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        words = raw.split()
+    for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
+        words = raw.split("#", 1)[0].split()  # (a comment may end a line)
         where = f"{source} line {number}"
-        if not words or words[0].startswith("#"):
+        if not words:
             continue
-        if words[0] != "witness" or len(words) != 3:
+        if words[0] != "witness":
             raise InvalidInput(
-                where, f"expected 'witness <cosigner vkey> <URL prefix>', got {show(raw.strip())}"
+                where,
+                f"expected 'witness <cosigner vkey> <URL prefix>', got {show(words[0], 40)} "
+                "where 'witness' was expected",
+            )
+        if len(words) != 3:
+            raise InvalidInput(
+                where,
+                f"expected 'witness <cosigner vkey> <URL prefix>': {len(words) - 1} word(s) after "
+                f"'witness', not 2 (the last is {show(words[-1], 60)})",
             )
         try:
             key = CosignerKey.from_vkey(words[1])
@@ -109,17 +119,23 @@ def _submission_url(given: str, where: str) -> str:
     return given.rstrip("/")
 
 
+@functools.lru_cache(maxsize=8)
+def configured_witnesses(lines: tuple[str, ...]) -> tuple[WitnessEndpoint, ...]:
+    """The witnesses of a service's settings (``Settings.witnesses``), parsed once."""
+    return parse_witnesses("\n".join(lines), "witnesses")
+
+
 def load_witnesses(path: Path, required: bool) -> tuple[WitnessEndpoint, ...]:
     """The witnesses file at ``path``: none if it is missing and not ``required``."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         if required:
-            raise InvalidInput("witnesses", f"no such file: {path}") from None
+            raise InvalidInput(str(path), "no such file") from None
         return ()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
-        raise InvalidInput("witnesses", f"cannot read {path}: {reason}") from None
+        raise InvalidInput(str(path), f"cannot read it: {reason}") from None
     return parse_witnesses(text, str(path))
 
 
@@ -267,7 +283,7 @@ class WitnessPusher:
             known.cosigned = {size}
             if known.trouble:
                 _log.info("witness %s: cosigning again", witness.key.key_id)
-        elif outcome != known.trouble:
+        elif outcome != known.trouble and not self._stop.is_set():  # (not the shutdown's)
             _log.warning("witness %s: %s", witness.key.key_id, outcome)
         known.trouble = "" if outcome == "cosigned" else outcome
         return outcome
@@ -378,6 +394,7 @@ __all__ = [
     "WITNESSES_FILE",
     "WitnessEndpoint",
     "WitnessPusher",
+    "configured_witnesses",
     "load_witnesses",
     "parse_witnesses",
 ]

@@ -55,7 +55,7 @@ class Policy:
     def parse(cls, text: str) -> Policy:
         log_key: PublicKey | None = None
         witnesses: list[CosignerKey] = []
-        quorum = 0
+        quorum = quorum_line = 0
         for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
             line = raw.split("#", 1)[0].strip()
             if not line:
@@ -68,13 +68,27 @@ class Policy:
                         raise InvalidInput("log", "the log key is given twice")
                     log_key = PublicKey.from_vkey(value)
                 elif word == "witness":
-                    witnesses.append(CosignerKey.from_vkey(value))
+                    vkey, *more = value.split() or [""]
+                    if more:
+                        raise InvalidInput(
+                            "witness",
+                            "a policy's witness line is 'witness <cosigner vkey>' alone (a "
+                            f"witnesses file's URL has no place here), got {show(value, 120)}",
+                        )
+                    witness = CosignerKey.from_vkey(vkey)
+                    if witness in witnesses:
+                        raise InvalidInput("witness", f"{witness.key_id} is given twice")
+                    witnesses.append(witness)
                 elif word == "quorum":
+                    if quorum_line:
+                        raise InvalidInput(
+                            "quorum", f"the quorum is given twice (first on line {quorum_line})"
+                        )
                     if not _QUORUM.fullmatch(value):  # (isdigit() is true of "²" and "٣")
                         raise InvalidInput(
                             "quorum", f"expected a whole number (0 to 999), got {show(value)}"
                         )
-                    quorum = int(value)
+                    quorum, quorum_line = int(value), number
                 else:
                     named = word if word.isascii() and word.isprintable() else show(word)
                     raise InvalidInput(named, "expected 'log', 'witness' or 'quorum'")
@@ -153,6 +167,8 @@ def audit_file(
     """
     policy = _policy(policy_path) if policy_path is not None else None
     trusted = _read(trusted_checkpoint) if trusted_checkpoint is not None else None
+    if not path.exists():
+        raise UsageError(f"{path}: no such file")
     if not path.is_file():
         raise UsageError(f"{path} is not a file")
     with path.open("rb") as handle:
@@ -233,9 +249,8 @@ def audit(
             f"the quorum is {policy.quorum}"
             + (
                 " (a service sends its checkpoints to its witnesses after appending: "
-                "download with `encd export --witnessed"
-                + (f" --quorum {policy.quorum}" if policy.quorum > 1 else "")
-                + "` for one they cosigned)"
+                "download with `encd export --witnessed --policy <this policy file>` for "
+                "one the policy's witnesses cosigned)"
             ),
         )
     # (8) consistency with the checkpoint the auditor already trusts

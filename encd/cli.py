@@ -520,7 +520,7 @@ def serve(
     try:
         sent_to = load_witnesses(witnesses or data_dir / WITNESSES_FILE, witnesses is not None)
     except Error as exc:
-        fail(f"--witnesses: {exc.message}", 2)
+        fail(f"--witnesses: {exc.message}" if witnesses else exc.message, 2)
     try:
         service = load_or_init(data_dir, origin)
     except Error as exc:
@@ -1227,14 +1227,21 @@ def export(
         ),
     ] = False,
     quorum: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=1,
             max=100,
             help="With --witnessed: the newest checkpoint at least this many witnesses "
-            "cosigned (the quorum of the auditor's policy).",
+            "cosigned (default: the --policy's quorum, or 1).",
         ),
-    ] = 1,
+    ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --witnessed: count only the cosignatures of this audit policy's "
+            "witnesses, and ask for its quorum (docs/verification.md).",
+        ),
+    ] = None,
     server: ServerOpt = DEFAULT_SERVER,
     key: KeyOpt = Path("key.pem"),
     party: PartyOpt = "",
@@ -1244,13 +1251,30 @@ def export(
 
     The file is written whole or not at all, and one already there is kept unless
     --force.  ENCD_TIMEOUT bounds each read of the download, not the whole of it."""
-    if (doc is None) == (not all_):
+    if doc is not None and all_:
+        fail("give a document id or --all, not both", 2)
+    if doc is None and not all_:
         fail("give a document id or --all", 2)
     if doc is not None:
         doc_id(doc)
-    if quorum > 1 and not witnessed:
-        fail("--quorum: only with --witnessed", 2)
-    wanted = quorum if witnessed else 0
+    for given, name in ((quorum, "--quorum"), (policy, "--policy")):
+        if given is not None and not witnessed:
+            fail(f"{name}: only with --witnessed", 2)
+    counted: list[str] = []
+    if policy is not None:
+        from encd.audit import Policy
+
+        try:
+            trusted = Policy.parse(policy.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"--policy: cannot read {policy}: {getattr(exc, 'strerror', None) or exc}", 2)
+        except Error as exc:
+            fail(f"--policy: {exc.message}", 2)
+        if not trusted.witnesses:
+            fail(f"--policy: {policy} names no witness whose cosignatures could count", 2)
+        counted = [w.key_id for w in trusted.witnesses]
+        quorum = quorum or trusted.quorum
+    wanted = (quorum or 1) if witnessed else 0
     target = out or Path(f"{doc}.encd" if doc else "ledger.encd")
     if looks(target, target.is_dir):
         fail(f"--out: {target} is a directory", 2)
@@ -1259,9 +1283,9 @@ def export(
         fail(f"--out: no directory {target.parent} to write {target.name} in", 2)
     c = client(server, key, party)
     if all_:
-        data = run(lambda: c.export(witnessed=wanted), whole=False)
+        data = run(lambda: c.export(witnessed=wanted, witnesses=counted), whole=False)
     else:
-        data = run(lambda: c.bundle(doc or "", witnessed=wanted), whole=False)
+        data = run(lambda: c.bundle(doc or "", witnessed=wanted, witnesses=counted), whole=False)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
         partial.write_bytes(data)

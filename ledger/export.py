@@ -35,11 +35,18 @@ class Exported:
     entries: int
 
 
-def export_document(ledger: Ledger, doc_id: str, out: BinaryIO, *, witnessed: int = 0) -> Exported:
+def export_document(
+    ledger: Ledger,
+    doc_id: str,
+    out: BinaryIO,
+    *,
+    witnessed: int = 0,
+    witnesses: Sequence[str] = (),
+) -> Exported:
     """Write the bundle of ``doc_id`` to ``out``; NotFound if the log has no such document
     (``witnessed``: against the newest checkpoint so many witnesses cosigned; see
     ``_latest``)."""
-    note, checkpoint = _latest(ledger, witnessed)
+    note, checkpoint = _latest(ledger, witnessed, witnesses)
     size = checkpoint.size
     doc_rows = [row for row in ledger.events_of(doc_id) if row[0] < size]
     if not doc_rows:
@@ -57,12 +64,17 @@ def export_document(ledger: Ledger, doc_id: str, out: BinaryIO, *, witnessed: in
 
 
 def export_ledger(
-    ledger: Ledger, out: BinaryIO, *, chunk: int = CHUNK, witnessed: int = 0
+    ledger: Ledger,
+    out: BinaryIO,
+    *,
+    chunk: int = CHUNK,
+    witnessed: int = 0,
+    witnesses: Sequence[str] = (),
 ) -> Exported:
     """Write every entry of the log up to the latest checkpoint to ``out``, streaming
     (``witnessed``: up to the newest checkpoint so many witnesses cosigned; see
     ``_latest``)."""
-    note, checkpoint = _latest(ledger, witnessed)
+    note, checkpoint = _latest(ledger, witnessed, witnesses)
     size = checkpoint.size
     out.write(_header(ledger, LEDGER, None, note, checkpoint).to_line())
     start = 0
@@ -123,11 +135,12 @@ def document_parties(doc_events: Sequence[Event], party_events: Sequence[Event])
     return needed
 
 
-def _latest(ledger: Ledger, witnessed: int) -> tuple[bytes, Checkpoint]:
+def _latest(ledger: Ledger, witnessed: int, witnesses: Sequence[str]) -> tuple[bytes, Checkpoint]:
     """The checkpoint an export is against, with the cosignatures kept for it: the latest,
-    or (``witnessed`` N > 0) the newest that N witnesses cosigned (NotFound if none is
-    yet), which may be a few appends older than the latest."""
-    note = ledger.witnessed_checkpoint(witnessed) if witnessed else ledger.checkpoint()
+    or (``witnessed`` N > 0) the newest that N witnesses cosigned (of ``witnesses``, key
+    IDs, if given; NotFound if none is yet), which may be a few appends older than the
+    latest."""
+    note = ledger.witnessed_checkpoint(witnessed, witnesses) if witnessed else ledger.checkpoint()
     checkpoint = open_checkpoint(note, ledger.log_key.public)
     return ledger.cosigned(note, checkpoint.size) if not witnessed else note, checkpoint
 

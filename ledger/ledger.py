@@ -1004,18 +1004,26 @@ class Ledger:
         )
         return note + b"".join(bytes(row[0]) for row in rows)
 
-    def witnessed_checkpoint(self, at_least: int = 1) -> bytes:
-        """The newest checkpoint that ``at_least`` witnesses have cosigned, with its
-        cosignatures; NotFound if none has so many yet."""
+    def witnessed_checkpoint(self, at_least: int = 1, witnesses: Sequence[str] = ()) -> bytes:
+        """The newest checkpoint that ``at_least`` witnesses have cosigned (of
+        ``witnesses``, key IDs, if any are given), with all its cosignatures; NotFound if
+        none has so many yet."""
+        among = ""
+        if witnesses:
+            among = "WHERE witness IN (" + ", ".join("?" for _ in witnesses) + ") "
         rows = self.reads.rows(
             "SELECT note, size FROM checkpoint WHERE size = (SELECT size FROM cosignature "
-            "GROUP BY size HAVING COUNT(*) >= ? ORDER BY size DESC LIMIT 1)",
-            (max(1, at_least),),
+            + among
+            + "GROUP BY size HAVING COUNT(*) >= ? ORDER BY size DESC LIMIT 1)",
+            (*witnesses, max(1, at_least)),
         )
         if not rows:
+            which = f" of {', '.join(witnesses)}" if witnesses else ""
             if at_least <= 1:
-                raise NotFound("no witness has cosigned a checkpoint of this log yet")
-            raise NotFound(f"no checkpoint of this log is cosigned by {at_least} witnesses yet")
+                raise NotFound(f"no witness{which} has cosigned a checkpoint of this log yet")
+            raise NotFound(
+                f"no checkpoint of this log is cosigned by {at_least} witnesses{which} yet"
+            )
         return self.cosigned(bytes(rows[0][0]), int(rows[0][1]))
 
     def add_cosignature(self, size: int, witness: str, line: bytes) -> bool:

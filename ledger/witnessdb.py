@@ -50,11 +50,12 @@ class WitnessDB:
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             self._conn.execute("PRAGMA busy_timeout=10000")
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
             if create:
                 self._conn.execute(_SCHEMA)
+            # (checked before anything is written: a file that is not ours is left as it is)
             self._conn.execute("SELECT origin, size, root, updated_at FROM witnessed LIMIT 0")
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise InvalidInput(

@@ -95,6 +95,21 @@ def test_policy_file_format() -> None:
     for quorum in ("\u00b2", "\u0663", "9" * 5000, "-1", "1.0"):
         with pytest.raises(UsageError, match="policy line 2: quorum: expected a whole number"):
             Policy.parse(f"log {LOG_KEY.public.vkey}\nquorum {quorum}\n")
+    # a line given twice would weaken the policy (the last quorum) or fake its size
+    witness_line = f"witness {CosignerKey.of(WITNESS).vkey}\n"
+    head = f"log {LOG_KEY.public.vkey}\n{witness_line}"
+    for text, message in [
+        (head + "quorum 1\nquorum 0\n", "policy line 4: quorum: the quorum is given twice"),
+        (head + witness_line, f"policy line 3: witness: {CosignerKey.of(WITNESS).key_id} is"),
+        (
+            head.strip() + " https://w.example\n",
+            "policy line 2: witness: a policy's witness line is 'witness <cosigner vkey>' alone",
+        ),
+        (f"log {LOG_KEY.public.vkey}\nwitness\n", "policy line 2: vkey: expected <name>+"),
+    ]:
+        with pytest.raises(UsageError) as info:
+            Policy.parse(text)
+        assert str(info.value).startswith(message), str(info.value)
     # a byte-order mark and a tab, as editors write them, are read as a careful user means
     tabbed = Policy.parse(f"\ufefflog\t{LOG_KEY.public.vkey}\n")
     assert tabbed.log_key == LOG_KEY.public
@@ -125,7 +140,8 @@ def test_step_7_a_missing_witness_quorum_fails(exports: Exports) -> None:
     assert report.message == (
         "step 7: 0 of the policy's witnesses cosigned the checkpoint; the quorum is 1"
         " (a service sends its checkpoints to its witnesses after appending: download with"
-        " `encd export --witnessed` for one they cosigned)"
+        " `encd export --witnessed --policy <this policy file>` for one the policy's"
+        " witnesses cosigned)"
     )
 
 
@@ -137,7 +153,9 @@ def test_step_7_one_cosignature_short_of_the_quorum_says_how_to_download(
     assert report.message.startswith(
         "step 7: 1 of the policy's witnesses cosigned the checkpoint; the quorum is 2"
     )
-    assert report.message.endswith("`encd export --witnessed --quorum 2` for one they cosigned)")
+    assert report.message.endswith(
+        "`encd export --witnessed --policy <this policy file>` for one the policy's witnesses cosigned)"
+    )
 
 
 def test_step_7_a_cosigned_checkpoint_meets_the_quorum(exports: Exports) -> None:
@@ -232,7 +250,9 @@ def test_cli_json(exports: Exports) -> None:
 
 def test_cli_usage_errors_exit_2(exports: Exports) -> None:
     missing = runner.invoke(app, ["audit", str(exports.dir / "nope.encd")])
-    assert missing.exit_code == 2 and "is not a file" in missing.output
+    assert missing.exit_code == 2 and "nope.encd: no such file" in missing.output
+    folder = runner.invoke(app, ["audit", str(exports.dir)])
+    assert folder.exit_code == 2 and "is not a file" in folder.output
     bad_policy = write(exports, "bad-policy.txt", b"quorum x\n")
     result = runner.invoke(
         app, ["audit", str(write(exports, "doc.encd", exports.bundle)), "--policy", str(bad_policy)]

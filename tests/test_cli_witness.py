@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from api.setup import load_or_init
 from encd.checkpoint import CosignerKey, verify_cosignatures
 from encd.cli import app
+from encd.keys import SigningKey
 from tests.serving import serve
 
 runner = CliRunner()
@@ -58,7 +59,8 @@ def witness_serving(path: Path) -> Iterator[tuple[str, list[str]]]:
 
 
 def test_a_bank_s_witness_cosigns_a_served_log(tmp_path: Path, database_url: str) -> None:
-    log_vkey = load_or_init(tmp_path / "data", "encd.local/log").log_key.public.vkey
+    setup = load_or_init(tmp_path / "data", "encd.local/log")
+    log_vkey = setup.log_key.public.vkey
     witness_dir = tmp_path / "witness"
     code, out = encd(
         "witness", "init", str(witness_dir), "--name", "witness.bank.example/w1", "--log", log_vkey
@@ -84,6 +86,16 @@ def test_a_bank_s_witness_cosigns_a_served_log(tmp_path: Path, database_url: str
             while not verify_cosignatures(httpx.get(served.url + "/log/checkpoint").content, [key]):
                 assert time.monotonic() < deadline, "the checkpoint was never cosigned"
                 time.sleep(0.1)
+            # an auditor downloads against a checkpoint its own policy's witnesses cosigned
+            policy = tmp_path / "policy.txt"
+            policy.write_text(f"log {log_vkey}\n{line}\nquorum 1\n")
+            as_operator = ("--server", served.url, "--key", str(tmp_path / "data" / "operator.key"))
+            code, out = encd(
+                "export", "--all", "--witnessed", "--policy", str(policy),
+                "--out", str(tmp_path / "ledger.encd"), *as_operator, "--party", setup.operator_id,
+            )  # fmt: skip
+            assert code == 0, out
+            assert encd("audit", str(tmp_path / "ledger.encd"), "--policy", str(policy))[0] == 0
 
 
 def test_serve_refuses_a_witnesses_file_it_cannot_use(tmp_path: Path) -> None:
@@ -91,7 +103,7 @@ def test_serve_refuses_a_witnesses_file_it_cannot_use(tmp_path: Path) -> None:
         "serve", "--data-dir", str(tmp_path / "d"), "--witnesses", str(tmp_path / "no")
     )
     assert code == 2
-    assert f"--witnesses: witnesses: no such file: {tmp_path / 'no'}" in out
+    assert f"--witnesses: {tmp_path / 'no'}: no such file" in out
     (tmp_path / "w.txt").write_text("witness somebody http://w.example\n")
     code, out = encd(
         "serve", "--data-dir", str(tmp_path / "d"), "--witnesses", str(tmp_path / "w.txt")
@@ -126,3 +138,21 @@ def test_export_quorum_goes_with_witnessed() -> None:
     assert code == 2 and "--quorum: only with --witnessed" in out
     code, out = encd("export", "--all", "--witnessed", "--quorum", "0")
     assert code == 2 and "--quorum" in out
+    code, out = encd("export", "--all", "--quorum", "1")
+    assert code == 2 and "--quorum: only with --witnessed" in out
+    code, out = encd("export", "--all", "--policy", "p.txt")
+    assert code == 2 and "--policy: only with --witnessed" in out
+
+
+def test_export_witnessed_policy_mistakes(tmp_path: Path) -> None:
+    log_vkey = SigningKey("encd.local/log", bytes(32)).public.vkey
+    for text, message in [
+        (None, "--policy: cannot read"),
+        (f"log {log_vkey}\n", "names no witness whose cosignatures could count"),
+        ("quorum 1\n", "--policy: policy: no 'log <verifier key>' line"),
+    ]:
+        policy = tmp_path / "p.txt"
+        if text is not None:
+            policy.write_text(text)
+        code, out = encd("export", "--all", "--witnessed", "--policy", str(policy))
+        assert code == 2 and message in out, out

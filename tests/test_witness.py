@@ -199,6 +199,8 @@ def test_a_missing_or_foreign_state_file_is_refused_not_started_over(tmp_path: P
     sqlite3.connect(path).execute("CREATE TABLE other (x)").connection.commit()
     with pytest.raises(InvalidInput, match=r"is not a witness's state.*no such table"):
         WitnessDB(path)
+    with sqlite3.connect(path) as other:  # refused without being changed
+        assert other.execute("PRAGMA journal_mode").fetchone() == ("delete",)
 
 
 def test_concurrent_requests_for_one_log_never_roll_it_back(tmp_path: Path) -> None:

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from api.app import State
 from api.auth import authenticate_while
 from api.routes.common import CallerDep, StateDep, require_reader
+from api.witnessing import configured_witnesses
 from encd.errors import InvalidInput
 from encd.note import MAX_SIGNATURES
 from encd.parties import Role
 from encd.title import dump_state
 from encd.validation import show
+from ledger.ledger import NotFound
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
@@ -71,35 +74,68 @@ async def title(doc_id: str, request: Request) -> JSONResponse:
     )
 
 
-def cosignatures(witnessed: str) -> int:
-    """The ``witnessed`` query parameter: how many witnesses must have cosigned the
-    checkpoint an export is against (0: the latest checkpoint, cosigned or not)."""
-    value = witnessed.strip().lower()
-    if value in ("true", "yes", "on"):
-        return 1
-    if value in ("false", "no", "off"):
-        return 0
-    if value.isascii() and value.isdigit() and len(value) <= 3 and int(value) <= MAX_SIGNATURES:
-        return int(value)
-    raise InvalidInput(
-        "witnessed",
-        f"expected true, false or a number of witnesses from 0 to {MAX_SIGNATURES}, "
-        f"got {show(witnessed, 40)}",
-    )
+_KEY_ID = re.compile(r"[^\s+]{1,200}\+[0-9a-f]{8}")
+WitnessQuery = Annotated[list[str] | None, Query()]
+
+
+def witnessed_by(state: State, witnessed: str, witness: list[str] | None) -> tuple[int, list[str]]:
+    """The ``witnessed`` and ``witness`` query parameters: how many witnesses must have
+    cosigned the checkpoint an export is against (0: the latest, cosigned or not), and
+    whose cosignatures count (key IDs: those named, else the service's own witnesses)."""
+    if witnessed in ("true", "false") or re.fullmatch(r"0|[1-9][0-9]?|100", witnessed):
+        wanted = {"true": 1, "false": 0}[witnessed] if witnessed[0] in "tf" else int(witnessed)
+    else:
+        raise InvalidInput(
+            "witnessed",
+            f"expected true, false or a number of witnesses from 0 to {MAX_SIGNATURES}, "
+            f"got {show(witnessed, 40)}",
+        )
+    named = list(dict.fromkeys(witness or ()))
+    if named and not wanted:
+        raise InvalidInput("witness", "counts cosignatures: only with witnessed=true or a number")
+    if len(named) > MAX_SIGNATURES:
+        raise InvalidInput("witness", f"at most {MAX_SIGNATURES} witnesses, got {len(named)}")
+    for key_id in named:
+        if not _KEY_ID.fullmatch(key_id):
+            raise InvalidInput(
+                "witness", f"expected a witness's key ID <name>+<8 hex digits>, got {show(key_id)}"
+            )
+    if not wanted:
+        return 0, []
+    counted = named or [w.key.key_id for w in configured_witnesses(state.settings.witnesses)]
+    if not counted:
+        raise NotFound(
+            "this service sends its checkpoints to no witness, so none is cosigned: ask for "
+            "the latest checkpoint (without witnessed), or name witnesses with witness=<key ID>"
+        )
+    if wanted > len(counted):
+        whose = "named" if named else "this service sends its checkpoints to"
+        raise InvalidInput(
+            "witnessed",
+            f"{wanted} cosignatures asked for, of the {len(counted)} witness(es) {whose}",
+        )
+    return wanted, counted
 
 
 @router.get("/documents/{doc_id}/bundle")
-def bundle(doc_id: str, state: StateDep, caller: CallerDep, witnessed: str = "false") -> Response:
+def bundle(
+    doc_id: str,
+    state: StateDep,
+    caller: CallerDep,
+    witnessed: str = "false",
+    witness: WitnessQuery = None,
+) -> Response:
     """The document bundle for offline audit (docs/formats/bundle.md); ``witnessed``:
     against the newest checkpoint a witness (or that many witnesses) cosigned, not the
-    latest."""
+    latest (see ``witnessed_by``)."""
     import io
 
     from ledger.export import export_document
 
     require_reader(state, caller, doc_id)
+    wanted, counted = witnessed_by(state, witnessed, witness)
     out = io.BytesIO()
-    export_document(state.ledger, doc_id, out, witnessed=cosignatures(witnessed))
+    export_document(state.ledger, doc_id, out, witnessed=wanted, witnesses=counted)
     return Response(
         out.getvalue(),
         media_type="application/vnd.encd.bundle+jsonl",
@@ -108,7 +144,9 @@ def bundle(doc_id: str, state: StateDep, caller: CallerDep, witnessed: str = "fa
 
 
 @router.get("/export")
-def export(state: StateDep, caller: CallerDep, witnessed: str = "false") -> StreamingResponse:
+def export(
+    state: StateDep, caller: CallerDep, witnessed: str = "false", witness: WitnessQuery = None
+) -> StreamingResponse:
     """The full-ledger export for auditors (docs/formats/bundle.md); ``witnessed``: up to
     the newest checkpoint a witness (or that many witnesses) cosigned, not the latest.
 
@@ -119,10 +157,10 @@ def export(state: StateDep, caller: CallerDep, witnessed: str = "false") -> Stre
     from ledger.export import export_ledger
 
     caller.require(Role.AUDITOR, Role.OPERATOR)
-    wanted = cosignatures(witnessed)
+    wanted, counted = witnessed_by(state, witnessed, witness)
     spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the streaming generator
     try:
-        export_ledger(state.ledger, spool, witnessed=wanted)
+        export_ledger(state.ledger, spool, witnessed=wanted, witnesses=counted)
     except BaseException:
         spool.close()
         raise

@@ -3,6 +3,7 @@ checkpoints (api.witnessing) and hands out what it cosigned, audited with a quor
 
 from __future__ import annotations
 
+import base64
 import gzip
 import threading
 import time
@@ -25,7 +26,7 @@ from encd.errors import InvalidInput
 from encd.keys import SigningKey
 from encd.note import parse_note
 from encd.witness import AddCheckpoint
-from ledger.ledger import Ledger
+from ledger.ledger import Ledger, NotFound
 from tests.kit import corridor_cast
 
 ORIGIN = "encd.test/log"
@@ -97,6 +98,8 @@ def test_the_witness_answers_as_the_spec_says(
 def test_witness_init_refuses_what_would_not_work(tmp_path: Path, log_key: SigningKey) -> None:
     with pytest.raises(InvalidInput, match="name at least one log"):
         init_witness(tmp_path / "w", "witness.example/w", [])
+    with pytest.raises(InvalidInput, match="a witness's name is a URL without its scheme"):
+        init_witness(tmp_path / "w", "https://witness.example/w", [log_key.public.vkey])
     with pytest.raises(InvalidInput, match="not a log verifier key"):
         init_witness(tmp_path / "w", "witness.example/w", ["log.example+00000000+AAAA"])
     init_witness(tmp_path / "w", "witness.example/w", [log_key.public.vkey])
@@ -251,6 +254,27 @@ def test_a_witness_that_never_answers_delays_neither_the_others_nor_a_shutdown(
         pusher.close()
 
 
+def test_witnessed_counts_only_the_witnesses_asked_about(ledger: Ledger) -> None:
+    """An auditor's quorum is of the witnesses it trusts, not of any the log keeps."""
+    cast = corridor_cast()
+    ledger.append(cast.register_event(cast.actor("operator")))
+    grow(ledger, 2)  # checkpoints at sizes 1, 2 and 3
+    signature = base64.b64encode(bytes(76)).decode()  # (not checked by the store)
+    for size, witness in [(1, "a"), (1, "b"), (2, "a"), (2, "c"), (3, "c")]:
+        line = f"\u2014 {witness} {signature}\n".encode()
+        assert ledger.add_cosignature(size, f"{witness}+0000000{ord(witness) - 96}", line)
+    assert size_of(ledger.witnessed_checkpoint()) == 3
+    assert size_of(ledger.witnessed_checkpoint(2)) == 2  # a and c
+    assert size_of(ledger.witnessed_checkpoint(2, ["a+00000001", "b+00000002"])) == 1
+    assert size_of(ledger.witnessed_checkpoint(1, ["b+00000002"])) == 1
+    signed = ledger.witnessed_checkpoint(2, ["a+00000001", "b+00000002"])
+    assert signed.count(b"\n\xe2\x80\x94 ") == 3  # the log's signature, a's and b's
+    with pytest.raises(NotFound, match="no checkpoint of this log is cosigned by 3 witnesses"):
+        ledger.witnessed_checkpoint(3)
+    with pytest.raises(NotFound, match="no witness of d\\+00000004 has cosigned"):
+        ledger.witnessed_checkpoint(1, ["d+00000004"])
+
+
 def test_a_witness_that_holds_a_longer_history_is_reported(
     tmp_path: Path, ledger: Ledger, log_key: SigningKey, witness_url: str
 ) -> None:
@@ -268,17 +292,22 @@ def test_a_witness_that_holds_a_longer_history_is_reported(
 
 def test_the_witnesses_file_names_each_fault_by_line(tmp_path: Path) -> None:
     key = CosignerKey.of(SigningKey("w.example/w", bytes(32)))
-    good = f"# the bank's witness\n\nwitness {key.vkey} https://w.example/\n"
+    good = f"# the bank's witness\n\nwitness {key.vkey} https://w.example/  # the bank's\n"
     assert parse_witnesses(good, "f") == (WitnessEndpoint(key, "https://w.example"),)
     for text, message in [
-        ("witness\n", "f line 1: expected 'witness <cosigner vkey> <URL prefix>'"),
+        ("witness\n", "f line 1: expected 'witness <cosigner vkey> <URL prefix>': 0 word"),
+        ("witnes x y\n", "f line 1: expected 'witness <cosigner vkey> <URL prefix>', got 'w"),
+        (
+            f"witness {key.vkey} http://a.example trailing\n",
+            "f line 1: expected 'witness <cosigner vkey> <URL prefix>': 3 word(s) after "
+            "'witness', not 2 (the last is 'trailing')",
+        ),
         (f"witness {key.vkey}\n", "f line 1: expected 'witness <cosigner vkey> <URL prefix>'"),
         ("witness x https://w.example\n", "f line 1: not a witness's cosigner key"),
         (f"witness {key.vkey} ftp://w.example\n", "f line 1: expected an http:// or https:// URL"),
         (f"witness {key.vkey} http://xn--a.example\n", "f line 1: not a URL"),
         (f"witness {key.vkey} http://w.example:99999\n", "f line 1: the port 99999 is not one"),
         (f"witness {key.vkey} http://w.example/a?b=c\n", "f line 1: a witness's URL prefix has"),
-        (f"witness {key.vkey} http://w.example/#top\n", "f line 1: a witness's URL prefix has"),
         (
             f"witness {key.vkey} https://bank:s3cret@w.example\n",
             "f line 1: the URL carries a user name or password",
@@ -322,17 +351,34 @@ def test_a_service_with_two_witnesses_hands_out_bundles_an_auditor_s_quorum_acce
                 )
                 assert report.ok, report.message
                 assert report.witnesses == sorted(k.name for k in both) and report.size == 4
-            with pytest.raises(ProblemError) as info:
-                auditor.export(witnessed=3)
+            # the auditor names whose cosignatures count: its policy's witnesses
+            one = [endpoint2.key.key_id]
+            report = audit_bytes(
+                auditor.export(witnessed=1, witnesses=one),
+                Policy(log_key.public, (endpoint2.key,), 1),
+            )
+            assert report.ok and report.witnesses == [endpoint2.key.name], report.message
+            with pytest.raises(ProblemError) as info:  # never cosigned anything
+                auditor.export(witnessed=1, witnesses=["witness.elsewhere.example+0badf00d"])
             assert info.value.status == 404
-            assert "no checkpoint of this log is cosigned by 3 witnesses yet" in str(info.value)
-            for wrong in ("maybe", "-1", "101", "\u0662"):
+            assert "no witness of witness.elsewhere.example+0badf00d has cosigned" in str(
+                info.value
+            )
+            for params, field, message in [
+                ({"witnessed": "3"}, "witnessed", "3 cosignatures asked for, of the 2 witness"),
+                ({"witnessed": "2", "witness": one}, "witnessed", "of the 1 witness(es) named"),
+                ({"witness": one}, "witness", "counts cosignatures: only with witnessed="),
+                ({"witnessed": "1", "witness": "w.example"}, "witness", "expected a witness's"),
+                *[
+                    ({"witnessed": wrong}, "witnessed", "expected true, false or a number")
+                    for wrong in ("maybe", "yes", "-1", "101", "01", " 1", "\u0662", "9" * 5000)
+                ],
+            ]:
                 with pytest.raises(ProblemError) as info:
-                    auditor.request("GET", "/v1/export", params={"witnessed": wrong})
-                assert info.value.problem["field"] == "witnessed", wrong
-                assert "expected true, false or a number of witnesses from 0 to 100" in str(
-                    info.value
-                )
+                    auditor.request("GET", "/v1/export", params=params)
+                assert info.value.status == 422, params
+                assert info.value.problem["field"] == field, params
+                assert message in str(info.value), (params, str(info.value))
             unwitnessed = audit_bytes(auditor.export(), Policy(log_key.public, both, 2))
             assert unwitnessed.ok  # the latest is the witnessed one: nothing appended since
 
