@@ -1008,15 +1008,26 @@ class Ledger:
         """The newest checkpoint that ``at_least`` witnesses have cosigned (of
         ``witnesses``, key IDs, if any are given), with all its cosignatures; NotFound if
         none has so many yet."""
-        among = ""
-        if witnesses:
-            among = "WHERE witness IN (" + ", ".join("?" for _ in witnesses) + ") "
-        rows = self.reads.rows(
-            "SELECT note, size FROM checkpoint WHERE size = (SELECT size FROM cosignature "
-            + among
-            + "GROUP BY size HAVING COUNT(*) >= ? ORDER BY size DESC LIMIT 1)",
-            (*witnesses, max(1, at_least)),
+        at_least = max(1, at_least)
+        search = (
+            "SELECT note, size FROM checkpoint WHERE size = (SELECT size FROM cosignature {} "
+            "GROUP BY size HAVING COUNT(*) >= ? ORDER BY size DESC LIMIT 1)"
         )
+        if not witnesses:
+            rows = self.reads.rows(search.format(""), (at_least,))
+        else:
+            # the newest size each cosigned (an index look-up each): fewer than at_least
+            # witnesses that cosigned anything is no search, and no checkpoint newer than
+            # the at_least-th newest of those sizes can have at_least cosignatures
+            newest = sorted((self._newest_cosigned(key_id) for key_id in witnesses), reverse=True)
+            bound = newest[at_least - 1] if len(newest) >= at_least else -1
+            # (witness || '': the search walks the sizes down, never the witness index)
+            within = f"WHERE witness || '' IN ({', '.join('?' for _ in witnesses)}) AND size <= ?"
+            rows = (
+                self.reads.rows(search.format(within), (*witnesses, bound, at_least))
+                if bound >= 0
+                else []
+            )
         if not rows:
             which = f" of {', '.join(witnesses)}" if witnesses else ""
             if at_least <= 1:
@@ -1025,6 +1036,11 @@ class Ledger:
                 f"no checkpoint of this log is cosigned by {at_least} witnesses{which} yet"
             )
         return self.cosigned(bytes(rows[0][0]), int(rows[0][1]))
+
+    def _newest_cosigned(self, witness: str) -> int:
+        """The largest tree size ``witness`` (a key ID) cosigned; -1 if none."""
+        rows = self.reads.rows("SELECT MAX(size) FROM cosignature WHERE witness = ?", (witness,))
+        return int(rows[0][0]) if rows and rows[0][0] is not None else -1
 
     def add_cosignature(self, size: int, witness: str, line: bytes) -> bool:
         """Keep the cosignature ``line`` (already verified) that ``witness`` (its key ID) made

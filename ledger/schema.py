@@ -113,6 +113,7 @@ class CosignatureRow(SQLModel, table=True):
     the note signature line each witness returned, verified before it was stored."""
 
     __tablename__ = "cosignature"
+    __table_args__ = (Index("cosignature_by_witness", "witness", "size"),)
     size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     witness: str = Field(sa_column=Column(Text, primary_key=True))  # its key ID, name+hex
     line: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
