@@ -342,9 +342,10 @@ def _said(value: object) -> str:
 
 
 def _witnessed(witnessed: int, witnesses: Sequence[str]) -> dict[str, Any]:
-    if not witnessed:
-        return {"witness": list(witnesses)} if witnesses else {}
-    return {"witnessed": str(int(witnessed)), **({"witness": list(witnesses)} if witnesses else {})}
+    params: dict[str, Any] = {"witnessed": str(int(witnessed))} if witnessed else {}
+    if witnesses:
+        params["witness"] = list(witnesses)
+    return params
 
 
 def _problem(response: httpx.Response) -> ProblemError:

@@ -7,11 +7,11 @@ default ``<data dir>/witnesses.txt`` when it exists), one per line::
     # comments and blank lines are ignored
     witness <the witness's cosigner verifier key> <its submission URL prefix>
 
-The URL is http or https, with no user name, password, query or fragment.
+A ``#`` starts a comment.  The URL is http or https, with no user name, password or query.
 
 ``WitnessPusher`` runs in the process that appends (the sequencer), a thread per
-witness: every ``interval`` seconds, if the latest checkpoint is newer than the last one a witness cosigned, it
-POSTs ``<prefix>/add-checkpoint`` with a consistency proof from the size that witness
+witness: every ``interval`` seconds, if the latest checkpoint is newer than the last one
+a witness cosigned, it POSTs ``<prefix>/add-checkpoint`` with a consistency proof from the size that witness
 last cosigned.  A 409 names the size the witness holds: the proof is made again from
 there.  A cosignature is checked against the witness's key before it is kept (the
 ``cosignature`` table); ``GET /log/checkpoint`` and the exports then carry it, and

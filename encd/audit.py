@@ -165,7 +165,7 @@ def audit_file(
 
     ``progress`` is called with the number of bytes read as the entries stream by.
     """
-    policy = _policy(policy_path) if policy_path is not None else None
+    policy = read_policy(policy_path) if policy_path is not None else None
     trusted = _read(trusted_checkpoint) if trusted_checkpoint is not None else None
     if not path.exists():
         raise UsageError(f"{path}: no such file")
@@ -179,7 +179,8 @@ def _count(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else many or one + 's'}"
 
 
-def _policy(path: Path) -> Policy:
+def read_policy(path: Path) -> Policy:
+    """The policy file at ``path``; UsageError if it cannot be read or is not one."""
     try:
         text = _read(path).decode("utf-8")
     except UnicodeDecodeError:
@@ -246,12 +247,9 @@ def audit(
             report,
             WITNESS_STEP,
             f"{len(cosigned)} of the policy's witnesses cosigned the checkpoint; "
-            f"the quorum is {policy.quorum}"
-            + (
-                " (a service sends its checkpoints to its witnesses after appending: "
-                "download with `encd export --witnessed --policy <this policy file>` for "
-                "one the policy's witnesses cosigned)"
-            ),
+            f"the quorum is {policy.quorum} (a service sends its checkpoints to its "
+            "witnesses after appending: download with `encd export --witnessed --policy "
+            "<this policy file>` for one the policy's witnesses cosigned)",
         )
     # (8) consistency with the checkpoint the auditor already trusts
     if trusted_cp is not None:

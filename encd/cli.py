@@ -1262,12 +1262,10 @@ def export(
             fail(f"{name}: only with --witnessed", 2)
     counted: list[str] = []
     if policy is not None:
-        from encd.audit import Policy
+        from encd.audit import read_policy
 
         try:
-            trusted = Policy.parse(policy.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            fail(f"--policy: cannot read {policy}: {getattr(exc, 'strerror', None) or exc}", 2)
+            trusted = read_policy(policy)
         except Error as exc:
             fail(f"--policy: {exc.message}", 2)
         if not trusted.witnesses:

@@ -82,14 +82,15 @@ def witnessed_by(state: State, witnessed: str, witness: list[str] | None) -> tup
     """The ``witnessed`` and ``witness`` query parameters: how many witnesses must have
     cosigned the checkpoint an export is against (0: the latest, cosigned or not), and
     whose cosignatures count (key IDs: those named, else the service's own witnesses)."""
-    if witnessed in ("true", "false") or re.fullmatch(r"0|[1-9][0-9]?|100", witnessed):
-        wanted = {"true": 1, "false": 0}[witnessed] if witnessed[0] in "tf" else int(witnessed)
-    else:
-        raise InvalidInput(
-            "witnessed",
-            f"expected true, false or a number of witnesses from 0 to {MAX_SIGNATURES}, "
-            f"got {show(witnessed, 40)}",
-        )
+    wanted = {"true": 1, "false": 0}.get(witnessed)
+    if wanted is None:
+        if not re.fullmatch(r"0|[1-9][0-9]?|100", witnessed):
+            raise InvalidInput(
+                "witnessed",
+                f"expected true, false or a number of witnesses from 0 to {MAX_SIGNATURES}, "
+                f"got {show(witnessed, 40)}",
+            )
+        wanted = int(witnessed)
     named = list(dict.fromkeys(witness or ()))
     if named and not wanted:
         raise InvalidInput("witness", "counts cosignatures: only with witnessed=true or a number")
