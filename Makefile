@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The web pages' tests drive a real browser: scripts/chromium.sh installs Debian's Chromium when
+# absent (as root); without it, and outside CI, those tests are skipped and say why.
 test: $(STAMP)
+	@scripts/chromium.sh >/dev/null || echo "make test: no Chromium: the web pages' browser tests will be skipped" >&2
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)

@@ -284,9 +284,9 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
     app.add_exception_handler(Exception, handle_error)
     app.add_middleware(BodyLimit, limit=settings.max_body)
 
-    from api.routes import documents, events, log, parties, proposals, service, stream
+    from api.routes import documents, events, log, parties, proposals, service, stream, web
 
     # Starlette tries the routes in order: submissions, the busiest, first (no paths overlap).
-    for module in (events, service, parties, proposals, documents, log, stream):
+    for module in (events, service, parties, proposals, documents, log, stream, web):
         app.include_router(module.router)
     return app

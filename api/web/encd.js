@@ -1,0 +1,512 @@
+// encd in the browser: check a title answer against the log key you trust, and sign the
+// request that asks for it.  Nothing here leaves the page: the key file is read by the
+// browser, and the checks run on its own SHA-256 and Ed25519 (Web Cryptography API).
+//
+// The formats are docs/formats/log.md (entries, the tree, checkpoints, receipts) and
+// docs/api.md §6 (request signatures); docs/web.md says what this page checks.  The Python
+// that does the same is encd.note, encd.checkpoint, encd.tlogproof, encd.merkle and
+// api.client.verify_title; tests/web/ holds the two to the same answers.
+
+const encoder = new TextEncoder();
+const MAX_SIZE = (1n << 64n) - 1n;
+const MAX_NOTE_SIGNATURES = 100;
+const MAX_PROOF_HASHES = 64;
+const PROOF_HEADER = "c2sp.org/tlog-proof@v1";
+const EVENT_ID = /^[0-9a-f]{64}$/;
+const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$/;
+const DECIMAL = /^(0|[1-9][0-9]*)$/;
+
+/** A check that did not pass: `step` names it (as docs/web.md numbers them). */
+export class CheckFailed extends Error {
+  constructor(step, message) {
+    super(message);
+    this.name = "CheckFailed";
+    this.step = step;
+  }
+}
+
+function fail(step, message) {
+  throw new CheckFailed(step, message);
+}
+
+// --- bytes ---------------------------------------------------------------------------
+
+function concat(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function equal(a, b) {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+export function hex(bytes) {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function fromHex(text) {
+  const out = new Uint8Array(text.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+export function toBase64(bytes) {
+  let text = "";
+  for (const b of bytes) text += String.fromCharCode(b);
+  return btoa(text);
+}
+
+/** Standard base64 with padding, in its one canonical spelling (docs/formats/log.md). */
+export function fromBase64(text, step, what) {
+  let binary;
+  try {
+    binary = atob(text);
+  } catch {
+    fail(step, `${what}: ${show(text)} is not valid base64`);
+  }
+  const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
+  if (toBase64(bytes) !== text) fail(step, `${what}: ${show(text)} is not canonical base64`);
+  return bytes;
+}
+
+function show(value, limit = 60) {
+  const text = typeof value === "string" ? JSON.stringify(value) : String(value);
+  return text.length > limit ? text.slice(0, limit) + "…" : text;
+}
+
+export async function sha256(bytes) {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+}
+
+/** Why this browser cannot run the checks, or "" when it can. */
+export function unsupported() {
+  if (!globalThis.isSecureContext || !globalThis.crypto?.subtle) {
+    return (
+      "this page must be opened over HTTPS, or on this machine (localhost): browsers " +
+      "give pages served over plain HTTP elsewhere no Web Cryptography API"
+    );
+  }
+  return "";
+}
+
+const NO_ED25519 =
+  "this browser has no Ed25519 in its Web Cryptography API: use a recent Chromium, Chrome, " +
+  "Firefox or Safari, or the encd command";
+
+async function importEd25519(format, data, usages) {
+  try {
+    return await crypto.subtle.importKey(format, data, { name: "Ed25519" }, format === "pkcs8", usages);
+  } catch (error) {
+    if (error.name === "NotSupportedError") fail("browser", NO_ED25519);
+    throw error;
+  }
+}
+
+async function ed25519Verify(publicKey, signature, message) {
+  if (signature.length !== 64) return false;
+  const key = await importEd25519("raw", publicKey, ["verify"]);
+  return crypto.subtle.verify({ name: "Ed25519" }, key, signature, message);
+}
+
+// --- keys: C2SP signed-note verifier keys --------------------------------------------
+
+/** The 4-byte key hash of a key named `name` of signature type `type` (0x01: Ed25519). */
+export async function keyHash(name, publicKey, type = 0x01) {
+  const digest = await sha256(concat(encoder.encode(name + "\n"), Uint8Array.of(type), publicKey));
+  return digest.slice(0, 4);
+}
+
+function checkKeyName(name, step, what) {
+  if (!name) fail(step, `${what}: the key name is empty`);
+  if (/[\s+\x00-\x1f\x7f]/u.test(name)) {
+    fail(step, `${what}: the key name ${show(name)} has a space, a "+" or a control character`);
+  }
+}
+
+/** `<name>+<8 hex digits>+<base64(0x01 || 32-byte key)>`, its key hash checked. */
+export async function parseVerifierKey(text) {
+  const step = "key";
+  const trimmed = text.trim();
+  const first = trimmed.indexOf("+");
+  const second = first < 0 ? -1 : trimmed.indexOf("+", first + 1);
+  if (second < 0) fail(step, "log key: expected <name>+<8 hex digits>+<base64 key>");
+  const name = trimmed.slice(0, first);
+  const hashHex = trimmed.slice(first + 1, second);
+  checkKeyName(name, step, "log key");
+  if (!/^[0-9a-f]{8}$/.test(hashHex)) {
+    fail(step, `log key: the key hash must be 8 lowercase hex digits, got ${show(hashHex)}`);
+  }
+  const blob = fromBase64(trimmed.slice(second + 1), step, "log key");
+  if (blob.length !== 33 || blob[0] !== 0x01) {
+    fail(step, "log key: expected type 0x01 (Ed25519) followed by a 32-byte public key");
+  }
+  const key = blob.slice(1);
+  const hash = await keyHash(name, key);
+  if (hex(hash) !== hashHex) {
+    fail(step, `log key: key hash ${hashHex} does not match the key (it is ${hex(hash)})`);
+  }
+  return { name, hash, key, text: trimmed };
+}
+
+// --- signed notes and checkpoints ----------------------------------------------------
+
+/** Split a signed note into its text and signature lines (docs/formats/log.md §3). */
+export function parseNote(text, step) {
+  // The text up to the last blank line, its newline included; then the signature lines.
+  if (/[\x00-\x09\x0b-\x1f]/.test(text)) fail(step, "the note has a control character");
+  const cut = text.lastIndexOf("\n\n");
+  if (cut < 0) fail(step, "the note has no blank line between its text and its signatures");
+  const body = text.slice(0, cut + 1);
+  const block = text.slice(cut + 2);
+  if (!block.endsWith("\n")) fail(step, "the note's signature lines must end with a newline");
+  const lines = block.slice(0, -1).split("\n");
+  if (lines.length > MAX_NOTE_SIGNATURES) {
+    fail(step, `the note has ${lines.length} signatures, more than ${MAX_NOTE_SIGNATURES}`);
+  }
+  const signatures = lines.map((line, i) => {
+    const where = `signature line ${i + 1}`;
+    if (!line.startsWith("\u2014 ")) fail(step, `${where} must start with an em dash and a space`);
+    const parts = line.slice(2).split(" ");
+    if (parts.length !== 2) fail(step, `${where}: expected "— <key name> <base64 signature>"`);
+    checkKeyName(parts[0], step, where);
+    const blob = fromBase64(parts[1], step, where);
+    if (blob.length < 5) fail(step, `${where}: ${blob.length} bytes, too short for a key hash`);
+    return { name: parts[0], hash: blob.slice(0, 4), signature: blob.slice(4) };
+  });
+  return { text: body, signatures };
+}
+
+/** Checkpoint note text: origin, tree size, base64 root, any extension lines. */
+export function parseCheckpoint(body, step) {
+  if (!body.endsWith("\n")) fail(step, "the checkpoint text must end with a newline");
+  const lines = body.slice(0, -1).split("\n");
+  if (lines.length < 3) fail(step, "a checkpoint has at least 3 lines: origin, tree size, root");
+  const [origin, sizeLine, rootLine, ...extensions] = lines;
+  if (!origin) fail(step, "the checkpoint's origin (line 1) is empty");
+  const size = decimal(sizeLine, step, "the checkpoint's tree size (line 2)");
+  const root = fromBase64(rootLine, step, "the checkpoint's root (line 3)");
+  if (root.length !== 32) fail(step, `the checkpoint's root is ${root.length} bytes, not 32`);
+  extensions.forEach((line, i) => {
+    if (!line) fail(step, `checkpoint line ${i + 4} is empty; extension lines must not be`);
+  });
+  return { origin, size, root };
+}
+
+function decimal(text, step, what) {
+  if (!DECIMAL.test(text)) fail(step, `${what} must be ASCII decimal without leading zeros`);
+  if (text.length > 20 || BigInt(text) > MAX_SIZE) fail(step, `${what} is more than 2^64-1`);
+  return BigInt(text);
+}
+
+/** The checkpoint in `signed`, once the log key's signature on it verifies (log.md §3). */
+export async function openCheckpoint(signed, logKey) {
+  const step = "checkpoint";
+  const note = parseNote(signed, step);
+  let verified = false;
+  for (const sig of note.signatures) {
+    if (sig.name !== logKey.name || !equal(sig.hash, logKey.hash)) continue; // another key's
+    if (!(await ed25519Verify(logKey.key, sig.signature, encoder.encode(note.text)))) {
+      fail(step, `the signature by ${logKey.name} does not verify: the checkpoint was changed`);
+    }
+    verified = true;
+  }
+  if (!verified) {
+    const names = note.signatures.map((s) => `${s.name}+${hex(s.hash)}`).join(", ") || "none";
+    fail(step, `no signature by the trusted log key ${logKey.name}+${hex(logKey.hash)} (found: ${names})`);
+  }
+  const checkpoint = parseCheckpoint(note.text, step);
+  if (checkpoint.origin !== logKey.name) {
+    fail(step, `origin ${show(checkpoint.origin)} is not the log key's name ${show(logKey.name)}`);
+  }
+  checkpoint.signatures = note.signatures.length;
+  return checkpoint;
+}
+
+// --- receipts (C2SP tlog-proof) and the tree ------------------------------------------
+
+export function parseTlogProof(text) {
+  const step = "proof";
+  const cut = text.indexOf("\n\n");
+  if (cut < 0) fail(step, "the tlog-proof has no empty line before its checkpoint");
+  const lines = text.slice(0, cut).split("\n");
+  if (lines[0] !== PROOF_HEADER) fail(step, `line 1 must be ${show(PROOF_HEADER)}`);
+  let at = 1;
+  if (at < lines.length && lines[at].startsWith("extra ")) at++; // not authenticated: ignored
+  const index = /^index (.*)$/.exec(lines[at] ?? "");
+  if (!index) fail(step, `line ${at + 1} must be "index <N>"`);
+  const proof = lines.slice(at + 1).map((line, j) => {
+    const hash = fromBase64(line, step, `proof hash ${j + 1}`);
+    if (hash.length !== 32) fail(step, `proof hash ${j + 1} is ${hash.length} bytes, not 32`);
+    return hash;
+  });
+  if (proof.length > MAX_PROOF_HASHES) fail(step, `${proof.length} proof hashes, more than 64`);
+  return {
+    index: decimal(index[1], step, "the index"),
+    proof,
+    checkpoint: text.slice(cut + 2),
+  };
+}
+
+/** RFC 6962/9162 leaf hash of a log entry: event id (32 bytes) || sequenced_at (8, big-endian). */
+export async function leafHash(eventId, sequencedAt) {
+  const entry = new Uint8Array(40);
+  entry.set(fromHex(eventId), 0);
+  new DataView(entry.buffer).setBigUint64(32, BigInt(sequencedAt));
+  return sha256(concat(Uint8Array.of(0x00), entry));
+}
+
+async function nodeHash(left, right) {
+  return sha256(concat(Uint8Array.of(0x01), left, right));
+}
+
+/** RFC 9162 §2.1.3.2: the root that `proof` leads to from `leaf` at `index` in a tree of
+ * `size`, or a CheckFailed("inclusion") when the proof cannot be one. */
+export async function rootFromInclusion(leaf, index, size, proof) {
+  const step = "inclusion";
+  index = BigInt(index);
+  size = BigInt(size);
+  if (index < 0n || index >= size) fail(step, `index ${index} is not in a tree of size ${size}`);
+  let fn = index;
+  let sn = size - 1n;
+  let r = leaf;
+  for (const p of proof) {
+    if (sn === 0n) fail(step, "the proof has more hashes than the tree needs");
+    if ((fn & 1n) === 1n || fn === sn) {
+      r = await nodeHash(p, r);
+      if ((fn & 1n) === 0n) {
+        while ((fn & 1n) === 0n && fn !== 0n) {
+          fn >>= 1n;
+          sn >>= 1n;
+        }
+      }
+    } else {
+      r = await nodeHash(r, p);
+    }
+    fn >>= 1n;
+    sn >>= 1n;
+  }
+  if (sn !== 0n) fail(step, "the proof has fewer hashes than the tree needs");
+  return r;
+}
+
+export async function verifyInclusion(leaf, index, size, proof, root) {
+  const hashes = [["the leaf hash", leaf], ["the root", root], ...proof.map((p, i) => [`proof hash ${i + 1}`, p])];
+  for (const [what, hash] of hashes) {
+    if (hash.length !== 32) fail("inclusion", `${what} is ${hash.length} bytes, not 32 (SHA-256)`);
+  }
+  if (proof.length > MAX_PROOF_HASHES) fail("inclusion", `${proof.length} proof hashes, more than 64`);
+  const computed = await rootFromInclusion(leaf, index, size, proof);
+  if (!equal(computed, root)) {
+    fail("inclusion", `the proof leads to root ${hex(computed).slice(0, 16)}…, the checkpoint's is ${hex(root).slice(0, 16)}…`);
+  }
+}
+
+// --- the title answer ----------------------------------------------------------------
+
+export const TITLE_FIELDS = ["status", "holder", "controller", "pledge", "content_version", "location", "seq"];
+
+/** Check a title answer (GET /v1/documents/{id}/title) as api.client.verify_title does:
+ * (1) the answer's shape, (2) the checkpoint carries the trusted log key's signature and
+ * names its origin, (3) the head event's log entry is included in that checkpoint's tree.
+ * Returns the checkpoint the head is proved under. */
+export async function verifyTitle(answer, logKey, docId) {
+  const step = "answer";
+  if (answer === null || typeof answer !== "object" || Array.isArray(answer)) {
+    fail(step, "a title answer is a JSON object");
+  }
+  if (docId !== undefined && answer.document !== docId) {
+    fail(step, `asked for the title of ${show(docId)}, got one for ${show(answer.document)}`);
+  }
+  if (typeof answer.head !== "string" || !EVENT_ID.test(answer.head)) {
+    fail(step, `head: expected an event id (64 lowercase hex digits), got ${show(answer.head)}`);
+  }
+  for (const name of ["head_index", "head_sequenced_at"]) {
+    const value = answer[name];
+    if (!Number.isSafeInteger(value) || value < 0) {
+      fail(step, `${name}: expected a whole number 0 or more, got ${show(value)}`);
+    }
+  }
+  if (typeof answer.tlog_proof !== "string") fail(step, "tlog_proof: expected a string");
+  const receipt = parseTlogProof(answer.tlog_proof);
+  if (receipt.index !== BigInt(answer.head_index)) {
+    fail("proof", `the proof is for log index ${receipt.index}, not the head's ${answer.head_index}`);
+  }
+  const checkpoint = await openCheckpoint(receipt.checkpoint, logKey);
+  const leaf = await leafHash(answer.head, answer.head_sequenced_at);
+  await verifyInclusion(leaf, receipt.index, checkpoint.size, receipt.proof, checkpoint.root);
+  return checkpoint;
+}
+
+// --- the caller's key and the request's signature (RFC 9421) -------------------------
+
+function pemBody(text) {
+  const match = /-----BEGIN ([A-Z ]+)-----([\s\S]*?)-----END \1-----/.exec(text);
+  if (!match) fail("key file", "not a PEM file: no -----BEGIN …----- line");
+  const body = match[2].replace(/\s+/g, "");
+  let binary;
+  try {
+    binary = atob(body);
+  } catch {
+    fail("key file", "the PEM's body is not base64");
+  }
+  return { label: match[1], der: Uint8Array.from(binary, (c) => c.charCodeAt(0)) };
+}
+
+// A small DER reader: enough for PKCS#8's EncryptedPrivateKeyInfo with PBES2.
+function derRead(bytes, at) {
+  const tag = bytes[at];
+  let length = bytes[at + 1];
+  let start = at + 2;
+  if (length & 0x80) {
+    const count = length & 0x7f;
+    if (count < 1 || count > 3) fail("key file", "unsupported DER length");
+    length = 0;
+    for (let i = 0; i < count; i++) length = (length << 8) | bytes[start + i];
+    start += count;
+  }
+  if (tag === undefined || start + length > bytes.length) fail("key file", "truncated DER");
+  return { tag, value: bytes.subarray(start, start + length), end: start + length };
+}
+
+function derChildren(bytes) {
+  const out = [];
+  for (let at = 0; at < bytes.length; ) {
+    const item = derRead(bytes, at);
+    out.push(item);
+    at = item.end;
+  }
+  return out;
+}
+
+const OID = {
+  pbes2: "2a864886f70d01050d",
+  pbkdf2: "2a864886f70d01050c",
+  hmacSHA256: "2a864886f70d0209",
+  hmacSHA1: "2a864886f70d0207",
+  aes128cbc: "608648016503040102",
+  aes256cbc: "60864801650304012a",
+};
+
+async function decryptPkcs8(der, passphrase) {
+  const unsupported = () =>
+    fail("key file", "encrypted with a scheme this page does not read (it reads PBES2: PBKDF2 with AES-CBC, as encd keygen writes)");
+  const [info] = derChildren(der);
+  const [algorithm, data] = derChildren(info.value);
+  const [oid, params] = derChildren(algorithm.value);
+  if (hex(oid.value) !== OID.pbes2) unsupported();
+  const [kdf, cipher] = derChildren(params.value);
+  const [kdfOid, kdfParams] = derChildren(kdf.value);
+  if (hex(kdfOid.value) !== OID.pbkdf2) unsupported();
+  const kdfParts = derChildren(kdfParams.value);
+  const salt = kdfParts[0].value;
+  let iterations = 0;
+  for (const b of kdfParts[1].value) iterations = iterations * 256 + b;
+  let prf = "SHA-1";
+  for (const part of kdfParts.slice(2)) {
+    if (part.tag !== 0x30) continue; // keyLength, if present, is implied by the cipher
+    const prfOid = hex(derChildren(part.value)[0].value);
+    if (prfOid === OID.hmacSHA256) prf = "SHA-256";
+    else if (prfOid !== OID.hmacSHA1) unsupported();
+  }
+  const [cipherOid, iv] = derChildren(cipher.value);
+  const bits = { [OID.aes128cbc]: 128, [OID.aes256cbc]: 256 }[hex(cipherOid.value)];
+  if (!bits) unsupported();
+  const base = await crypto.subtle.importKey("raw", encoder.encode(passphrase), "PBKDF2", false, ["deriveKey"]);
+  const aes = await crypto.subtle.deriveKey(
+    { name: "PBKDF2", salt, iterations, hash: prf },
+    base,
+    { name: "AES-CBC", length: bits },
+    false,
+    ["decrypt"],
+  );
+  try {
+    return new Uint8Array(await crypto.subtle.decrypt({ name: "AES-CBC", iv: iv.value }, aes, data.value));
+  } catch {
+    fail("key file", "the passphrase is wrong");
+  }
+}
+
+/** The party's signing key from its PKCS#8 PEM file (encrypted or not), named `party`. */
+export async function loadSigningKey(pemText, party, passphrase) {
+  checkKeyName(party, "key file", "party id");
+  const { label, der } = pemBody(pemText);
+  let pkcs8 = der;
+  if (label === "ENCRYPTED PRIVATE KEY") {
+    if (!passphrase) fail("key file", "the key file is encrypted: give its passphrase");
+    pkcs8 = await decryptPkcs8(der, passphrase);
+  } else if (label !== "PRIVATE KEY") {
+    fail("key file", `expected a PKCS#8 "PRIVATE KEY", got "${label}"`);
+  }
+  let privateKey;
+  try {
+    privateKey = await importEd25519("pkcs8", pkcs8, ["sign"]);
+  } catch (error) {
+    if (error instanceof CheckFailed) throw error;
+    fail("key file", "not an Ed25519 private key");
+  }
+  const jwk = await crypto.subtle.exportKey("jwk", privateKey);
+  const publicKey = fromBase64Url(jwk.x);
+  const hash = await keyHash(party, publicKey);
+  return { party, privateKey, keyId: `${party}+${hex(hash)}` };
+}
+
+function fromBase64Url(text) {
+  const padded = text.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((text.length + 3) % 4);
+  return Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+}
+
+/** Headers that sign a GET of `path` (no query, no body) at `authority` (docs/api.md §6). */
+export async function signGet(key, authority, path, created = Math.floor(Date.now() / 1000)) {
+  const nonce = toBase64(crypto.getRandomValues(new Uint8Array(16)))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
+  const params =
+    `("@method" "@authority" "@path" "@query");created=${created};` +
+    `nonce="${nonce}";keyid="${key.keyId}";alg="ed25519"`;
+  const base = [
+    `"@method": GET`,
+    `"@authority": ${authority.toLowerCase()}`,
+    `"@path": ${path}`,
+    `"@query": ?`,
+    `"@signature-params": ${params}`,
+  ].join("\n");
+  const signature = new Uint8Array(
+    await crypto.subtle.sign({ name: "Ed25519" }, key.privateKey, encoder.encode(base)),
+  );
+  return { "Signature-Input": `encd=${params}`, Signature: `encd=:${toBase64(signature)}:` };
+}
+
+/** Ask this service for a document's title, signed with `key`; the parsed answer, or a
+ * CheckFailed("service") carrying the service's problem detail. */
+export async function fetchTitle(key, docId) {
+  if (!SEGMENT.test(docId)) {
+    fail("answer", "document id: letters, digits and . _ ~ - (at most 128), first a letter or digit");
+  }
+  const path = `/v1/documents/${docId}/title`;
+  const headers = await signGet(key, location.host, path);
+  let response;
+  try {
+    response = await fetch(path, { headers, cache: "no-store" });
+  } catch (error) {
+    fail("service", `the service did not answer: ${error.message}`);
+  }
+  let body;
+  try {
+    body = await response.json();
+  } catch {
+    fail("service", `the service answered ${response.status} without JSON`);
+  }
+  if (!response.ok) {
+    const detail = body && typeof body === "object" ? body.detail || body.title : "";
+    fail("service", `the service refused (${response.status}): ${detail}`);
+  }
+  return body;
+}
