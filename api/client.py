@@ -299,7 +299,12 @@ def verify_title(answer: Any, log_key: PublicKey, doc_id: str | None = None) -> 
     text = answer.get("tlog_proof")
     if not isinstance(text, str):
         raise VerificationError(f"tlog_proof: expected a string, got {given(text)}")
-    proof = TlogProof.parse(text.encode())
+    try:
+        proof = TlogProof.parse(text.encode())
+    except UnicodeEncodeError:  # a lone surrogate, which JSON can carry
+        raise VerificationError("tlog_proof: not well-formed Unicode (a lone surrogate)") from None
+    except InvalidInput as exc:
+        raise VerificationError(exc.message) from None
     if proof.index != answer["head_index"]:
         raise VerificationError(
             f"title proof is for log index {proof.index}, not the head's {answer['head_index']}"

@@ -197,6 +197,10 @@ def serve_app(
         raise WorkerFailed("the service did not start (its output above says why)")
 
 
+def _say_pages(shown: str, port: int) -> None:
+    _say(f"web pages: http://{shown}:{port}/ (the log), /verify (check a title; docs/web.md)")
+
+
 class _SaysWhere(uvicorn.Server):
     """A uvicorn server given its listening socket, which says where it listens once it
     has started (uvicorn says so only for the sockets it opens itself)."""
@@ -207,6 +211,7 @@ class _SaysWhere(uvicorn.Server):
             host, port = sockets[0].getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
             _say(f"running on http://{shown}:{port} (CTRL+C to stop)")
+            _say_pages(shown, port)
 
 
 def run_workers(
@@ -275,6 +280,7 @@ def run_workers(
         dispatcher.start()
         shown = f"[{host}]" if ":" in host else host
         _say(f"running on http://{shown}:{port} in {workers} worker processes")
+        _say_pages(shown, port)
         while not failed and not stopping.wait(0.5):
             for i, (proc, started) in enumerate(procs):
                 if proc.is_alive() or stopping.is_set():

@@ -45,6 +45,11 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
+    # A page of this origin without this header (FastAPI's /docs, which loads its scripts
+    # from a CDN) that opens one of these gets no handle on it: different opener policies
+    # put the two in separate browsing context groups.
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
 }
 
 
@@ -129,12 +134,12 @@ def verify(state: StateDep) -> Response:
 service and checked here, in your browser, against the log key you trust.  Your key file
 is read by this page and never sent; the page signs its request with it.</p>
 
-<form id="trust" autocomplete="off">
+<div id="trust" class="fields">
 <label for="log-key">Log key you trust</label>
-<input id="log-key" name="log-key" spellcheck="false" value="{vkey}" required>
+<input id="log-key" name="log-key" spellcheck="false" autocomplete="off" value="{vkey}">
 <p class="hint">Filled in with the key this service names.  Compare it with the key the
 operator gave you: a proof checked against a key the service chose proves nothing.</p>
-</form>
+</div>
 
 <section>
 <h2>Ask the service</h2>
@@ -154,6 +159,8 @@ operator gave you: a proof checked against a key the service chose proves nothin
 <section>
 <h2>Or check an answer you have</h2>
 <form id="paste" autocomplete="off">
+<label for="pasted-document">Document id</label>
+<input id="pasted-document" name="pasted-document" spellcheck="false" required>
 <label for="answer">A title answer (the JSON of <code>GET /v1/documents/{{id}}/title</code>)</label>
 <textarea id="answer" name="answer" rows="8" spellcheck="false" required></textarea>
 <button type="submit">Check</button>

@@ -5,7 +5,7 @@
 // The formats are docs/formats/log.md (entries, the tree, checkpoints, receipts) and
 // docs/api.md §6 (request signatures); docs/web.md says what this page checks.  The Python
 // that does the same is encd.note, encd.checkpoint, encd.tlogproof, encd.merkle and
-// api.client.verify_title; tests/web/ holds the two to the same answers.
+// api.client.verify_title; tests/api/test_web.py holds the two to the same answers.
 
 const encoder = new TextEncoder();
 const MAX_SIZE = (1n << 64n) - 1n;
@@ -15,6 +15,27 @@ const PROOF_HEADER = "c2sp.org/tlog-proof@v1";
 const EVENT_ID = /^[0-9a-f]{64}$/;
 const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$/;
 const DECIMAL = /^(0|[1-9][0-9]*)$/;
+const MAX_NOTE_SIZE = 1 << 20;
+// What Python's str.isspace() calls a space (encd.keys.check_key_name refuses it in a key
+// name), "+", and the C0 controls and DEL.
+const KEY_NAME_FORBIDDEN =
+  /[\t\n\v\f\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000+\x00-\x1f\x7f]/;
+// A party id as a key's name in a request's keyid: printable ASCII, no space, '"', "\\" or "+".
+const PARTY_ID = /^[\x21\x23-\x2a\x2c-\x5b\x5d-\x7e]{1,200}$/;
+// The y-coordinates of Ed25519's eight points of small order (identity, order 2, 4 and 8),
+// and y = p and p + 1, which name two of them again: a public key that is one of these (its
+// sign bit aside) lets anyone forge signatures that some verifiers accept.  libsodium, which
+// the Python side uses, refuses them; the browser's Ed25519 may not, so the page does.
+const SMALL_ORDER_Y = [
+  "0000000000000000000000000000000000000000000000000000000000000000",
+  "0100000000000000000000000000000000000000000000000000000000000000",
+  "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+];
+const PBKDF2_MAX_ITERATIONS = 10_000_000;
 
 /** A check that did not pass: `step` names it (as docs/web.md numbers them). */
 export class CheckFailed extends Error {
@@ -100,9 +121,9 @@ const NO_ED25519 =
   "this browser has no Ed25519 in its Web Cryptography API: use a recent Chromium, Chrome, " +
   "Firefox or Safari, or the encd command";
 
-async function importEd25519(format, data, usages) {
+async function importEd25519(format, data, usages, extractable = false) {
   try {
-    return await crypto.subtle.importKey(format, data, { name: "Ed25519" }, format === "pkcs8", usages);
+    return await crypto.subtle.importKey(format, data, { name: "Ed25519" }, extractable, usages);
   } catch (error) {
     if (error.name === "NotSupportedError") fail("browser", NO_ED25519);
     throw error;
@@ -125,7 +146,7 @@ export async function keyHash(name, publicKey, type = 0x01) {
 
 function checkKeyName(name, step, what) {
   if (!name) fail(step, `${what}: the key name is empty`);
-  if (/[\s+\x00-\x1f\x7f]/u.test(name)) {
+  if (KEY_NAME_FORBIDDEN.test(name)) {
     fail(step, `${what}: the key name ${show(name)} has a space, a "+" or a control character`);
   }
 }
@@ -148,6 +169,11 @@ export async function parseVerifierKey(text) {
     fail(step, "log key: expected type 0x01 (Ed25519) followed by a 32-byte public key");
   }
   const key = blob.slice(1);
+  const y = Uint8Array.from(key);
+  y[31] &= 0x7f;
+  if (SMALL_ORDER_Y.includes(hex(y))) {
+    fail(step, "log key: a point of small order, which signs nothing (anyone could forge its signatures)");
+  }
   const hash = await keyHash(name, key);
   if (hex(hash) !== hashHex) {
     fail(step, `log key: key hash ${hashHex} does not match the key (it is ${hex(hash)})`);
@@ -160,6 +186,7 @@ export async function parseVerifierKey(text) {
 /** Split a signed note into its text and signature lines (docs/formats/log.md §3). */
 export function parseNote(text, step) {
   // The text up to the last blank line, its newline included; then the signature lines.
+  if (encoder.encode(text).length > MAX_NOTE_SIZE) fail(step, "the note is more than 1 MiB");
   if (/[\x00-\x09\x0b-\x1f]/.test(text)) fail(step, "the note has a control character");
   const cut = text.lastIndexOf("\n\n");
   if (cut < 0) fail(step, "the note has no blank line between its text and its signatures");
@@ -233,12 +260,19 @@ export async function openCheckpoint(signed, logKey) {
 
 export function parseTlogProof(text) {
   const step = "proof";
+  if (!text.isWellFormed()) fail(step, "the tlog-proof is not well-formed Unicode (a lone surrogate)");
   const cut = text.indexOf("\n\n");
   if (cut < 0) fail(step, "the tlog-proof has no empty line before its checkpoint");
   const lines = text.slice(0, cut).split("\n");
   if (lines[0] !== PROOF_HEADER) fail(step, `line 1 must be ${show(PROOF_HEADER)}`);
   let at = 1;
-  if (at < lines.length && lines[at].startsWith("extra ")) at++; // not authenticated: ignored
+  if (at < lines.length && lines[at].startsWith("extra ")) {
+    // Not authenticated, so only carried along; but it must be what the format says it is.
+    if (fromBase64(lines[at].slice(6), step, "the extra line").length === 0) {
+      fail(step, "the extra line is empty; a proof with no extra data has no extra line");
+    }
+    at++;
+  }
   const index = /^index (.*)$/.exec(lines[at] ?? "");
   if (!index) fail(step, `line ${at + 1} must be "index <N>"`);
   const proof = lines.slice(at + 1).map((line, j) => {
@@ -247,6 +281,12 @@ export function parseTlogProof(text) {
     return hash;
   });
   if (proof.length > MAX_PROOF_HASHES) fail(step, `${proof.length} proof hashes, more than 64`);
+  // A checkpoint begins with its origin, never a hash: a hash there means an empty line came
+  // among the proof's hashes, and the fault is the proof's (encd.tlogproof says the same).
+  const first = text.slice(cut + 2).split("\n", 1)[0];
+  if (/^[A-Za-z0-9+/]{43}=$/.test(first)) {
+    fail(step, `line ${lines.length + 2} is a hash after the empty line that ends the proof's hashes`);
+  }
   return {
     index: decimal(index[1], step, "the index"),
     proof,
@@ -360,30 +400,46 @@ function pemBody(text) {
 }
 
 // A small DER reader: enough for PKCS#8's EncryptedPrivateKeyInfo with PBES2.
+function damaged(what) {
+  fail("key file", `the encrypted key file is damaged: ${what}`);
+}
+
 function derRead(bytes, at) {
+  if (at + 2 > bytes.length) damaged("it ends inside an element");
   const tag = bytes[at];
   let length = bytes[at + 1];
   let start = at + 2;
   if (length & 0x80) {
     const count = length & 0x7f;
-    if (count < 1 || count > 3) fail("key file", "unsupported DER length");
+    if (count < 1 || count > 3) damaged("an element's length is not one DER takes");
+    if (start + count > bytes.length) damaged("it ends inside an element's length");
     length = 0;
-    for (let i = 0; i < count; i++) length = (length << 8) | bytes[start + i];
+    for (let i = 0; i < count; i++) length = length * 256 + bytes[start + i];
     start += count;
   }
-  if (tag === undefined || start + length > bytes.length) fail("key file", "truncated DER");
+  if (start + length > bytes.length) damaged("an element is longer than the file");
   return { tag, value: bytes.subarray(start, start + length), end: start + length };
 }
 
-function derChildren(bytes) {
+/** The elements inside `bytes`; `tags` (when given) are the tags they must have, in order. */
+function derChildren(bytes, ...tags) {
   const out = [];
   for (let at = 0; at < bytes.length; ) {
     const item = derRead(bytes, at);
     out.push(item);
     at = item.end;
   }
+  if (out.length < tags.length) damaged(`expected ${tags.length} elements, found ${out.length}`);
+  tags.forEach((tag, i) => {
+    if (out[i].tag !== tag) damaged(`element ${i + 1} has tag 0x${out[i].tag.toString(16)}`);
+  });
   return out;
 }
+
+const SEQUENCE = 0x30;
+const OCTETS = 0x04;
+const INTEGER = 0x02;
+const OBJECT = 0x06;
 
 const OID = {
   pbes2: "2a864886f70d01050d",
@@ -395,29 +451,43 @@ const OID = {
 };
 
 async function decryptPkcs8(der, passphrase) {
-  const unsupported = () =>
-    fail("key file", "encrypted with a scheme this page does not read (it reads PBES2: PBKDF2 with AES-CBC, as encd keygen writes)");
-  const [info] = derChildren(der);
-  const [algorithm, data] = derChildren(info.value);
-  const [oid, params] = derChildren(algorithm.value);
-  if (hex(oid.value) !== OID.pbes2) unsupported();
-  const [kdf, cipher] = derChildren(params.value);
-  const [kdfOid, kdfParams] = derChildren(kdf.value);
-  if (hex(kdfOid.value) !== OID.pbkdf2) unsupported();
-  const kdfParts = derChildren(kdfParams.value);
+  const unsupported = (what) =>
+    fail(
+      "key file",
+      `encrypted with ${what}, a scheme this page does not read (it reads PBES2: PBKDF2 with ` +
+        "AES-128-CBC or AES-256-CBC, as encd keygen and OpenSSL 3 write)",
+    );
+  const [info] = derChildren(der, SEQUENCE);
+  const [algorithm, data] = derChildren(info.value, SEQUENCE, OCTETS);
+  const [oid] = derChildren(algorithm.value, OBJECT);
+  if (hex(oid.value) !== OID.pbes2) unsupported(`the algorithm ${oidText(oid.value)}`);
+  const [, params] = derChildren(algorithm.value, OBJECT, SEQUENCE);
+  const [kdf, cipher] = derChildren(params.value, SEQUENCE, SEQUENCE);
+  const [kdfOid] = derChildren(kdf.value, OBJECT);
+  if (hex(kdfOid.value) !== OID.pbkdf2) unsupported(`the key derivation ${oidText(kdfOid.value)}`);
+  const [, kdfParams] = derChildren(kdf.value, OBJECT, SEQUENCE);
+  const kdfParts = derChildren(kdfParams.value, OCTETS, INTEGER);
   const salt = kdfParts[0].value;
+  const count = kdfParts[1].value;
+  if (count.length === 0 || count.length > 4 || count[0] & 0x80) damaged("PBKDF2's iteration count");
   let iterations = 0;
-  for (const b of kdfParts[1].value) iterations = iterations * 256 + b;
+  for (const b of count) iterations = iterations * 256 + b;
+  if (iterations < 1 || iterations > PBKDF2_MAX_ITERATIONS) {
+    fail("key file", `PBKDF2 with ${iterations} iterations: this page takes 1 to ${PBKDF2_MAX_ITERATIONS}`);
+  }
   let prf = "SHA-1";
   for (const part of kdfParts.slice(2)) {
-    if (part.tag !== 0x30) continue; // keyLength, if present, is implied by the cipher
-    const prfOid = hex(derChildren(part.value)[0].value);
-    if (prfOid === OID.hmacSHA256) prf = "SHA-256";
-    else if (prfOid !== OID.hmacSHA1) unsupported();
+    if (part.tag !== SEQUENCE) continue; // keyLength, if present, is implied by the cipher
+    const [prfOid] = derChildren(part.value, OBJECT);
+    if (hex(prfOid.value) === OID.hmacSHA256) prf = "SHA-256";
+    else if (hex(prfOid.value) !== OID.hmacSHA1) unsupported(`the PRF ${oidText(prfOid.value)}`);
   }
-  const [cipherOid, iv] = derChildren(cipher.value);
+  const [cipherOid] = derChildren(cipher.value, OBJECT);
   const bits = { [OID.aes128cbc]: 128, [OID.aes256cbc]: 256 }[hex(cipherOid.value)];
-  if (!bits) unsupported();
+  if (!bits) unsupported(`the cipher ${oidText(cipherOid.value)}`);
+  const [, iv] = derChildren(cipher.value, OBJECT, OCTETS);
+  if (iv.value.length !== 16) damaged(`AES-CBC's IV is ${iv.value.length} bytes, not 16`);
+  if (data.value.length === 0 || data.value.length % 16 !== 0) damaged("the encrypted key is not whole AES blocks");
   const base = await crypto.subtle.importKey("raw", encoder.encode(passphrase), "PBKDF2", false, ["deriveKey"]);
   const aes = await crypto.subtle.deriveKey(
     { name: "PBKDF2", salt, iterations, hash: prf },
@@ -433,26 +503,50 @@ async function decryptPkcs8(der, passphrase) {
   }
 }
 
+/** An OID in dotted decimal, for a message. */
+function oidText(bytes) {
+  if (bytes.length === 0) return "(empty)";
+  const parts = [Math.floor(bytes[0] / 40), bytes[0] % 40];
+  let value = 0;
+  for (const b of bytes.slice(1)) {
+    value = value * 128 + (b & 0x7f);
+    if (!(b & 0x80)) {
+      parts.push(value);
+      value = 0;
+    }
+  }
+  return parts.join(".");
+}
+
 /** The party's signing key from its PKCS#8 PEM file (encrypted or not), named `party`. */
 export async function loadSigningKey(pemText, party, passphrase) {
-  checkKeyName(party, "key file", "party id");
+  if (!PARTY_ID.test(party)) {
+    fail("key file", "party id: expected printable ASCII with no space, quote, backslash or \"+\"");
+  }
   const { label, der } = pemBody(pemText);
   let pkcs8 = der;
   if (label === "ENCRYPTED PRIVATE KEY") {
     if (!passphrase) fail("key file", "the key file is encrypted: give its passphrase");
-    pkcs8 = await decryptPkcs8(der, passphrase);
+    try {
+      pkcs8 = await decryptPkcs8(der, passphrase);
+    } catch (error) {
+      if (error instanceof CheckFailed) throw error;
+      damaged(error.message); // anything the browser's own code refused in it
+    }
   } else if (label !== "PRIVATE KEY") {
     fail("key file", `expected a PKCS#8 "PRIVATE KEY", got "${label}"`);
   }
+  // Imported twice: once to read its public key, then for signing, not extractable.
   let privateKey;
+  let publicKey;
   try {
-    privateKey = await importEd25519("pkcs8", pkcs8, ["sign"]);
+    const readable = await importEd25519("pkcs8", pkcs8, ["sign"], true);
+    publicKey = fromBase64Url((await crypto.subtle.exportKey("jwk", readable)).x);
+    privateKey = await importEd25519("pkcs8", pkcs8, ["sign"], false);
   } catch (error) {
     if (error instanceof CheckFailed) throw error;
     fail("key file", "not an Ed25519 private key");
   }
-  const jwk = await crypto.subtle.exportKey("jwk", privateKey);
-  const publicKey = fromBase64Url(jwk.x);
   const hash = await keyHash(party, publicKey);
   return { party, privateKey, keyId: `${party}+${hex(hash)}` };
 }

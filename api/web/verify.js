@@ -72,12 +72,30 @@ function describeLocation(location) {
   return [location.kind, where, location.at].filter((x) => x !== undefined && x !== "").map(text).join(", ");
 }
 
-function showTitle(answer, checkpoint) {
+function table(id, rows) {
+  const node = element("table", { id });
+  for (const [name, value] of rows) {
+    node.append(element("tr", {}, element("th", { scope: "row" }, name), element("td", {}, text(value))));
+  }
+  return node;
+}
+
+/** The outcome of a check that passed.  `asked`: the answer came from this service just
+ * now, for the document asked about; otherwise it was pasted, and says what its writer chose. */
+function showTitle(answer, checkpoint, asked) {
   result.replaceChildren();
   result.hidden = false;
   result.className = "checked";
   result.dataset.step = "";
-  const rows = [
+  result.dataset.source = asked ? "service" : "pasted";
+  const sequenced = new Date(answer.head_sequenced_at);
+  const proved = table("proved", [
+    ["Head event", answer.head],
+    ["Log index", answer.head_index],
+    ["Sequenced at", isNaN(sequenced) ? answer.head_sequenced_at : sequenced.toISOString()],
+    ["Checkpoint", `${checkpoint.origin}, ${checkpoint.size} entries, root ${toBase64(checkpoint.root)}`],
+  ]);
+  const stated = table("title", [
     ["Document", answer.document],
     ["Status", answer.status],
     ["Holder (has title)", answer.holder],
@@ -86,34 +104,42 @@ function showTitle(answer, checkpoint) {
     ["Content version", answer.content_version],
     ["Last location", describeLocation(answer.location)],
     ["Events", typeof answer.seq === "number" ? answer.seq + 1 : answer.seq],
-    ["Head event", answer.head],
-    ["Head's log index", answer.head_index],
-  ];
-  const table = element("table", { id: "title" });
-  for (const [name, value] of rows) {
-    table.append(element("tr", {}, element("th", { scope: "row" }, name), element("td", {}, text(value))));
-  }
+  ]);
+  const hint = asked
+    ? [
+        "The proof binds the head event, not these fields: the service derived them from the " +
+          "document's events. A party to the document has them replayed from its bundle by ",
+        element("code", {}, "encd title"),
+        ", an auditor by ",
+        element("code", {}, "encd audit"),
+        ".",
+      ]
+    : [
+        "Not proved: the proof binds the head event only, and whoever wrote this answer chose " +
+          "these fields. Ask the service above, or have them replayed from the document's " +
+          "bundle by ",
+        element("code", {}, "encd title"),
+        " or ",
+        element("code", {}, "encd audit"),
+        ".",
+      ];
   result.append(
-    element("h2", {}, "Checked"),
+    element("h2", {}, "Checked: the head event is in the log"),
     element(
       "p",
       { id: "verdict" },
       `The head event is entry ${answer.head_index} of the log ${checkpoint.origin}, ` +
-        `proved under its signed checkpoint of ${checkpoint.size} entries ` +
-        `(root ${toBase64(checkpoint.root)}).`,
+        `proved under its signed checkpoint of ${checkpoint.size} entries.`,
     ),
-    table,
+    proved,
+    element("h3", {}, asked ? "The title, as the service states it" : "The title, as the answer states it"),
+    stated,
+    element("p", { class: "hint" }, ...hint),
     element(
       "p",
       { class: "hint" },
-      "The proof binds the head event: the service cannot name an event the log did not commit to. " +
-        "The other fields are as the service derived them from the document's events; a party to " +
-        "the document has them replayed by ",
-      element("code", {}, "encd title"),
-      ", an auditor by ",
-      element("code", {}, "encd audit"),
-      " of its bundle. The answer is as of this checkpoint: witnesses' cosignatures show that " +
-        "no later one is withheld.",
+      "The answer is as of its checkpoint: a proof cannot show that a later event was withheld; " +
+        "witnesses' cosignatures can.",
     ),
   );
 }
@@ -122,13 +148,16 @@ async function trustedKey() {
   return parseVerifierKey($("log-key").value);
 }
 
-async function busy(button, work) {
+const buttons = () => document.querySelectorAll("main button");
+
+/** Run one check at a time: every button waits while one runs. */
+async function busy(work) {
   const missing = unsupported();
   if (missing) {
     showFailure(new CheckFailed("browser", missing));
     return;
   }
-  button.disabled = true;
+  for (const button of buttons()) button.disabled = true;
   result.hidden = true; // no earlier outcome stays on show while this one is worked out
   result.replaceChildren();
   result.setAttribute("aria-busy", "true");
@@ -137,29 +166,27 @@ async function busy(button, work) {
   } catch (error) {
     showFailure(error);
   } finally {
-    button.disabled = false;
+    for (const button of buttons()) button.disabled = false;
     result.removeAttribute("aria-busy");
   }
 }
 
 $("ask").addEventListener("submit", (event) => {
   event.preventDefault();
-  const button = event.submitter ?? $("ask").querySelector("button");
-  busy(button, async () => {
+  busy(async () => {
     const logKey = await trustedKey();
     const file = $("key-file").files[0];
     if (!file) throw new CheckFailed("key file", "choose your key file");
     const key = await loadSigningKey(await file.text(), $("party").value.trim(), $("passphrase").value);
     const docId = $("document").value.trim();
     const answer = await fetchTitle(key, docId);
-    showTitle(answer, await verifyTitle(answer, logKey, docId));
+    showTitle(answer, await verifyTitle(answer, logKey, docId), true);
   });
 });
 
 $("paste").addEventListener("submit", (event) => {
   event.preventDefault();
-  const button = event.submitter ?? $("paste").querySelector("button");
-  busy(button, async () => {
+  busy(async () => {
     const logKey = await trustedKey();
     let answer;
     try {
@@ -167,7 +194,7 @@ $("paste").addEventListener("submit", (event) => {
     } catch (error) {
       throw new CheckFailed("answer", `not JSON: ${error.message}`);
     }
-    showTitle(answer, await verifyTitle(answer, logKey));
+    showTitle(answer, await verifyTitle(answer, logKey, $("pasted-document").value.trim()), false);
   });
 });
 

@@ -4,6 +4,8 @@ file and checking the proof in the browser, which must agree with api.client.ver
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import shutil
@@ -13,13 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nacl.exceptions
+import nacl.signing
 import pytest
 
 from api.client import verify_title
 from encd.checkpoint import Checkpoint
 from encd.errors import VerificationError
 from encd.events import sign_text
-from encd.note import parse_note
+from encd.keys import SigningKey
+from encd.logentry import LogEntry
+from encd.note import parse_note, sign_note
 from tests.api.conftest import World
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -97,8 +103,9 @@ def outcome(page: Any) -> str:
     return str(page.get_attribute("#result", "class"))
 
 
-def title_rows(page: Any) -> dict[str, str]:
-    rows = page.query_selector_all("#title tr")
+def title_rows(page: Any, table: str = "title") -> dict[str, str]:
+    """The rows of the outcome's table: "title" (the fields as stated), "proved" (the head)."""
+    rows = page.query_selector_all(f"#{table} tr")
     return {r.query_selector("th").inner_text(): r.query_selector("td").inner_text() for r in rows}
 
 
@@ -129,7 +136,10 @@ def test_a_holder_asks_with_its_key_file_and_the_proof_checks(
     assert rows["Pledge"] == "not pledged"
     answer = world.client("exporter").title(doc_id)
     checkpoint = verify_title(answer, world.log_key.public, doc_id)
-    assert rows["Head event"] == answer["head"]
+    proved = title_rows(page, "proved")
+    assert proved["Head event"] == answer["head"]
+    assert proved["Log index"] == str(answer["head_index"])
+    assert page.get_attribute("#result", "data-source") == "service"
     assert f"of {checkpoint.size} entries" in page.inner_text("#verdict")
     assert page.errors == []
 
@@ -189,11 +199,16 @@ def test_an_unknown_document_says_so(world: World, doc_id: str, page: Any, tmp_p
     assert page.get_attribute("#result", "data-step") == "answer"
 
 
-def paste(page: Any, world: World, answer: object, log_key: str | None = None) -> str:
+def paste(
+    page: Any, world: World, answer: object, log_key: str | None = None, doc: str | None = None
+) -> str:
     page.goto(world.url + "/verify")
     page.wait_for_selector("body[data-ready=true]")
     if log_key is not None:
         page.fill("#log-key", log_key)
+    if doc is None:
+        doc = str(answer.get("document")) if isinstance(answer, dict) else "ENCD-CQ-2026-000417"
+    page.fill("#pasted-document", doc)
     page.fill("#answer", answer if isinstance(answer, str) else json.dumps(answer))
     page.click("#paste button")
     return outcome(page)
@@ -259,8 +274,6 @@ def test_a_pasted_answer_checks_and_each_tampering_fails_as_in_python(
 def test_an_answer_is_checked_only_against_the_key_you_trust(
     world: World, doc_id: str, page: Any
 ) -> None:
-    from encd.keys import SigningKey
-
     answer = world.client("bank").title(doc_id)
     other = SigningKey.generate("encd.test/log").public.vkey  # same name, another key
     assert paste(page, world, answer, log_key=other) == "failed"
@@ -363,3 +376,185 @@ def test_key_files_encrypted_by_other_tools(
     assert ask(page, world, "bank", not_a_key, doc_id) == "failed"
     assert "not a PEM file" in page.inner_text("#verdict")
     assert page.errors == []
+
+
+def made_answer(key: SigningKey, origin: str, doc: str = "ENCD-CQ-2026-000417") -> dict[str, Any]:
+    """A title answer of a one-entry log whose checkpoint ``key`` signed with ``origin``."""
+    head, at = "ab" * 32, 1_777_622_400_000
+    root = LogEntry(head, at).leaf_hash  # a tree of one entry: its root is the leaf's hash
+    text = f"{origin}\n1\n{base64.b64encode(root).decode()}\n".encode()
+    note = sign_note(text, [key]).decode()
+    return {
+        "document": doc,
+        "status": "active",
+        "holder": "<img src=x id=injected>",
+        "head": head,
+        "head_index": 0,
+        "head_sequenced_at": at,
+        "checkpoint": note,
+        "tlog_proof": f"c2sp.org/tlog-proof@v1\nindex 0\n\n{note}",
+    }
+
+
+def test_a_pasted_answer_says_its_fields_are_not_proved(world: World, page: Any) -> None:
+    """Anyone can write a title answer's fields: pasted, only its head is shown as proved,
+    the rest as the answer states it; and what it states is shown as text, never as markup."""
+    key = SigningKey.generate("encd.test/log")
+    answer = made_answer(key, "encd.test/log")
+    verify_title(answer, key.public)  # Python takes it too: the proof binds only the head
+    assert paste(page, world, answer, log_key=key.public.vkey) == "checked"
+    assert page.get_attribute("#result", "data-source") == "pasted"
+    assert "as the answer states it" in page.inner_text("#result")
+    assert "Not proved" in page.inner_text("#result")
+    assert title_rows(page)["Holder (has title)"] == "<img src=x id=injected>"
+    assert page.query_selector("#injected") is None
+    assert title_rows(page, "proved")["Sequenced at"] == "2026-05-01T08:00:00.000Z"
+
+    # the answer must be for the document the user names
+    assert (
+        paste(page, world, answer, log_key=key.public.vkey, doc="ENCD-CQ-2026-000418") == "failed"
+    )
+    assert page.get_attribute("#result", "data-step") == "answer"
+    assert page.errors == []
+
+
+def test_a_checkpoint_whose_origin_is_not_the_keys_name_fails(world: World, page: Any) -> None:
+    key = SigningKey.generate("encd.test/log")
+    answer = made_answer(key, "encd.other/log")
+    with pytest.raises(VerificationError, match="origin"):
+        verify_title(answer, key.public)
+    assert paste(page, world, answer, log_key=key.public.vkey) == "failed"
+    assert page.get_attribute("#result", "data-step") == "checkpoint"
+    assert "origin" in page.inner_text("#verdict")
+
+
+def test_malformed_receipts_fail_as_in_python(world: World, doc_id: str, page: Any) -> None:
+    answer = world.client("bank").title(doc_id)
+    proof = answer["tlog_proof"]
+    head, _, rest = proof.partition("\n\n")
+    lines = head.split("\n")
+    changed = {
+        "an empty extra line": "\n".join([lines[0], "extra ", *lines[1:]]) + "\n\n" + rest,
+        "an extra line not base64": "\n".join([lines[0], "extra !!", *lines[1:]]) + "\n\n" + rest,
+        "an extra line not canonical": "\n".join([lines[0], "extra AB==", *lines[1:]])
+        + "\n\n"
+        + rest,
+        "an empty line among the hashes": "\n".join([*lines[:2], "", *lines[2:]]) + "\n\n" + rest,
+        "a lone surrogate": proof.replace("encd.test/log", "encd.test/log\ud800", 1),
+        "no index": "\n".join([lines[0], *lines[2:]]) + "\n\n" + rest,
+        "an index with a leading zero": proof.replace("\nindex ", "\nindex 0", 1),
+    }
+    assert len(lines) > 2, "the test wants a proof with at least one hash"
+    for name, text in changed.items():
+        with pytest.raises(VerificationError):
+            verify_title({**answer, "tlog_proof": text}, world.log_key.public)
+        page_answer = json.dumps({**answer, "tlog_proof": text})
+        assert paste(page, world, page_answer, doc=doc_id) == "failed", name
+        assert page.get_attribute("#result", "data-step") == "proof", (
+            name,
+            page.inner_text("#verdict"),
+        )
+    assert page.errors == []
+
+
+def vkey_of(name: str, raw: bytes) -> str:
+    """A verifier key for ``raw`` with the right key hash, whatever point ``raw`` is."""
+    digest = hashlib.sha256(name.encode() + b"\n\x01" + raw).digest()[:4]
+    encoded = base64.b64encode(b"\x01" + raw).decode()
+    return f"{name}+{digest.hex()}+{encoded}"
+
+
+def test_a_log_key_of_small_order_is_refused(world: World, doc_id: str, page: Any) -> None:
+    """With a small-order key, R = identity and S = 0 is a "signature" of anything that some
+    Ed25519 verifiers accept; libsodium refuses such keys, and so must the page."""
+    p = 2**255 - 19
+    small = [0, 1, p - 1, p, p + 1]
+    small += [
+        int.from_bytes(bytes.fromhex(h), "little")
+        for h in (
+            "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        )
+    ]
+    answer = world.client("bank").title(doc_id)
+    for y in small:
+        for sign in (0, 1):
+            raw = (y | sign << 255).to_bytes(32, "little")
+            forged = nacl.signing.VerifyKey(raw)
+            with pytest.raises(nacl.exceptions.BadSignatureError):  # libsodium refuses it
+                forged.verify(b"any", b"\x01" + bytes(63))
+            assert paste(page, world, answer, log_key=vkey_of("encd.test/log", raw)) == "failed"
+            assert page.get_attribute("#result", "data-step") == "key"
+            assert "small order" in page.inner_text("#verdict")
+
+
+def pem(der: bytes, label: str = "ENCRYPTED PRIVATE KEY") -> str:
+    body = base64.b64encode(der).decode()
+    return f"-----BEGIN {label}-----\n{body}\n-----END {label}-----\n"
+
+
+def test_damaged_key_files_are_named_not_crashed_on(
+    world: World, doc_id: str, page: Any, tmp_path: Path
+) -> None:
+    good = key_file(world, "bank", tmp_path, passphrase=b"s3cret").read_text()
+    der = base64.b64decode("".join(good.strip().split("\n")[1:-1]))
+    huge_iterations = der.replace(b"\x02\x02\x08\x00", b"\x02\x04\x7f\xff\xff\xff", 1)
+    assert huge_iterations != der, "the test expects encd keygen's 2048 iterations"
+    cases = {
+        "empty": pem(b""),
+        "an empty sequence": pem(b"\x30\x00"),
+        "one byte": pem(b"\x30"),
+        "cut short": pem(der[: len(der) // 2]),
+        "an odd byte more": pem(der + b"\x00"),
+        "no parameters": pem(bytes.fromhex("300f300b06092a864886f70d01050d0400")),
+        "huge iterations": pem(huge_iterations),
+        "not base64": "-----BEGIN ENCRYPTED PRIVATE KEY-----\n%%%\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        "a certificate": pem(der, "CERTIFICATE"),
+    }
+    for name, text in cases.items():
+        path = tmp_path / "damaged.pem"
+        path.write_text(text)
+        assert ask(page, world, "bank", path, doc_id, passphrase="s3cret") == "failed", name
+        assert page.get_attribute("#result", "data-step") == "key file", (
+            name,
+            page.inner_text("#verdict"),
+        )
+    assert page.errors == []
+
+
+def test_the_pages_headers_and_the_enter_key(world: World, page: Any) -> None:
+    for path in (
+        "/",
+        "/verify",
+        "/web/encd.js",
+        "/web/verify.js",
+        "/web/style.css",
+        "/web/icon.svg",
+    ):
+        response = httpx.get(world.url + path)
+        assert response.status_code == 200, path
+        assert response.headers["content-security-policy"].startswith("default-src 'none'")
+        assert "script-src 'self';" in response.headers["content-security-policy"]
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["cross-origin-opener-policy"] == "same-origin"
+    page.goto(world.url + "/verify")
+    page.wait_for_selector("body[data-ready=true]")
+    page.focus("#log-key")
+    page.keyboard.press("Enter")  # nothing to submit there: no refused form action either
+    page.wait_for_timeout(200)
+    assert page.errors == []
+
+
+def test_a_page_without_the_opener_policy_gets_no_handle_on_the_checking_page(
+    world: World, page: Any
+) -> None:
+    """FastAPI's /docs loads scripts from a CDN; opened from a page of this origin without
+    the pages' opener policy, /verify is out of its reach."""
+    page.goto(world.url + "/openapi.json")
+    with page.context.expect_page() as opened:
+        page.evaluate("window.handle = window.open('/verify')")
+    opened.value.wait_for_selector("body[data-ready=true]")
+    assert page.evaluate("window.handle.closed") is True
+    assert page.evaluate(
+        "(() => { try { return window.handle.document.title } catch (e) { return 'refused' } })()"
+    ) in ("refused", None)
