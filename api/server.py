@@ -198,7 +198,7 @@ def serve_app(
 
 
 def _say_pages(shown: str, port: int) -> None:
-    _say(f"web pages: http://{shown}:{port}/ (the log), /verify (check a title; docs/web.md)")
+    _say(f"web pages: http://{shown}:{port}/ (the log, checking a title, signing an event)")
 
 
 class _SaysWhere(uvicorn.Server):

@@ -3,6 +3,9 @@
 GET /              what this service is: its log (origin, size, root, key) and where to go
 GET /verify        check a title: ask the service with your key, or paste an answer; the
                    browser checks the proof against the log key you trust (docs/web.md)
+GET /sign          sign an event in the browser: endorse, reject an endorsement, release a
+                   pledge; the page shows the exact event, signs it, submits it and checks
+                   its receipt
 GET /web/<file>    the pages' script and style sheet
 
 Public, like the log: they show nothing but the log's head and key.  A party's key file is
@@ -33,6 +36,8 @@ router = APIRouter(include_in_schema=False)
 ASSETS = {
     "encd.js": "text/javascript; charset=utf-8",
     "verify.js": "text/javascript; charset=utf-8",
+    "sign.js": "text/javascript; charset=utf-8",
+    "page.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "icon.svg": "image/svg+xml",
 }
@@ -73,7 +78,8 @@ def _page(title: str, origin: str, body: str, script: str | None = None) -> Resp
 <body>
 <header>
 <a class="brand" href="/">encd</a> <span class="origin">{escape(origin)}</span>
-<nav><a href="/">The log</a> <a href="/verify">Check a title</a> <a href="/docs">API</a></nav>
+<nav><a href="/">The log</a> <a href="/verify">Check a title</a> <a href="/sign">Sign an event</a>
+<a href="/docs">API</a></nav>
 </header>
 <main>
 {body}
@@ -116,6 +122,8 @@ claims would name its own.</p>
 <ul>
 <li><a href="/verify">Check a title</a>: who holds a document, whether it is pledged and
 to whom, with its proof checked in your browser.</li>
+<li><a href="/sign">Sign an event</a>: endorse a document you hold, reject an endorsement to
+you, release a pledge you hold; signed in your browser with your key file.</li>
 <li><a href="/docs">The API</a>, and its <a href="/openapi.json">OpenAPI description</a>.</li>
 <li>Read the log as <a href="/log/checkpoint">C2SP tlog-tiles</a>: hashes only, no content.</li>
 </ul>
@@ -123,33 +131,41 @@ to whom, with its proof checked in your browser.</li>
     return _page("The log", service.origin, body)
 
 
+def _trust(vkey: str) -> str:
+    return f"""
+<div id="trust" class="fields">
+<label for="log-key">Log key you trust</label>
+<input id="log-key" name="log-key" spellcheck="false" autocomplete="off" value="{escape(vkey)}">
+<p class="hint">Filled in with the key this service names.  Compare it with the key the
+operator gave you: a proof checked against a key the service chose proves nothing.</p>
+</div>"""
+
+
+#: The caller's key: read by the page, never sent.
+_KEY_FIELDS = """
+<label for="party">Your party id</label>
+<input id="party" name="party" spellcheck="false" required>
+<label for="key-file">Your key file (PKCS#8 PEM, as <code>encd keygen</code> writes)</label>
+<input id="key-file" name="key-file" type="file" required>
+<label for="passphrase">Its passphrase, if it is encrypted</label>
+<input id="passphrase" name="passphrase" type="password">"""
+
+
 @router.get("/verify")
 def verify(state: StateDep) -> Response:
     """The page that checks a title answer in the browser (api/web/verify.js)."""
     service = state.service
-    vkey = escape(service.log_key.public.vkey)
     body = f"""
 <h1>Check a title</h1>
 <p>Who holds a document, who controls it, whether it is pledged and to whom: asked of this
 service and checked here, in your browser, against the log key you trust.  Your key file
 is read by this page and never sent; the page signs its request with it.</p>
 
-<div id="trust" class="fields">
-<label for="log-key">Log key you trust</label>
-<input id="log-key" name="log-key" spellcheck="false" autocomplete="off" value="{vkey}">
-<p class="hint">Filled in with the key this service names.  Compare it with the key the
-operator gave you: a proof checked against a key the service chose proves nothing.</p>
-</div>
+{_trust(service.log_key.public.vkey)}
 
 <section>
 <h2>Ask the service</h2>
-<form id="ask" autocomplete="off">
-<label for="party">Your party id</label>
-<input id="party" name="party" spellcheck="false" required>
-<label for="key-file">Your key file (PKCS#8 PEM, as <code>encd keygen</code> writes)</label>
-<input id="key-file" name="key-file" type="file" required>
-<label for="passphrase">Its passphrase, if it is encrypted</label>
-<input id="passphrase" name="passphrase" type="password">
+<form id="ask" autocomplete="off">{_KEY_FIELDS}
 <label for="document">Document id</label>
 <input id="document" name="document" spellcheck="false" required>
 <button type="submit">Ask and check</button>
@@ -170,6 +186,54 @@ operator gave you: a proof checked against a key the service chose proves nothin
 <section id="result" aria-live="polite" hidden></section>
 """
     return _page("Check a title", service.origin, body, script="verify.js")
+
+
+@router.get("/sign")
+def sign(state: StateDep) -> Response:
+    """The page that signs an event in the browser (api/web/sign.js)."""
+    service = state.service
+    body = f"""
+<h1>Sign an event</h1>
+<p>Endorse a document you hold, reject an endorsement made to you, or release a pledge you
+hold.  The page reads the document's head from this service and checks its proof, builds
+the event that follows it, and shows you its exact text.  Only when you choose to does it
+sign the event with your key, which never leaves this page, submit it, and check the
+receipt against the log key you trust.  Events that need several signatures (a pledge, an
+amendment) are proposals: use <code>encd</code> for those.</p>
+{_trust(service.log_key.public.vkey)}
+
+<form id="prepare" autocomplete="off">{_KEY_FIELDS}
+<label for="document">Document id</label>
+<input id="document" name="document" spellcheck="false" required>
+<label for="action">What to sign</label>
+<select id="action" name="action">
+<option value="transfer">Endorse (transfer) the document to another party</option>
+<option value="reject_transfer">Reject the endorsement just made to you</option>
+<option value="release">Release the pledge you hold</option>
+</select>
+<div id="to-fields" class="fields">
+<label for="to">Endorsee's party id</label>
+<input id="to" name="to" spellcheck="false">
+<label class="check"><input id="blank" name="blank" type="checkbox"> In blank (the endorsement
+names no endorsee; the party above still receives control)</label>
+</div>
+<div id="reason-fields" class="fields" hidden>
+<label for="reason">Reason (optional)</label>
+<input id="reason" name="reason">
+</div>
+<button type="submit">Prepare</button>
+</form>
+
+<section id="prepared" hidden>
+<h2>The event to sign</h2>
+<p class="hint">Its text, exactly as your key will sign it (docs/formats/events.md):</p>
+<pre id="event-text"></pre>
+<button id="submit" type="button">Sign and submit</button>
+</section>
+
+<section id="result" aria-live="polite" hidden></section>
+"""
+    return _page("Sign an event", service.origin, body, script="sign.js")
 
 
 @router.get("/web/{name}")

@@ -548,7 +548,7 @@ export async function loadSigningKey(pemText, party, passphrase) {
     fail("key file", "not an Ed25519 private key");
   }
   const hash = await keyHash(party, publicKey);
-  return { party, privateKey, keyId: `${party}+${hex(hash)}` };
+  return { party, privateKey, hash, keyId: `${party}+${hex(hash)}` };
 }
 
 function fromBase64Url(text) {
@@ -556,51 +556,154 @@ function fromBase64Url(text) {
   return Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
 }
 
-/** Headers that sign a GET of `path` (no query, no body) at `authority` (docs/api.md §6). */
-export async function signGet(key, authority, path, created = Math.floor(Date.now() / 1000)) {
+/** Headers that sign a request for `path` (no query) at `authority` (docs/api.md §6): with
+ * a body, its Content-Digest too, and the signature covers it. */
+export async function signRequest(key, method, authority, path, body = null, created = Math.floor(Date.now() / 1000)) {
   const nonce = toBase64(crypto.getRandomValues(new Uint8Array(16)))
     .replace(/\+/g, "-")
     .replace(/\//g, "_")
     .replace(/=+$/, "");
+  const headers = {};
+  const components = ['"@method"', '"@authority"', '"@path"', '"@query"'];
+  const lines = [`"@method": ${method}`, `"@authority": ${authority.toLowerCase()}`, `"@path": ${path}`, `"@query": ?`];
+  if (body !== null) {
+    headers["Content-Digest"] = `sha-256=:${toBase64(await sha256(body))}:`;
+    components.push('"content-digest"');
+    lines.push(`"content-digest": ${headers["Content-Digest"]}`);
+  }
   const params =
-    `("@method" "@authority" "@path" "@query");created=${created};` +
+    `(${components.join(" ")});created=${created};` +
     `nonce="${nonce}";keyid="${key.keyId}";alg="ed25519"`;
-  const base = [
-    `"@method": GET`,
-    `"@authority": ${authority.toLowerCase()}`,
-    `"@path": ${path}`,
-    `"@query": ?`,
-    `"@signature-params": ${params}`,
-  ].join("\n");
+  lines.push(`"@signature-params": ${params}`);
   const signature = new Uint8Array(
-    await crypto.subtle.sign({ name: "Ed25519" }, key.privateKey, encoder.encode(base)),
+    await crypto.subtle.sign({ name: "Ed25519" }, key.privateKey, encoder.encode(lines.join("\n"))),
   );
-  return { "Signature-Input": `encd=${params}`, Signature: `encd=:${toBase64(signature)}:` };
+  headers["Signature-Input"] = `encd=${params}`;
+  headers.Signature = `encd=:${toBase64(signature)}:`;
+  return headers;
+}
+
+export function signGet(key, authority, path, created) {
+  return signRequest(key, "GET", authority, path, null, created);
+}
+
+/** The service's JSON answer to a signed request, or a CheckFailed("service") carrying its
+ * refusal (an RFC 9457 problem's status and detail). */
+async function askService(key, method, path, body = null) {
+  const headers = await signRequest(key, method, location.host, path, body);
+  if (body !== null) headers["Content-Type"] = EVENT_MEDIA_TYPE;
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body, cache: "no-store" });
+  } catch (error) {
+    fail("service", `the service did not answer: ${error.message}`);
+  }
+  let answer;
+  try {
+    answer = await response.json();
+  } catch {
+    fail("service", `the service answered ${response.status} without JSON`);
+  }
+  if (!response.ok) {
+    const detail = answer && typeof answer === "object" ? answer.detail || answer.title : "";
+    const error = new CheckFailed("service", `the service refused (${response.status}): ${detail}`);
+    error.problem = answer;
+    throw error;
+  }
+  return answer;
 }
 
 /** Ask this service for a document's title, signed with `key`; the parsed answer, or a
  * CheckFailed("service") carrying the service's problem detail. */
 export async function fetchTitle(key, docId) {
+  checkDocumentId(docId);
+  return askService(key, "GET", `/v1/documents/${docId}/title`);
+}
+
+function checkDocumentId(docId) {
   if (!SEGMENT.test(docId)) {
     fail("answer", "document id: letters, digits and . _ ~ - (at most 128), first a letter or digit");
   }
-  const path = `/v1/documents/${docId}/title`;
-  const headers = await signGet(key, location.host, path);
-  let response;
-  try {
-    response = await fetch(path, { headers, cache: "no-store" });
-  } catch (error) {
-    fail("service", `the service did not answer: ${error.message}`);
+}
+
+// --- events: built, shown, signed and submitted here (docs/formats/events.md) --------
+
+const EVENT_MEDIA_TYPE = "application/vnd.encd.event";
+
+/** RFC 8785 canonical JSON of the values events hold: objects, arrays, strings, booleans,
+ * null and integers of at most 2^53-1 (events.md §2).  Members sorted by their names' UTF-16
+ * code units (what Array.prototype.sort compares); strings and integers as JSON.stringify
+ * writes them, which is what RFC 8785 specifies. */
+export function canonicalJson(value) {
+  if (value === null || typeof value === "boolean") return JSON.stringify(value);
+  if (typeof value === "number") {
+    if (!Number.isSafeInteger(value)) fail("event", `${value}: events hold only integers up to 2^53-1`);
+    return JSON.stringify(value);
   }
-  let body;
-  try {
-    body = await response.json();
-  } catch {
-    fail("service", `the service answered ${response.status} without JSON`);
+  if (typeof value === "string") {
+    if (!value.isWellFormed()) fail("event", "a text holds a lone surrogate");
+    return JSON.stringify(value);
   }
-  if (!response.ok) {
-    const detail = body && typeof body === "object" ? body.detail || body.title : "";
-    fail("service", `the service refused (${response.status}): ${detail}`);
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (typeof value === "object") {
+    const names = Object.keys(value).sort();
+    return `{${names.map((n) => `${canonicalJson(n)}:${canonicalJson(value[n])}`).join(",")}}`;
   }
-  return body;
+  fail("event", `${typeof value} is not a JSON value`);
+}
+
+/** The text of a document event that follows the head `seq`/`prev` (events.md §2): the
+ * canonical envelope line and its newline.  `time` defaults to now, to the second. */
+export function eventText(docId, type, body, seq, prev, time = new Date()) {
+  checkDocumentId(docId);
+  return (
+    canonicalJson({
+      v: 1,
+      type,
+      doc: docId,
+      seq: seq + 1,
+      prev,
+      time: time.toISOString().replace(/\.\d+Z$/, "Z"),
+      body,
+    }) + "\n"
+  );
+}
+
+/** The stored bytes of an event whose text `text` is signed by `key` alone (events.md §1). */
+export async function signEvent(key, text) {
+  const message = encoder.encode(text);
+  const signature = new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" }, key.privateKey, message));
+  const line = `\u2014 ${key.party} ${toBase64(concat(key.hash, signature))}\n`;
+  return encoder.encode(`${text}\n${line}`);
+}
+
+/** Submit the signed event `raw` (POST /v1/events); the service's receipt. */
+export async function submitEvent(key, raw) {
+  return askService(key, "POST", "/v1/events", raw);
+}
+
+/** Check the receipt the service gave for `raw`: it names `raw`'s event id, and its
+ * tlog-proof leads from that event's log entry to a checkpoint the trusted key signed
+ * (log.md §4).  Returns that checkpoint. */
+export async function verifyReceipt(receipt, raw, logKey) {
+  const step = "receipt";
+  if (receipt === null || typeof receipt !== "object") fail(step, "a receipt is a JSON object");
+  const eventId = hex(await sha256(raw));
+  if (receipt.event_id !== eventId) {
+    fail(step, `the receipt is for event ${show(receipt.event_id)}, not the one signed here (${eventId})`);
+  }
+  for (const name of ["log_index", "sequenced_at"]) {
+    if (!Number.isSafeInteger(receipt[name]) || receipt[name] < 0) {
+      fail(step, `${name}: expected a whole number 0 or more, got ${show(receipt[name])}`);
+    }
+  }
+  if (typeof receipt.tlog_proof !== "string") fail(step, "tlog_proof: expected a string");
+  const proof = parseTlogProof(receipt.tlog_proof);
+  if (proof.index !== BigInt(receipt.log_index)) {
+    fail("proof", `the proof is for log index ${proof.index}, not the receipt's ${receipt.log_index}`);
+  }
+  const checkpoint = await openCheckpoint(proof.checkpoint, logKey);
+  const leaf = await leafHash(eventId, receipt.sequenced_at);
+  await verifyInclusion(leaf, proof.index, checkpoint.size, proof.proof, checkpoint.root);
+  return checkpoint;
 }

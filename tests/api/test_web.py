@@ -558,3 +558,122 @@ def test_a_page_without_the_opener_policy_gets_no_handle_on_the_checking_page(
     assert page.evaluate(
         "(() => { try { return window.handle.document.title } catch (e) { return 'refused' } })()"
     ) in ("refused", None)
+
+
+def sign_page(page: Any, world: World, label: str, key: Path, doc: str, action: str) -> None:
+    page.goto(world.url + "/sign")
+    page.wait_for_selector("body[data-ready=true]")
+    page.fill("#party", world.id(label))
+    page.set_input_files("#key-file", str(key))
+    page.fill("#document", doc)
+    page.select_option("#action", action)
+
+
+def prepare(page: Any) -> str:
+    page.click("#prepare button")
+    return outcome(page)
+
+
+def submit(page: Any) -> str:
+    page.click("#submit")
+    return outcome(page)
+
+
+def test_a_holder_endorses_in_the_browser_and_the_endorsee_rejects(
+    world: World, doc_id: str, page: Any, tmp_path: Path
+) -> None:
+    exporter = world.client("exporter")
+    before = exporter.title(doc_id)
+    sign_page(page, world, "exporter", key_file(world, "exporter", tmp_path), doc_id, "transfer")
+    assert page.is_hidden("#reason-fields") and page.is_visible("#to-fields")
+    page.fill("#to", world.id("buyer"))
+    assert prepare(page) == "checked"
+    text = page.text_content("#event-text")
+    envelope = json.loads(text)
+    assert text == json.dumps(envelope, sort_keys=True, separators=(",", ":")) + "\n"
+    assert envelope["type"] == "transfer" and envelope["doc"] == doc_id
+    assert envelope["seq"] == before["seq"] + 1 and envelope["prev"] == before["head"]
+    assert envelope["body"] == {"to": world.id("buyer")}
+    assert exporter.title(doc_id)["head"] == before["head"], "prepared is not submitted"
+
+    assert submit(page) == "checked"
+    after = exporter.title(doc_id)
+    verify_title(after, world.log_key.public, doc_id)
+    assert after["holder"] == world.id("buyer")
+    receipt = title_rows(page, "receipt")
+    assert receipt["Event id"] == after["head"]
+    assert receipt["Log index"] == str(after["head_index"])
+    signed = page.text_content("#signed-event").encode()
+    assert signed.startswith((text + "\n\u2014 ").encode())
+    assert hashlib.sha256(signed).hexdigest() == after["head"]
+    assert page.is_hidden("#prepared")
+    assert page.errors == []
+
+    sign_page(page, world, "buyer", key_file(world, "buyer", tmp_path), doc_id, "reject_transfer")
+    assert page.is_hidden("#to-fields") and page.is_visible("#reason-fields")
+    reason = 'not the goods we ordered: 货物不符, "QTY" \\ 📦'  # the server checks RFC 8785
+    page.fill("#reason", reason)
+    assert prepare(page) == "checked"
+    assert json.loads(page.text_content("#event-text"))["body"] == {"reason": reason}
+    assert submit(page) == "checked"
+    assert exporter.title(doc_id)["holder"] == world.id("exporter")
+    assert page.errors == []
+
+
+def test_a_bank_releases_its_pledge_in_the_browser(
+    world: World, doc_id: str, page: Any, tmp_path: Path
+) -> None:
+    exporter, bank = world.client("exporter"), world.client("bank")
+    body = {
+        "pledgee": world.id("bank"),
+        "loan_ref": "CQRCB-2026-0001",
+        "amount": "100000.00",
+        "currency": "USD",
+        "registry_ref": "PBOC-CRCS-2026-000001",
+        "maturity": "2026-08-01",
+    }
+    proposal = exporter.propose(exporter.next_event(doc_id, "pledge", body))
+    text = proposal["text"].encode()
+    note = text + b"\n" + b"".join(s.line().encode() for s in sign_text(text, [bank.key]))
+    assert bank.countersign(proposal["id"], note)["state"] == "applied"
+
+    key = key_file(world, "bank", tmp_path, passphrase=b"s3cret")
+    sign_page(page, world, "bank", key, doc_id, "release")
+    page.fill("#passphrase", "s3cret")
+    assert prepare(page) == "checked"
+    assert title_rows(page)["Pledge"].startswith(f"to {world.id('bank')}")
+    assert submit(page) == "checked"
+    assert exporter.title(doc_id)["pledge"] is None
+    assert page.errors == []
+
+
+def test_what_the_service_refuses_changes_nothing_and_says_why(
+    world: World, doc_id: str, page: Any, tmp_path: Path
+) -> None:
+    exporter = world.client("exporter")
+    size = httpx.get(world.url + "/v1/service").json()["log_size"]
+
+    # not the holder: the rules refuse it
+    sign_page(page, world, "bank", key_file(world, "bank", tmp_path), doc_id, "transfer")
+    page.fill("#to", world.id("buyer"))
+    assert prepare(page) == "checked"
+    assert submit(page) == "failed"
+    assert page.get_attribute("#result", "data-step") == "service"
+    assert "(422)" in page.inner_text("#verdict") and "holder" in page.inner_text("#verdict")
+
+    # no endorsee: refused before anything is asked
+    sign_page(page, world, "exporter", key_file(world, "exporter", tmp_path), doc_id, "transfer")
+    assert prepare(page) == "failed"
+    assert page.get_attribute("#result", "data-step") == "event"
+
+    # prepared, then overtaken: the head it names is no longer the head
+    page.fill("#to", world.id("buyer"))
+    assert prepare(page) == "checked"
+    exporter.submit(exporter.next_event(doc_id, "instruct", {"instruction": "hold at Qinzhou"}))
+    size += 1
+    assert submit(page) == "failed"
+    assert "(409)" in page.inner_text("#verdict")
+    assert httpx.get(world.url + "/v1/service").json()["log_size"] == size
+    assert exporter.title(doc_id)["holder"] == world.id("exporter")
+    # the refusals themselves are the only errors the browser reported
+    assert [e for e in page.errors if "the server responded with a status of 4" not in e] == []
