@@ -219,10 +219,12 @@ names no endorsee; the party above still receives control)</label>
 </div>
 <div id="reason-fields" class="fields" hidden>
 <label for="reason">Reason (optional)</label>
-<input id="reason" name="reason">
+<textarea id="reason" name="reason" rows="3"></textarea>
 </div>
 <button type="submit">Prepare</button>
 </form>
+
+<section id="result" aria-live="polite" hidden></section>
 
 <section id="prepared" hidden>
 <h2>The event to sign</h2>
@@ -230,8 +232,6 @@ names no endorsee; the party above still receives control)</label>
 <pre id="event-text"></pre>
 <button id="submit" type="button">Sign and submit</button>
 </section>
-
-<section id="result" aria-live="polite" hidden></section>
 """
     return _page("Sign an event", service.origin, body, script="sign.js")
 

@@ -589,26 +589,49 @@ export function signGet(key, authority, path, created) {
 
 /** The service's JSON answer to a signed request, or a CheckFailed("service") carrying its
  * refusal (an RFC 9457 problem's status and detail). */
+/** How long the pages wait for the service's answer. */
+export const ANSWER_TIMEOUT_MS = 30_000;
+
+// What a refusal most often means, for the person reading it.
+const HINTS = {
+  401: "is the party id yours, and this key file the one registered for it?",
+  409: "the document has moved on since: read its title again",
+};
+
+/** A CheckFailed("service") for a request that got no clear answer (`status` 0: none at all)
+ * or a refusal; `status` and `problem` (the RFC 9457 answer, if any) are kept on it. */
+function refused(status, message, problem = null) {
+  const error = new CheckFailed("service", message);
+  error.status = status;
+  error.problem = problem;
+  return error;
+}
+
 async function askService(key, method, path, body = null) {
   const headers = await signRequest(key, method, location.host, path, body);
   if (body !== null) headers["Content-Type"] = EVENT_MEDIA_TYPE;
   let response;
-  try {
-    response = await fetch(path, { method, headers, body, cache: "no-store" });
-  } catch (error) {
-    fail("service", `the service did not answer: ${error.message}`);
-  }
   let answer;
   try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body,
+      cache: "no-store",
+      signal: AbortSignal.timeout(ANSWER_TIMEOUT_MS),
+    });
     answer = await response.json();
-  } catch {
-    fail("service", `the service answered ${response.status} without JSON`);
+  } catch (error) {
+    if (response === undefined || error.name === "TimeoutError") {
+      const why = error.name === "TimeoutError" ? `within ${ANSWER_TIMEOUT_MS / 1000} s` : `(${error.message})`;
+      throw refused(0, `the service did not answer ${why}`);
+    }
+    throw refused(response.status, `the service answered ${response.status} without JSON`);
   }
   if (!response.ok) {
     const detail = answer && typeof answer === "object" ? answer.detail || answer.title : "";
-    const error = new CheckFailed("service", `the service refused (${response.status}): ${detail}`);
-    error.problem = answer;
-    throw error;
+    const hint = HINTS[response.status] ? ` (${HINTS[response.status]})` : "";
+    throw refused(response.status, `the service refused (${response.status}): ${detail}${hint}`, answer);
   }
   return answer;
 }
@@ -629,6 +652,8 @@ function checkDocumentId(docId) {
 // --- events: built, shown, signed and submitted here (docs/formats/events.md) --------
 
 const EVENT_MEDIA_TYPE = "application/vnd.encd.event";
+const DOCUMENT_ID = /^[A-Z0-9][A-Z0-9-]{2,63}$/; // events.md §2
+export const PARTY_ID_PATTERN = /^[A-Z0-9]{18}(?:[A-Z0-9]{2})?$/; // a USCC or an LEI
 
 /** RFC 8785 canonical JSON of the values events hold: objects, arrays, strings, booleans,
  * null and integers of at most 2^53-1 (events.md §2).  Members sorted by their names' UTF-16
@@ -655,7 +680,9 @@ export function canonicalJson(value) {
 /** The text of a document event that follows the head `seq`/`prev` (events.md §2): the
  * canonical envelope line and its newline.  `time` defaults to now, to the second. */
 export function eventText(docId, type, body, seq, prev, time = new Date()) {
-  checkDocumentId(docId);
+  if (!DOCUMENT_ID.test(docId)) fail("event", `document id: expected ${DOCUMENT_ID.source}, got ${show(docId)}`);
+  if (!Number.isSafeInteger(seq) || seq < 0) fail("event", `the head's seq: expected a whole number, got ${show(seq)}`);
+  if (typeof prev !== "string" || !EVENT_ID.test(prev)) fail("event", `the head: expected an event id, got ${show(prev)}`);
   return (
     canonicalJson({
       v: 1,
@@ -682,12 +709,14 @@ export async function submitEvent(key, raw) {
   return askService(key, "POST", "/v1/events", raw);
 }
 
-/** Check the receipt the service gave for `raw`: it names `raw`'s event id, and its
- * tlog-proof leads from that event's log entry to a checkpoint the trusted key signed
- * (log.md §4).  Returns that checkpoint. */
-export async function verifyReceipt(receipt, raw, logKey) {
+/** Check the receipt the service gave for `raw`: it names `raw`'s event id, comes after
+ * the head it follows (entry `after`), and its tlog-proof leads from that event's log entry
+ * to a checkpoint the trusted key signed (log.md §4).  Returns that checkpoint. */
+export async function verifyReceipt(receipt, raw, logKey, after = -1) {
   const step = "receipt";
-  if (receipt === null || typeof receipt !== "object") fail(step, "a receipt is a JSON object");
+  if (receipt === null || typeof receipt !== "object" || Array.isArray(receipt)) {
+    fail(step, "a receipt is a JSON object");
+  }
   const eventId = hex(await sha256(raw));
   if (receipt.event_id !== eventId) {
     fail(step, `the receipt is for event ${show(receipt.event_id)}, not the one signed here (${eventId})`);
@@ -696,6 +725,9 @@ export async function verifyReceipt(receipt, raw, logKey) {
     if (!Number.isSafeInteger(receipt[name]) || receipt[name] < 0) {
       fail(step, `${name}: expected a whole number 0 or more, got ${show(receipt[name])}`);
     }
+  }
+  if (receipt.log_index <= after) {
+    fail(step, `log index ${receipt.log_index}: the event follows its head, entry ${after}, in the log`);
   }
   if (typeof receipt.tlog_proof !== "string") fail(step, "tlog_proof: expected a string");
   const proof = parseTlogProof(receipt.tlog_proof);

@@ -1,10 +1,26 @@
 // The "Sign an event" page (/sign): a holder endorses, an endorsee rejects, a pledgee
 // releases.  The page reads the document's proved head, builds the event, shows its exact
 // text, and only then signs it with the caller's key, submits it and checks its receipt.
-import { CheckFailed, eventText, fetchTitle, signEvent, submitEvent, toBase64, verifyReceipt, verifyTitle } from "./encd.js";
-import { $, busy, callerKey, element, ready, show, table, titleTable, trustedKey } from "./page.js";
+// Once signed, the event is kept until the service has either logged it or refused it:
+// an answer lost on the way can be asked for again with the very same event.
+import {
+  CheckFailed,
+  PARTY_ID_PATTERN,
+  eventText,
+  fetchTitle,
+  sha256,
+  hex,
+  signEvent,
+  submitEvent,
+  toBase64,
+  verifyReceipt,
+  verifyTitle,
+} from "./encd.js";
+import { $, busy, callerKey, element, ready, result, show, showFailure, table, titleTable, trustedKey } from "./page.js";
 
-const prepared = { text: null, key: null, logKey: null };
+// What "Sign and submit" acts on: set by Prepare, dropped by any change to the form.
+const prepared = { text: null, key: null, logKey: null, headIndex: -1, raw: null };
+let generation = 0; // a Prepare still running when the form changes shows nothing
 
 /** The event's type and body, from the form (events.md §5.1). */
 function eventBody() {
@@ -12,7 +28,9 @@ function eventBody() {
   const reason = $("reason").value.trim();
   if (type === "transfer") {
     const to = $("to").value.trim();
-    if (!to) throw new CheckFailed("event", "to: name the party you endorse to");
+    if (!PARTY_ID_PATTERN.test(to)) {
+      throw new CheckFailed("event", "endorsee: expected a party id (an 18-character USCC or a 20-character LEI)");
+    }
     return { type, body: $("blank").checked ? { to, blank: true } : { to } };
   }
   if (type === "reject_transfer" || type === "release") {
@@ -21,10 +39,17 @@ function eventBody() {
   throw new CheckFailed("event", `action: ${type} is not one this page signs`);
 }
 
+/** Drop the prepared event (never one that was signed and may be in the log: see below). */
 function forget() {
-  prepared.text = prepared.key = prepared.logKey = null;
+  if (prepared.raw) return;
+  generation += 1;
+  Object.assign(prepared, { text: null, key: null, logKey: null, headIndex: -1 });
   $("prepared").hidden = true;
   $("event-text").textContent = "";
+  if (!result.hasAttribute("aria-busy")) {
+    result.hidden = true;
+    result.replaceChildren();
+  }
 }
 
 function showFields() {
@@ -33,15 +58,21 @@ function showFields() {
   $("reason-fields").hidden = type === "transfer";
 }
 
-$("action").addEventListener("change", () => {
-  showFields();
-  forget();
-});
+for (const form of [$("prepare"), $("trust")]) {
+  form.addEventListener("input", forget);
+  form.addEventListener("change", forget);
+}
+$("action").addEventListener("change", showFields);
 showFields();
 
 $("prepare").addEventListener("submit", (event) => {
   event.preventDefault();
+  if (prepared.raw) {
+    showFailure(new CheckFailed("event", "the event signed above waits for its outcome: send it again first"), "Not prepared");
+    return;
+  }
   forget();
+  const mine = generation;
   busy(async () => {
     const logKey = await trustedKey();
     const key = await callerKey();
@@ -50,9 +81,11 @@ $("prepare").addEventListener("submit", (event) => {
     const answer = await fetchTitle(key, docId);
     await verifyTitle(answer, logKey, docId); // the head the event will name is in the log
     const text = eventText(docId, type, body, answer.seq, answer.head);
-    Object.assign(prepared, { text, key, logKey });
+    if (mine !== generation) throw new CheckFailed("event", "the form changed while this was prepared: prepare again");
+    Object.assign(prepared, { text, key, logKey, headIndex: answer.head_index });
     $("event-text").textContent = text;
     $("prepared").hidden = false;
+    $("submit").textContent = "Sign and submit";
     show(
       "checked",
       "Prepared: not signed yet",
@@ -60,7 +93,7 @@ $("prepare").addEventListener("submit", (event) => {
         "p",
         { id: "verdict" },
         `The document's head event, entry ${answer.head_index} of the log, is proved; the event ` +
-          "below names it. Read the event, then sign and submit it.",
+          "below names it. Read the title and the event, then sign and submit it.",
       ),
       element("h3", {}, "The title now, as the service states it"),
       titleTable(answer),
@@ -68,18 +101,59 @@ $("prepare").addEventListener("submit", (event) => {
   }, "Not prepared");
 });
 
+/** The event was sent, but whether it was logged is not known: keep it, say so, offer to
+ * send the very same bytes again (the service answers an event it has with its receipt). */
+async function unknown(error, raw) {
+  const id = hex(await sha256(raw));
+  $("submit").textContent = "Send the same event again";
+  $("prepared").hidden = false;
+  result.dataset.step = error.step ?? "page";
+  show(
+    "failed",
+    "Sent, but not known to be logged",
+    element("p", { id: "verdict" }, `${error.message ?? error}`),
+    element(
+      "p",
+      {},
+      `The signed event (id ${id}) is kept on this page. Send it again: if the service logged it, ` +
+        "it answers with its receipt; if not, it logs it now. Nothing is signed twice.",
+    ),
+    element("pre", { id: "signed-event" }, new TextDecoder().decode(raw)),
+  );
+}
+
 $("submit").addEventListener("click", () => {
-  const { text, key, logKey } = prepared;
+  const { text, key, logKey, headIndex } = prepared;
   if (!text) return;
   busy(async () => {
-    const raw = await signEvent(key, text);
-    forget(); // signed once: a second click must not submit it again
-    const receipt = await submitEvent(key, raw);
-    const checkpoint = await verifyReceipt(receipt, raw, logKey);
+    const raw = prepared.raw ?? (await signEvent(key, text));
+    prepared.raw = raw; // kept until the service has logged it or refused it
+    let receipt;
+    try {
+      receipt = await submitEvent(key, raw);
+    } catch (error) {
+      if (error.status >= 400 && error.status < 500) {
+        prepared.raw = null; // refused: nothing was logged
+        forget();
+        showFailure(error, "Not logged");
+        return;
+      }
+      await unknown(error, raw); // no answer, or a server error: it may have been logged
+      return;
+    }
+    let checkpoint;
+    try {
+      checkpoint = await verifyReceipt(receipt, raw, logKey, headIndex);
+    } catch (error) {
+      await unknown(error, raw); // the service said logged, but its receipt does not show it
+      return;
+    }
+    prepared.raw = null;
+    forget();
     const sequenced = new Date(receipt.sequenced_at);
     show(
       "checked",
-      receipt.duplicate ? "Already logged" : "Logged",
+      receipt.duplicate === true ? "Logged (the service had it already)" : "Logged",
       element(
         "p",
         { id: "verdict" },

@@ -523,14 +523,9 @@ def test_damaged_key_files_are_named_not_crashed_on(
 
 
 def test_the_pages_headers_and_the_enter_key(world: World, page: Any) -> None:
-    for path in (
-        "/",
-        "/verify",
-        "/web/encd.js",
-        "/web/verify.js",
-        "/web/style.css",
-        "/web/icon.svg",
-    ):
+    pages = ("/", "/verify", "/sign")
+    files = ("encd.js", "page.js", "verify.js", "sign.js", "style.css", "icon.svg")
+    for path in (*pages, *(f"/web/{name}" for name in files)):
         response = httpx.get(world.url + path)
         assert response.status_code == 200, path
         assert response.headers["content-security-policy"].startswith("default-src 'none'")
@@ -677,3 +672,61 @@ def test_what_the_service_refuses_changes_nothing_and_says_why(
     assert exporter.title(doc_id)["holder"] == world.id("exporter")
     # the refusals themselves are the only errors the browser reported
     assert [e for e in page.errors if "the server responded with a status of 4" not in e] == []
+
+
+def test_an_endorsement_in_blank_and_a_form_changed_after_prepare(
+    world: World, doc_id: str, page: Any, tmp_path: Path
+) -> None:
+    exporter = world.client("exporter")
+    sign_page(page, world, "exporter", key_file(world, "exporter", tmp_path), doc_id, "transfer")
+    page.fill("#to", world.id("buyer").lower())
+    assert prepare(page) == "failed"
+    assert page.get_attribute("#result", "data-step") == "event"  # refused before asking
+
+    page.fill("#to", world.id("buyer"))
+    assert prepare(page) == "checked"
+    page.fill("#to", world.id("bank"))  # what was prepared is no longer what the form says
+    assert page.is_hidden("#prepared") and page.is_hidden("#result")
+
+    page.check("#blank")
+    assert prepare(page) == "checked"
+    assert json.loads(page.text_content("#event-text"))["body"] == {
+        "to": world.id("bank"),
+        "blank": True,
+    }
+    assert submit(page) == "checked"
+    after = exporter.title(doc_id)
+    assert after["holder"] == world.id("bank")
+    assert page.errors == []
+
+
+def test_an_answer_lost_on_the_way_loses_nothing(
+    world: World, doc_id: str, page: Any, tmp_path: Path
+) -> None:
+    """The service logs the event but its answer never arrives whole: the page keeps the
+    signed event and sends the very same bytes again, and the service answers with the
+    receipt it gave the first time."""
+    exporter = world.client("exporter")
+    sign_page(page, world, "exporter", key_file(world, "exporter", tmp_path), doc_id, "transfer")
+    page.fill("#to", world.id("buyer"))
+    assert prepare(page) == "checked"
+
+    def lose_the_answer(route: Any) -> None:
+        route.fetch()  # the request reaches the service, which logs the event
+        route.fulfill(status=502, content_type="text/html", body="<h1>Bad Gateway</h1>")
+
+    page.route("**/v1/events", lose_the_answer)
+    assert submit(page) == "failed"
+    assert "not known to be logged" in page.inner_text("#result")
+    logged = exporter.title(doc_id)
+    assert logged["holder"] == world.id("buyer")  # it was logged all the same
+    signed = page.text_content("#signed-event").encode()
+    assert hashlib.sha256(signed).hexdigest() == logged["head"]
+    assert page.inner_text("#submit") == "Send the same event again"
+
+    page.unroute("**/v1/events")
+    assert submit(page) == "checked"
+    assert "had it already" in page.inner_text("#result h2")
+    assert title_rows(page, "receipt")["Event id"] == logged["head"]
+    assert exporter.title(doc_id)["head"] == logged["head"]  # logged once
+    assert [e for e in page.errors if "the server responded with a status of 5" not in e] == []
