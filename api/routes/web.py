@@ -4,8 +4,8 @@ GET /              what this service is: its log (origin, size, root, key) and w
 GET /verify        check a title: ask the service with your key, or paste an answer; the
                    browser checks the proof against the log key you trust (docs/web.md)
 GET /sign          sign an event in the browser: endorse, reject an endorsement, release a
-                   pledge; the page shows the exact event, signs it, submits it and checks
-                   its receipt
+                   pledge, propose a pledge, countersign a proposal; the page shows the exact
+                   event, signs it, submits it and checks its receipt
 GET /web/<file>    the pages' script and style sheet
 
 Public, like the log: they show nothing but the log's head and key.  A party's key file is
@@ -194,15 +194,18 @@ def sign(state: StateDep) -> Response:
     service = state.service
     body = f"""
 <h1>Sign an event</h1>
-<p>Endorse a document you hold, reject an endorsement made to you, or release a pledge you
-hold.  The page reads the document's head from this service and checks its proof, builds
-the event that follows it, and shows you its exact text.  Only when you choose to does it
-sign the event with your key, which never leaves this page, submit it, and check the
-receipt against the log key you trust.  Events that need several signatures (a pledge, an
-amendment) are proposals: use <code>encd</code> for those.</p>
+<p>Endorse a document you hold, reject an endorsement made to you, release a pledge you
+hold, propose a pledge of a document you hold, or countersign a proposal that waits for
+you (a bank, a pledge to it).  The page reads the document's head from this service and
+checks its proof, builds the event that follows it, and shows you its exact text.  Only
+when you choose to does it sign the event with your key, which never leaves this page,
+submit it, and check the receipt against the log key you trust.</p>
 {_trust(service.log_key.public.vkey)}
+<div id="who" class="fields">{_KEY_FIELDS}
+</div>
 
-<form id="prepare" autocomplete="off">{_KEY_FIELDS}
+<h2>An event of your own</h2>
+<form id="prepare" autocomplete="off">
 <label for="document">Document id</label>
 <input id="document" name="document" spellcheck="false" required>
 <label for="action">What to sign</label>
@@ -210,6 +213,7 @@ amendment) are proposals: use <code>encd</code> for those.</p>
 <option value="transfer">Endorse (transfer) the document to another party</option>
 <option value="reject_transfer">Reject the endorsement just made to you</option>
 <option value="release">Release the pledge you hold</option>
+<option value="pledge">Propose a pledge of the document to a bank</option>
 </select>
 <div id="to-fields" class="fields">
 <label for="to">Endorsee's party id</label>
@@ -220,6 +224,20 @@ names no endorsee; the party above still receives control)</label>
 <div id="reason-fields" class="fields" hidden>
 <label for="reason">Reason (optional)</label>
 <textarea id="reason" name="reason" rows="3"></textarea>
+</div>
+<div id="pledge-fields" class="fields" hidden>
+<label for="pledgee">The bank's party id (the pledgee)</label>
+<input id="pledgee" name="pledgee" spellcheck="false">
+<label for="loan-ref">Loan reference</label>
+<input id="loan-ref" name="loan-ref" spellcheck="false">
+<label for="amount">Amount (a decimal, e.g. 100000.00)</label>
+<input id="amount" name="amount" inputmode="decimal" spellcheck="false">
+<label for="currency">Currency (ISO 4217, e.g. USD)</label>
+<input id="currency" name="currency" maxlength="3" spellcheck="false">
+<label for="registry-ref">Pledge registry reference</label>
+<input id="registry-ref" name="registry-ref" spellcheck="false">
+<label for="maturity">Maturity</label>
+<input id="maturity" name="maturity" type="date">
 </div>
 <button type="submit">Prepare</button>
 </form>
@@ -232,6 +250,12 @@ names no endorsee; the party above still receives control)</label>
 <pre id="event-text"></pre>
 <button id="submit" type="button">Sign and submit</button>
 </section>
+
+<h2>Countersign a proposal</h2>
+<p>An event that needs your signature beside another party's (a pledge to your bank, an
+amendment) waits as a proposal until every party has signed it.</p>
+<button id="list" type="button">Show proposals waiting for my signature</button>
+<div id="proposals"></div>
 """
     return _page("Sign an event", service.origin, body, script="sign.js")
 

@@ -704,9 +704,72 @@ export async function signEvent(key, text) {
   return encoder.encode(`${text}\n${line}`);
 }
 
-/** Submit the signed event `raw` (POST /v1/events); the service's receipt. */
-export async function submitEvent(key, raw) {
-  return askService(key, "POST", "/v1/events", raw);
+/** Submit the signed event `raw`: to POST /v1/events (the receipt), or, for an event that
+ * needs others' signatures too, to POST /v1/proposals (the proposal). */
+export async function submitEvent(key, raw, proposal = false) {
+  return askService(key, "POST", proposal ? "/v1/proposals" : "/v1/events", raw);
+}
+
+/** The open proposals the caller has signed or must sign (GET /v1/proposals). */
+export async function listProposals(key) {
+  const answer = await askService(key, "GET", "/v1/proposals");
+  if (!answer || !Array.isArray(answer.proposals)) fail("service", "the proposals answer holds no list");
+  return answer.proposals;
+}
+
+/** Post the caller's signature of proposal `id` (`raw`: its text signed by the caller). */
+export async function countersign(key, id, raw) {
+  if (!/^[0-9a-f]{64}$/.test(id)) fail("event", `proposal id: expected 64 hex digits, got ${show(id)}`);
+  return askService(key, "POST", `/v1/proposals/${id}/signatures`, raw);
+}
+
+/** A document's events as stored (GET /v1/documents/{id}/events): [{index, sequenced_at, event}]. */
+export async function fetchHistory(key, docId) {
+  checkDocumentId(docId);
+  const answer = await askService(key, "GET", `/v1/documents/${docId}/events`);
+  if (!answer || !Array.isArray(answer.events)) fail("service", "the history answer holds no list");
+  return answer.events;
+}
+
+/** The envelope of an event text someone else wrote (a proposal's), once it is one line of
+ * canonical JSON (events.md §2) for a document: what is shown is then exactly what is signed. */
+export function parseEnvelope(text) {
+  const step = "event";
+  if (typeof text !== "string" || !text.endsWith("\n") || text.indexOf("\n") !== text.length - 1) {
+    fail(step, "an event's text is one line ending in a newline");
+  }
+  let envelope;
+  try {
+    envelope = JSON.parse(text.slice(0, -1));
+  } catch (error) {
+    fail(step, `the text is not JSON: ${error.message}`);
+  }
+  if (envelope === null || typeof envelope !== "object" || Array.isArray(envelope)) {
+    fail(step, "the text is not a JSON object");
+  }
+  if (canonicalJson(envelope) + "\n" !== text) fail(step, "the text is not in RFC 8785 canonical form");
+  if (envelope.v !== 1) fail(step, `envelope version ${show(envelope.v)}, this page knows 1`);
+  if (typeof envelope.doc !== "string" || !DOCUMENT_ID.test(envelope.doc)) fail(step, "not a document's event");
+  if (typeof envelope.type !== "string") fail(step, "type: expected a string");
+  if (envelope.body === null || typeof envelope.body !== "object" || Array.isArray(envelope.body)) {
+    fail(step, "body: expected an object");
+  }
+  return envelope;
+}
+
+/** Find the logged event whose id the receipt names among `events` (a history), and check
+ * that it is the text `text` with its signatures; its stored bytes. */
+export async function loggedEvent(events, eventId, text) {
+  for (const entry of events) {
+    if (typeof entry?.event !== "string") continue;
+    const raw = encoder.encode(entry.event);
+    if (hex(await sha256(raw)) !== eventId) continue;
+    if (!entry.event.startsWith(text + "\n\u2014 ")) {
+      fail("receipt", `event ${eventId} is not the text you signed`);
+    }
+    return raw;
+  }
+  fail("receipt", `the document's events hold no event ${eventId}`);
 }
 
 /** Check the receipt the service gave for `raw`: it names `raw`'s event id, comes after

@@ -6,10 +6,15 @@
 import {
   CheckFailed,
   PARTY_ID_PATTERN,
+  countersign,
   eventText,
+  fetchHistory,
   fetchTitle,
-  sha256,
   hex,
+  listProposals,
+  loggedEvent,
+  parseEnvelope,
+  sha256,
   signEvent,
   submitEvent,
   toBase64,
@@ -19,7 +24,7 @@ import {
 import { $, busy, callerKey, element, ready, result, show, showFailure, table, titleTable, trustedKey } from "./page.js";
 
 // What "Sign and submit" acts on: set by Prepare, dropped by any change to the form.
-const prepared = { text: null, key: null, logKey: null, headIndex: -1, raw: null };
+const prepared = { text: null, key: null, logKey: null, headIndex: -1, raw: null, proposal: false };
 let generation = 0; // a Prepare still running when the form changes shows nothing
 
 /** The event's type and body, from the form (events.md §5.1). */
@@ -36,6 +41,25 @@ function eventBody() {
   if (type === "reject_transfer" || type === "release") {
     return { type, body: reason ? { reason } : {} };
   }
+  if (type === "pledge") {
+    const fields = [
+      ["pledgee", "pledgee", "the bank's party id"],
+      ["loan_ref", "loan-ref", "the loan reference"],
+      ["amount", "amount", "the amount"],
+      ["currency", "currency", "the currency"],
+      ["registry_ref", "registry-ref", "the registry reference"],
+      ["maturity", "maturity", "the maturity date"],
+    ];
+    const body = {};
+    for (const [name, id, what] of fields) {
+      body[name] = $(id).value.trim();
+      if (!body[name]) throw new CheckFailed("event", `${name}: give ${what}`);
+    }
+    if (!PARTY_ID_PATTERN.test(body.pledgee)) {
+      throw new CheckFailed("event", "pledgee: expected a party id (an 18-character USCC or a 20-character LEI)");
+    }
+    return { type, body };
+  }
   throw new CheckFailed("event", `action: ${type} is not one this page signs`);
 }
 
@@ -43,7 +67,7 @@ function eventBody() {
 function forget() {
   if (prepared.raw) return;
   generation += 1;
-  Object.assign(prepared, { text: null, key: null, logKey: null, headIndex: -1 });
+  Object.assign(prepared, { text: null, key: null, logKey: null, headIndex: -1, proposal: false });
   $("prepared").hidden = true;
   $("event-text").textContent = "";
   if (!result.hasAttribute("aria-busy")) {
@@ -55,10 +79,11 @@ function forget() {
 function showFields() {
   const type = $("action").value;
   $("to-fields").hidden = type !== "transfer";
-  $("reason-fields").hidden = type === "transfer";
+  $("reason-fields").hidden = type !== "reject_transfer" && type !== "release";
+  $("pledge-fields").hidden = type !== "pledge";
 }
 
-for (const form of [$("prepare"), $("trust")]) {
+for (const form of [$("prepare"), $("trust"), $("who")]) {
   form.addEventListener("input", forget);
   form.addEventListener("change", forget);
 }
@@ -82,7 +107,7 @@ $("prepare").addEventListener("submit", (event) => {
     await verifyTitle(answer, logKey, docId); // the head the event will name is in the log
     const text = eventText(docId, type, body, answer.seq, answer.head);
     if (mine !== generation) throw new CheckFailed("event", "the form changed while this was prepared: prepare again");
-    Object.assign(prepared, { text, key, logKey, headIndex: answer.head_index });
+    Object.assign(prepared, { text, key, logKey, headIndex: answer.head_index, proposal: type === "pledge" });
     $("event-text").textContent = text;
     $("prepared").hidden = false;
     $("submit").textContent = "Sign and submit";
@@ -123,14 +148,14 @@ async function unknown(error, raw) {
 }
 
 $("submit").addEventListener("click", () => {
-  const { text, key, logKey, headIndex } = prepared;
+  const { text, key, logKey, headIndex, proposal } = prepared;
   if (!text) return;
   busy(async () => {
     const raw = prepared.raw ?? (await signEvent(key, text));
     prepared.raw = raw; // kept until the service has logged it or refused it
     let receipt;
     try {
-      receipt = await submitEvent(key, raw);
+      receipt = await submitEvent(key, raw, proposal);
     } catch (error) {
       if (error.status >= 400 && error.status < 500) {
         prepared.raw = null; // refused: nothing was logged
@@ -141,6 +166,13 @@ $("submit").addEventListener("click", () => {
       await unknown(error, raw); // no answer, or a server error: it may have been logged
       return;
     }
+    if (proposal && receipt?.state === "open") {
+      prepared.raw = null;
+      forget();
+      showProposed(receipt);
+      return;
+    }
+    if (proposal) receipt = receipt?.receipt; // a proposal its signature completed: applied
     let checkpoint;
     try {
       checkpoint = await verifyReceipt(receipt, raw, logKey, headIndex);
@@ -150,29 +182,146 @@ $("submit").addEventListener("click", () => {
     }
     prepared.raw = null;
     forget();
-    const sequenced = new Date(receipt.sequenced_at);
-    show(
-      "checked",
-      receipt.duplicate === true ? "Logged (the service had it already)" : "Logged",
-      element(
-        "p",
-        { id: "verdict" },
-        `The event is entry ${receipt.log_index} of the log ${checkpoint.origin}, proved under its ` +
-          `signed checkpoint of ${checkpoint.size} entries.`,
-      ),
-      table("receipt", [
-        ["Event id", receipt.event_id],
-        ["Log index", receipt.log_index],
-        ["Sequenced at", isNaN(sequenced) ? receipt.sequenced_at : sequenced.toISOString()],
-        ["Checkpoint", `${checkpoint.origin}, ${checkpoint.size} entries, root ${toBase64(checkpoint.root)}`],
-      ]),
-      element("h3", {}, "Keep these two: together they prove the event offline"),
-      element("p", { class: "hint" }, "The event, as signed and stored (its id is the SHA-256 of these bytes):"),
-      element("pre", { id: "signed-event" }, new TextDecoder().decode(raw)),
-      element("p", { class: "hint" }, "Its receipt, a C2SP tlog-proof (docs/formats/log.md §4):"),
-      element("pre", { id: "receipt-text" }, receipt.tlog_proof),
-    );
+    showLogged(receipt, raw, checkpoint);
   }, "Not logged");
 });
+
+/** A proposal waiting for others' signatures. */
+function showProposed(view) {
+  const expires = new Date(view.expires_at);
+  show(
+    "checked",
+    "Proposed: waiting for signatures",
+    element(
+      "p",
+      { id: "verdict" },
+      `Your signature is on the proposal; it applies when ${(view.missing ?? []).join(", ") || "every party"} ` +
+        "has signed it too, on this page or with encd countersign.",
+    ),
+    table("proposal", [
+      ["Proposal", view.id],
+      ["Signed by", (view.signed_by ?? []).join(", ")],
+      ["Waiting for", (view.missing ?? []).join(", ")],
+      ["Expires", isNaN(expires) ? view.expires_at : expires.toISOString()],
+    ]),
+  );
+}
+
+/** An event in the log, with what proves it. */
+function showLogged(receipt, raw, checkpoint) {
+  const sequenced = new Date(receipt.sequenced_at);
+  show(
+    "checked",
+    receipt.duplicate === true ? "Logged (the service had it already)" : "Logged",
+    element(
+      "p",
+      { id: "verdict" },
+      `The event is entry ${receipt.log_index} of the log ${checkpoint.origin}, proved under its ` +
+        `signed checkpoint of ${checkpoint.size} entries.`,
+    ),
+    table("receipt", [
+      ["Event id", receipt.event_id],
+      ["Log index", receipt.log_index],
+      ["Sequenced at", isNaN(sequenced) ? receipt.sequenced_at : sequenced.toISOString()],
+      ["Checkpoint", `${checkpoint.origin}, ${checkpoint.size} entries, root ${toBase64(checkpoint.root)}`],
+    ]),
+    element("h3", {}, "Keep these two: together they prove the event offline"),
+    element("p", { class: "hint" }, "The event, as signed and stored (its id is the SHA-256 of these bytes):"),
+    element("pre", { id: "signed-event" }, new TextDecoder().decode(raw)),
+    element("p", { class: "hint" }, "Its receipt, a C2SP tlog-proof (docs/formats/log.md §4):"),
+    element("pre", { id: "receipt-text" }, receipt.tlog_proof),
+  );
+}
+
+// --- countersigning ------------------------------------------------------------------
+
+const envelopeNames = {
+  pledgee: "Pledgee",
+  loan_ref: "Loan reference",
+  amount: "Amount",
+  currency: "Currency",
+  registry_ref: "Registry reference",
+  maturity: "Maturity",
+};
+
+/** One proposal waiting for the caller: what it says, its exact text, and its button. */
+function proposalCard(view, key, logKey) {
+  const card = element("article", { class: "proposal", "data-proposal": String(view.id) });
+  let envelope;
+  try {
+    envelope = parseEnvelope(view.text);
+  } catch (error) {
+    card.append(element("p", { class: "refused" }, `Proposal ${String(view.id)} cannot be signed here: ${error.message}`));
+    return card;
+  }
+  const expires = new Date(view.expires_at);
+  const rows = [
+    ["Document", envelope.doc],
+    ["Event", envelope.type],
+    ...Object.entries(envelope.body).map(([name, value]) => [envelopeNames[name] ?? name, value]),
+    ["Signed by", (view.signed_by ?? []).join(", ")],
+    ["Waiting for", (view.missing ?? []).join(", ")],
+    ["Expires", isNaN(expires) ? view.expires_at : expires.toISOString()],
+  ];
+  const button = element("button", { type: "button" }, "Countersign");
+  button.addEventListener("click", () => countersignOne(view, envelope, key, logKey));
+  card.append(
+    element("h3", {}, `${envelope.type} of ${envelope.doc}`),
+    table(`proposal-${String(view.id).slice(0, 16)}`, rows),
+    element("p", { class: "hint" }, "Its text, exactly as your key will sign it:"),
+    element("pre", {}, view.text),
+    button,
+  );
+  return card;
+}
+
+$("list").addEventListener("click", () => {
+  forget();
+  const list = $("proposals");
+  list.replaceChildren();
+  busy(async () => {
+    const logKey = await trustedKey();
+    const key = await callerKey();
+    const waiting = (await listProposals(key)).filter(
+      (view) =>
+        Array.isArray(view.required) &&
+        view.required.some((r) => Array.isArray(r.parties) && r.parties.includes(key.party)) &&
+        !(view.signed_by ?? []).includes(key.party),
+    );
+    if (!waiting.length) {
+      list.append(element("p", { id: "no-proposals" }, "No proposal waits for your signature."));
+      return;
+    }
+    for (const view of waiting) list.append(proposalCard(view, key, logKey));
+  }, "Not listed");
+});
+
+async function countersignOne(view, envelope, key, logKey) {
+  busy(async () => {
+    if (hex(await sha256(new TextEncoder().encode(view.text))) !== view.id) {
+      throw new CheckFailed("event", "the proposal's id is not the SHA-256 of its text");
+    }
+    const raw = await signEvent(key, view.text);
+    let answer;
+    try {
+      answer = await countersign(key, view.id, raw);
+    } catch (error) {
+      if (error.status >= 400 && error.status < 500) throw error; // refused: nothing changed
+      error.message += " (your signature may have reached it: read the document's title, or list the proposals again)";
+      throw error;
+    }
+    document.querySelector(`[data-proposal="${view.id}"]`)?.remove();
+    if (answer?.state === "open") {
+      showProposed(answer);
+      return;
+    }
+    if (answer?.state !== "applied") throw new CheckFailed("service", `the proposal is ${String(answer?.state)}`);
+    const receipt = answer.receipt;
+    const events = await fetchHistory(key, envelope.doc);
+    const logged = await loggedEvent(events, receipt?.event_id, view.text);
+    showLogged(receipt, logged, await verifyReceipt(receipt, logged, logKey));
+    result.scrollIntoView();
+  }, "Not countersigned");
+}
 
 ready();

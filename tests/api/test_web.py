@@ -730,3 +730,60 @@ def test_an_answer_lost_on_the_way_loses_nothing(
     assert title_rows(page, "receipt")["Event id"] == logged["head"]
     assert exporter.title(doc_id)["head"] == logged["head"]  # logged once
     assert [e for e in page.errors if "the server responded with a status of 5" not in e] == []
+
+
+def test_the_pledge_financing_in_the_browser(
+    world: World, doc_id: str, page: Any, tmp_path: Path
+) -> None:
+    """The corridor's online pledge: the exporter proposes a pledge to the bank on the page,
+    the bank finds it waiting, reads it and countersigns it there; the second bank has
+    nothing to sign."""
+    exporter = world.client("exporter")
+    sign_page(page, world, "exporter", key_file(world, "exporter", tmp_path), doc_id, "pledge")
+    assert page.is_visible("#pledge-fields") and page.is_hidden("#to-fields")
+    page.fill("#pledgee", world.id("bank"))
+    page.fill("#loan-ref", "CQRCB-2026-0001")
+    page.fill("#amount", "100000.00")
+    page.fill("#currency", "USD")
+    page.fill("#registry-ref", "PBOC-CRCS-2026-000001")
+    page.fill("#maturity", "2026-08-01")
+    assert prepare(page) == "checked"
+    assert json.loads(page.text_content("#event-text"))["body"] == {
+        "pledgee": world.id("bank"),
+        "loan_ref": "CQRCB-2026-0001",
+        "amount": "100000.00",
+        "currency": "USD",
+        "registry_ref": "PBOC-CRCS-2026-000001",
+        "maturity": "2026-08-01",
+    }
+    assert submit(page) == "checked"
+    assert "waiting for signatures" in page.inner_text("#result h2")
+    assert world.id("bank") in title_rows(page, "proposal")["Waiting for"]
+    assert exporter.title(doc_id)["pledge"] is None  # not yet: the bank has not signed
+
+    def list_waiting(label: str) -> None:
+        page.goto(world.url + "/sign")
+        page.wait_for_selector("body[data-ready=true]")
+        page.fill("#party", world.id(label))
+        page.set_input_files("#key-file", str(key_file(world, label, tmp_path)))
+        page.click("#list")
+        page.wait_for_selector("#proposals > *")
+
+    list_waiting("bank2")
+    assert page.inner_text("#proposals") == "No proposal waits for your signature."
+
+    list_waiting("bank")
+    cards = page.query_selector_all("#proposals article")
+    assert len(cards) == 1
+    card = cards[0].inner_text()
+    assert "pledge of " + doc_id in card and "100000.00" in card and "PBOC-CRCS-2026-000001" in card
+    page.click("#proposals article button")
+    assert outcome(page) == "checked"
+    title = exporter.title(doc_id)
+    assert title["pledge"]["pledgee"] == world.id("bank")
+    assert title["controller"] == world.id("bank")
+    signed = page.text_content("#signed-event").encode()
+    assert hashlib.sha256(signed).hexdigest() == title["head"]
+    assert signed.count("\u2014 ".encode()) == 2  # the exporter's signature and the bank's
+    assert page.query_selector("#proposals article") is None
+    assert page.errors == []
