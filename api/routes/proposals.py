@@ -112,6 +112,12 @@ async def _gather(
     now = _now_ms(state)
     existing = store.find(state.ledger, pid)
     if existing is not None and existing.current_state(now) != OPEN:
+        if _already_applied_with(existing, event):
+            # The same signatures again, after they applied it (an answer lost on its way):
+            # the proposal and the receipt its event got, as an event posted twice is answered.
+            assert existing.event_id is not None
+            first = replace(state.ledger.receipt(existing.event_id), duplicate=True)
+            return JSONResponse(_view(state, existing, first.to_json()), status_code=200)
         raise ApiError(409, "stale-event", f"proposal {pid} is {existing.current_state(now)}")
     if expect is not None and existing is None:
         raise NotFound(f"no proposal {expect}")
@@ -167,6 +173,14 @@ async def _gather(
         receipt = done.to_json()
     status = 201 if created else 200
     return JSONResponse(_view(state, proposal, receipt), status_code=status)
+
+
+def _already_applied_with(proposal: Proposal, event: Event) -> bool:
+    """Whether ``proposal`` applied and already holds every signature ``event`` carries."""
+    if proposal.state != APPLIED or proposal.event_id is None:
+        return False
+    held = {(s.name, s.key_hash, s.signature) for s in proposal.signatures}
+    return all((s.name, s.key_hash, s.signature) in held for s in event.signatures)
 
 
 def _applied_otherwise(state: State, complete: Event) -> Receipt | None:

@@ -757,21 +757,6 @@ export function parseEnvelope(text) {
   return envelope;
 }
 
-/** Find the logged event whose id the receipt names among `events` (a history), and check
- * that it is the text `text` with its signatures; its stored bytes. */
-export async function loggedEvent(events, eventId, text) {
-  for (const entry of events) {
-    if (typeof entry?.event !== "string") continue;
-    const raw = encoder.encode(entry.event);
-    if (hex(await sha256(raw)) !== eventId) continue;
-    if (!entry.event.startsWith(text + "\n\u2014 ")) {
-      fail("receipt", `event ${eventId} is not the text you signed`);
-    }
-    return raw;
-  }
-  fail("receipt", `the document's events hold no event ${eventId}`);
-}
-
 /** Check the receipt the service gave for `raw`: it names `raw`'s event id, comes after
  * the head it follows (entry `after`), and its tlog-proof leads from that event's log entry
  * to a checkpoint the trusted key signed (log.md §4).  Returns that checkpoint. */
@@ -801,4 +786,30 @@ export async function verifyReceipt(receipt, raw, logKey, after = -1) {
   const leaf = await leafHash(eventId, receipt.sequenced_at);
   await verifyInclusion(leaf, proof.index, checkpoint.size, proof.proof, checkpoint.root);
   return checkpoint;
+}
+
+/** Check an event that others' signatures completed (a proposal that applied): among
+ * `events` (the document's history) the one the receipt names must be the text `text` with
+ * its signatures, at the receipt's index and time, after the head `prev` it follows; then
+ * the receipt is checked as verifyReceipt does.  Returns the event's stored bytes and the
+ * checkpoint. */
+export async function checkApplied(events, receipt, text, prev, logKey) {
+  const step = "receipt";
+  const eventId = receipt?.event_id;
+  let found = null;
+  let after = -1;
+  for (const entry of events) {
+    if (typeof entry?.event !== "string") continue;
+    const id = hex(await sha256(encoder.encode(entry.event)));
+    if (id === prev) after = entry.index;
+    if (id === eventId) found = entry;
+  }
+  if (found === null) fail(step, `the document's events hold no event ${show(eventId)}`);
+  if (!found.event.startsWith(text + "\n\u2014 ")) fail(step, `event ${eventId} is not the text you signed`);
+  if (found.index !== receipt.log_index || found.sequenced_at !== receipt.sequenced_at) {
+    fail(step, `event ${eventId} is entry ${found.index} in the document's events, entry ${receipt.log_index} in its receipt`);
+  }
+  if (prev !== null && after < 0) fail(step, `the document's events hold no head ${show(prev)} before it`);
+  const raw = encoder.encode(found.event);
+  return { raw, checkpoint: await verifyReceipt(receipt, raw, logKey, after) };
 }

@@ -6,13 +6,13 @@
 import {
   CheckFailed,
   PARTY_ID_PATTERN,
+  checkApplied,
   countersign,
   eventText,
   fetchHistory,
   fetchTitle,
   hex,
   listProposals,
-  loggedEvent,
   parseEnvelope,
   sha256,
   signEvent,
@@ -128,8 +128,12 @@ $("prepare").addEventListener("submit", (event) => {
 
 /** The event was sent, but whether it was logged is not known: keep it, say so, offer to
  * send the very same bytes again (the service answers an event it has with its receipt). */
-async function unknown(error, raw) {
+async function unknown(error, raw, proposal) {
   const id = hex(await sha256(raw));
+  const again = proposal
+    ? "Send it again: the service answers with the proposal as it stands, or, once it has " +
+      "applied, with the receipt its event got."
+    : "Send it again: if the service logged it, it answers with its receipt; if not, it logs it now.";
   $("submit").textContent = "Send the same event again";
   $("prepared").hidden = false;
   result.dataset.step = error.step ?? "page";
@@ -140,8 +144,7 @@ async function unknown(error, raw) {
     element(
       "p",
       {},
-      `The signed event (id ${id}) is kept on this page. Send it again: if the service logged it, ` +
-        "it answers with its receipt; if not, it logs it now. Nothing is signed twice.",
+      `The signed event (id ${id}) is kept on this page. ${again} Nothing is signed twice.`,
     ),
     element("pre", { id: "signed-event" }, new TextDecoder().decode(raw)),
   );
@@ -163,7 +166,7 @@ $("submit").addEventListener("click", () => {
         showFailure(error, "Not logged");
         return;
       }
-      await unknown(error, raw); // no answer, or a server error: it may have been logged
+      await unknown(error, raw, proposal); // no answer, or a server error: it may have been logged
       return;
     }
     if (proposal && receipt?.state === "open") {
@@ -172,17 +175,25 @@ $("submit").addEventListener("click", () => {
       showProposed(receipt);
       return;
     }
-    if (proposal) receipt = receipt?.receipt; // a proposal its signature completed: applied
+    let logged = raw;
     let checkpoint;
     try {
-      checkpoint = await verifyReceipt(receipt, raw, logKey, headIndex);
+      if (proposal) {
+        // applied, by signatures posted before ours: the event logged carries them all
+        const { doc, prev } = JSON.parse(text);
+        const events = await fetchHistory(key, doc);
+        ({ raw: logged, checkpoint } = await checkApplied(events, receipt?.receipt, text, prev, logKey));
+        receipt = receipt.receipt;
+      } else {
+        checkpoint = await verifyReceipt(receipt, raw, logKey, headIndex);
+      }
     } catch (error) {
-      await unknown(error, raw); // the service said logged, but its receipt does not show it
+      await unknown(error, raw, proposal); // the service said logged, but that is not shown
       return;
     }
     prepared.raw = null;
     forget();
-    showLogged(receipt, raw, checkpoint);
+    showLogged(receipt, logged, checkpoint);
   }, "Not logged");
 });
 
@@ -235,21 +246,45 @@ function showLogged(receipt, raw, checkpoint) {
 
 // --- countersigning ------------------------------------------------------------------
 
-const envelopeNames = {
-  pledgee: "Pledgee",
-  loan_ref: "Loan reference",
-  amount: "Amount",
-  currency: "Currency",
-  registry_ref: "Registry reference",
-  maturity: "Maturity",
-};
+const LABELS = new Map([
+  ["pledgee", "Pledgee"],
+  ["loan_ref", "Loan reference"],
+  ["amount", "Amount"],
+  ["currency", "Currency"],
+  ["registry_ref", "Registry reference"],
+  ["maturity", "Maturity"],
+]);
 
-/** One proposal waiting for the caller: what it says, its exact text, and its button. */
-function proposalCard(view, key, logKey) {
+let listing = 0; // a list made with other keys than the form's now is dropped
+
+function dropList() {
+  listing += 1;
+  $("proposals").replaceChildren();
+}
+
+for (const part of [$("trust"), $("who")]) {
+  part.addEventListener("input", dropList);
+  part.addEventListener("change", dropList);
+}
+
+/** One proposal waiting for the caller, checked: its id is the SHA-256 of its text, the
+ * text is a canonical document event (so the fields shown are what is signed), and it
+ * follows the document's head, proved in the log.  What the service says of it (who signed,
+ * who it waits for, the title now) is shown as the service's word. */
+async function proposalCard(view, key, logKey) {
   const card = element("article", { class: "proposal", "data-proposal": String(view.id) });
   let envelope;
+  let answer;
   try {
     envelope = parseEnvelope(view.text);
+    if (hex(await sha256(new TextEncoder().encode(view.text))) !== view.id) {
+      throw new CheckFailed("event", "its id is not the SHA-256 of its text");
+    }
+    answer = await fetchTitle(key, envelope.doc);
+    await verifyTitle(answer, logKey, envelope.doc);
+    if (envelope.seq !== answer.seq + 1 || envelope.prev !== answer.head) {
+      throw new CheckFailed("event", "it does not follow the document's head (the document has moved on)");
+    }
   } catch (error) {
     card.append(element("p", { class: "refused" }, `Proposal ${String(view.id)} cannot be signed here: ${error.message}`));
     return card;
@@ -258,16 +293,24 @@ function proposalCard(view, key, logKey) {
   const rows = [
     ["Document", envelope.doc],
     ["Event", envelope.type],
-    ...Object.entries(envelope.body).map(([name, value]) => [envelopeNames[name] ?? name, value]),
+    ...Object.entries(envelope.body).map(([name, value]) => [LABELS.get(name) ?? name, value]),
+    ["Follows", `the document's head, entry ${answer.head_index} of the log (proved)`],
+  ];
+  const said = [
+    ["Holder now", answer.holder],
+    ["Pledge now", answer.pledge ? `to ${answer.pledge.pledgee}` : "not pledged"],
     ["Signed by", (view.signed_by ?? []).join(", ")],
     ["Waiting for", (view.missing ?? []).join(", ")],
     ["Expires", isNaN(expires) ? view.expires_at : expires.toISOString()],
   ];
   const button = element("button", { type: "button" }, "Countersign");
-  button.addEventListener("click", () => countersignOne(view, envelope, key, logKey));
+  const state = { raw: null };
+  button.addEventListener("click", () => countersignOne(card, button, state, view, envelope, key, logKey));
   card.append(
     element("h3", {}, `${envelope.type} of ${envelope.doc}`),
     table(`proposal-${String(view.id).slice(0, 16)}`, rows),
+    element("p", { class: "hint" }, "As the service states it:"),
+    table(`said-${String(view.id).slice(0, 16)}`, said),
     element("p", { class: "hint" }, "Its text, exactly as your key will sign it:"),
     element("pre", {}, view.text),
     button,
@@ -277,49 +320,74 @@ function proposalCard(view, key, logKey) {
 
 $("list").addEventListener("click", () => {
   forget();
-  const list = $("proposals");
-  list.replaceChildren();
+  dropList();
+  const mine = listing;
   busy(async () => {
     const logKey = await trustedKey();
     const key = await callerKey();
     const waiting = (await listProposals(key)).filter(
       (view) =>
         Array.isArray(view.required) &&
-        view.required.some((r) => Array.isArray(r.parties) && r.parties.includes(key.party)) &&
+        Array.isArray(view.missing) &&
+        view.required.some(
+          (r) => Array.isArray(r.parties) && r.parties.includes(key.party) && view.missing.includes(r.who),
+        ) &&
         !(view.signed_by ?? []).includes(key.party),
     );
-    if (!waiting.length) {
-      list.append(element("p", { id: "no-proposals" }, "No proposal waits for your signature."));
-      return;
-    }
-    for (const view of waiting) list.append(proposalCard(view, key, logKey));
+    const cards = [];
+    for (const view of waiting) cards.push(await proposalCard(view, key, logKey));
+    if (mine !== listing) return; // the form changed meanwhile
+    const list = $("proposals");
+    if (!cards.length) list.append(element("p", { id: "no-proposals" }, "No proposal waits for your signature."));
+    list.append(...cards);
   }, "Not listed");
 });
 
-async function countersignOne(view, envelope, key, logKey) {
+function countersignOne(card, button, state, view, envelope, key, logKey) {
   busy(async () => {
-    if (hex(await sha256(new TextEncoder().encode(view.text))) !== view.id) {
-      throw new CheckFailed("event", "the proposal's id is not the SHA-256 of its text");
-    }
-    const raw = await signEvent(key, view.text);
+    const raw = state.raw ?? (await signEvent(key, view.text));
+    state.raw = raw; // kept until the service has taken it or refused it
     let answer;
     try {
       answer = await countersign(key, view.id, raw);
     } catch (error) {
-      if (error.status >= 400 && error.status < 500) throw error; // refused: nothing changed
-      error.message += " (your signature may have reached it: read the document's title, or list the proposals again)";
+      if (error.status >= 400 && error.status < 500) {
+        state.raw = null;
+        if (error.status === 409) card.remove(); // applied, expired or overtaken: not signable
+        throw error;
+      }
+      button.textContent = "Send the same signature again";
+      error.message +=
+        " (your signature may have reached it: send the same signature again, and the service " +
+        "answers with the proposal as it stands, or with its event's receipt once it applied)";
       throw error;
     }
-    document.querySelector(`[data-proposal="${view.id}"]`)?.remove();
+    state.raw = null;
+    card.remove();
     if (answer?.state === "open") {
       showProposed(answer);
       return;
     }
     if (answer?.state !== "applied") throw new CheckFailed("service", `the proposal is ${String(answer?.state)}`);
-    const receipt = answer.receipt;
-    const events = await fetchHistory(key, envelope.doc);
-    const logged = await loggedEvent(events, receipt?.event_id, view.text);
-    showLogged(receipt, logged, await verifyReceipt(receipt, logged, logKey));
+    // Other cards for this document follow a head it has now moved past.
+    for (const other of document.querySelectorAll("#proposals article")) {
+      if (other.querySelector("h3")?.textContent.endsWith(` of ${envelope.doc}`)) other.remove();
+    }
+    try {
+      const events = await fetchHistory(key, envelope.doc);
+      const { raw: logged, checkpoint } = await checkApplied(events, answer.receipt, view.text, envelope.prev, logKey);
+      showLogged(answer.receipt, logged, checkpoint);
+    } catch (error) {
+      showFailure(error, "Applied, but not checked");
+      result.append(
+        element(
+          "p",
+          {},
+          `The service says the proposal applied as event ${String(answer.event_id)}; this page could ` +
+            "not check it. Read the document's title (Check a title) to see where it stands.",
+        ),
+      );
+    }
     result.scrollIntoView();
   }, "Not countersigned");
 }

@@ -9,6 +9,7 @@ import pytest
 from api.client import ProblemError, verify_title, verify_title_replay
 from encd.errors import VerificationError
 from encd.events import Event, make_event, sign_text
+from encd.keys import SigningKey
 from tests.api.conftest import World
 from tests.kit import T0, corridor_document
 
@@ -207,3 +208,31 @@ def test_a_stranger_to_a_proposal_is_told_who_signs_it(world: World) -> None:
         f"{world.id('bank2')} need not sign this pledge: it is signed by the holder "
         f"{world.id('exporter')} and the pledgee {world.id('bank')}"
     ), detail
+
+
+def test_a_signature_posted_again_after_it_applied_gets_the_first_receipt(world: World) -> None:
+    """An answer lost on its way: the bank posts its countersignature again once the pledge
+    applied, and the proposer its own proposal again.  Both get the proposal as applied and
+    the receipt its event got (duplicate); a post with any other signature is still a 409,
+    and the log does not grow."""
+    issue(world)
+    exporter, bank = world.client("exporter"), world.client("bank")
+    proposal = exporter.propose(exporter.next_event(DOC, "pledge", pledge_body(world, "bank")))
+    text = proposal["text"].encode()
+    note = text + b"\n" + b"".join(s.line().encode() for s in sign_text(text, [bank.key]))
+    first = bank.countersign(proposal["id"], note)
+    assert first["state"] == "applied"
+    size = exporter.service()["log_size"]
+
+    again = bank.countersign(proposal["id"], note)
+    assert again["state"] == "applied" and again["event_id"] == first["event_id"]
+    assert again["receipt"] == {**first["receipt"], "duplicate": True}
+    own = text + b"\n" + b"".join(s.line().encode() for s in sign_text(text, [exporter.key]))
+    assert exporter.propose(own)["receipt"]["event_id"] == first["event_id"]
+
+    other_key = SigningKey(exporter.key.name, bytes(range(32)))  # not the signature it holds
+    other = text + b"\n" + b"".join(s.line().encode() for s in sign_text(text, [other_key]))
+    with pytest.raises(ProblemError) as refused:
+        exporter.propose(other)
+    assert refused.value.status == 409
+    assert exporter.service()["log_size"] == size

@@ -787,3 +787,76 @@ def test_the_pledge_financing_in_the_browser(
     assert signed.count("\u2014 ".encode()) == 2  # the exporter's signature and the bank's
     assert page.query_selector("#proposals article") is None
     assert page.errors == []
+
+
+def propose_pledge(world: World, doc: str, bank: str = "bank") -> dict[str, Any]:
+    exporter = world.client("exporter")
+    body = {
+        "pledgee": world.id(bank),
+        "loan_ref": "CQRCB-2026-0001",
+        "amount": "100000.00",
+        "currency": "USD",
+        "registry_ref": "PBOC-CRCS-2026-000001",
+        "maturity": "2026-08-01",
+    }
+    return dict(exporter.propose(exporter.next_event(doc, "pledge", body)))
+
+
+def list_proposals(page: Any, world: World, label: str, tmp_path: Path) -> None:
+    page.goto(world.url + "/sign")
+    page.wait_for_selector("body[data-ready=true]")
+    page.fill("#party", world.id(label))
+    page.set_input_files("#key-file", str(key_file(world, label, tmp_path)))
+    page.click("#list")
+    page.wait_for_selector("#proposals > *")
+
+
+def test_a_lost_countersignature_answer_is_sent_again(
+    world: World, doc_id: str, page: Any, tmp_path: Path
+) -> None:
+    propose_pledge(world, doc_id)
+    list_proposals(page, world, "bank", tmp_path)
+    assert "As the service states it" in page.inner_text("#proposals article")
+
+    def lose_the_answer(route: Any) -> None:
+        route.fetch()  # the signature reaches the service, which applies the pledge
+        route.fulfill(status=504, content_type="text/html", body="<h1>Gateway Timeout</h1>")
+
+    page.route("**/v1/proposals/*/signatures", lose_the_answer)
+    page.click("#proposals article button")
+    assert outcome(page) == "failed"
+    assert page.inner_text("#proposals article button") == "Send the same signature again"
+    title = world.client("exporter").title(doc_id)
+    assert title["pledge"]["pledgee"] == world.id("bank")  # applied all the same
+
+    page.unroute("**/v1/proposals/*/signatures")
+    page.click("#proposals article button")
+    assert outcome(page) == "checked"
+    assert "had it already" in page.inner_text("#result h2")
+    assert title_rows(page, "receipt")["Event id"] == title["head"]
+    assert world.client("exporter").title(doc_id)["head"] == title["head"]  # applied once
+
+
+def test_a_proposal_is_listed_only_as_it_is_and_for_the_keys_given(
+    world: World, doc_id: str, page: Any, tmp_path: Path
+) -> None:
+    proposal = propose_pledge(world, doc_id)
+
+    def change_the_amount(route: Any) -> None:
+        answer = route.fetch().json()
+        for view in answer["proposals"]:  # the id stays: it no longer matches the text
+            view["text"] = view["text"].replace("100000.00", "900000.00")
+        route.fulfill(json=answer)
+
+    page.route("**/v1/proposals", change_the_amount)
+    list_proposals(page, world, "bank", tmp_path)
+    card = page.inner_text("#proposals article")
+    assert f"Proposal {proposal['id']} cannot be signed here" in card
+    assert "not the SHA-256 of its text" in card
+    assert page.query_selector("#proposals article button") is None
+
+    page.unroute("**/v1/proposals")
+    page.click("#list")
+    page.wait_for_selector("#proposals article button")
+    page.fill("#party", world.id("bank2"))  # the list was made with the bank's keys
+    assert page.query_selector("#proposals article") is None
