@@ -860,3 +860,44 @@ def test_a_proposal_is_listed_only_as_it_is_and_for_the_keys_given(
     page.wait_for_selector("#proposals article button")
     page.fill("#party", world.id("bank2"))  # the list was made with the bank's keys
     assert page.query_selector("#proposals article") is None
+
+
+def test_a_lost_proposal_answer_is_recovered_after_the_bank_signed(
+    world: World, doc_id: str, page: Any, tmp_path: Path
+) -> None:
+    """The holder's proposal reaches the service but its answer is lost; meanwhile the bank
+    countersigns and the pledge applies.  Sending the same proposal again gets the receipt of
+    the event that applied, which the page checks against the document's events."""
+    exporter, bank = world.client("exporter"), world.client("bank")
+    sign_page(page, world, "exporter", key_file(world, "exporter", tmp_path), doc_id, "pledge")
+    for field, value in (
+        ("#pledgee", world.id("bank")),
+        ("#loan-ref", "CQRCB-2026-0001"),
+        ("#amount", "100000.00"),
+        ("#currency", "USD"),
+        ("#registry-ref", "PBOC-CRCS-2026-000001"),
+        ("#maturity", "2026-08-01"),
+    ):
+        page.fill(field, value)
+    assert prepare(page) == "checked"
+
+    def lose_the_answer(route: Any) -> None:
+        route.fetch()
+        route.fulfill(status=502, content_type="text/html", body="<h1>Bad Gateway</h1>")
+
+    page.route("**/v1/proposals", lose_the_answer)
+    assert submit(page) == "failed"
+    assert "not known to be logged" in page.inner_text("#result")
+    page.unroute("**/v1/proposals")
+
+    (waiting,) = bank.proposals()["proposals"]
+    text = waiting["text"].encode()
+    note = text + b"\n" + b"".join(s.line().encode() for s in sign_text(text, [bank.key]))
+    assert bank.countersign(waiting["id"], note)["state"] == "applied"
+
+    assert submit(page) == "checked"
+    assert "had it already" in page.inner_text("#result h2")
+    title = exporter.title(doc_id)
+    assert title_rows(page, "receipt")["Event id"] == title["head"]
+    signed = page.text_content("#signed-event").encode()
+    assert hashlib.sha256(signed).hexdigest() == title["head"]  # the event with both signatures
