@@ -27,6 +27,7 @@ from encd.keys import SigningKey
 from encd.logentry import LogEntry
 from encd.note import parse_note, sign_note
 from tests.api.conftest import World
+from tests.api.test_lifecycle import pledge_body
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -86,12 +87,43 @@ def key_file(world: World, label: str, tmp_path: Path, passphrase: bytes | None 
     return path
 
 
-def ask(page: Any, world: World, label: str, key: Path, doc: str, passphrase: str = "") -> str:
-    """Fill in "Ask the service" as ``label`` and wait for the outcome; returns its class."""
-    page.goto(world.url + "/verify")
+def propose_pledge(world: World, doc: str, bank: str = "bank") -> dict[str, Any]:
+    """The exporter proposes to pledge ``doc`` to ``bank`` (through the Python client)."""
+    exporter = world.client("exporter")
+    return dict(exporter.propose(exporter.next_event(doc, "pledge", pledge_body(world, bank))))
+
+
+def countersigned(world: World, proposal: dict[str, Any], label: str) -> dict[str, Any]:
+    """``label`` countersigns ``proposal`` (through the Python client)."""
+    client = world.client(label)
+    text = proposal["text"].encode()
+    note = text + b"\n" + b"".join(s.line().encode() for s in sign_text(text, [client.key]))
+    return dict(client.countersign(proposal["id"], note))
+
+
+def pledged(world: World, doc: str) -> None:
+    """``doc`` pledged by the exporter to the bank."""
+    assert countersigned(world, propose_pledge(world, doc), "bank")["state"] == "applied"
+
+
+def fill_pledge(page: Any, world: World) -> None:
+    """The pledge fields of the "Sign an event" page, as ``pledge_body(world, "bank")``."""
+    body = pledge_body(world, "bank")
+    for name in ("pledgee", "loan_ref", "amount", "currency", "registry_ref", "maturity"):
+        page.fill("#" + name.replace("_", "-"), body[name])
+
+
+def open_as(page: Any, world: World, path: str, label: str, key: Path) -> None:
+    """Open the page at ``path`` and give it ``label``'s party id and key file."""
+    page.goto(world.url + path)
     page.wait_for_selector("body[data-ready=true]")
     page.fill("#party", world.id(label))
     page.set_input_files("#key-file", str(key))
+
+
+def ask(page: Any, world: World, label: str, key: Path, doc: str, passphrase: str = "") -> str:
+    """Fill in "Ask the service" as ``label`` and wait for the outcome; returns its class."""
+    open_as(page, world, "/verify", label, key)
     page.fill("#passphrase", passphrase)
     page.fill("#document", doc)
     page.click("#ask button")
@@ -147,19 +179,7 @@ def test_a_holder_asks_with_its_key_file_and_the_proof_checks(
 def test_a_bank_sees_the_pledge_with_an_encrypted_key_file(
     world: World, doc_id: str, page: Any, tmp_path: Path
 ) -> None:
-    exporter, bank = world.client("exporter"), world.client("bank")
-    body = {
-        "pledgee": world.id("bank"),
-        "loan_ref": "CQRCB-2026-0001",
-        "amount": "100000.00",
-        "currency": "USD",
-        "registry_ref": "PBOC-CRCS-2026-000001",
-        "maturity": "2026-08-01",
-    }
-    proposal = exporter.propose(exporter.next_event(doc_id, "pledge", body))
-    text = proposal["text"].encode()
-    note = text + b"\n" + b"".join(s.line().encode() for s in sign_text(text, [bank.key]))
-    assert bank.countersign(proposal["id"], note)["state"] == "applied"
+    pledged(world, doc_id)
 
     key = key_file(world, "bank2", tmp_path, passphrase=b"correct horse")
     assert ask(page, world, "bank2", key, doc_id, passphrase="wrong") == "failed"
@@ -556,10 +576,7 @@ def test_a_page_without_the_opener_policy_gets_no_handle_on_the_checking_page(
 
 
 def sign_page(page: Any, world: World, label: str, key: Path, doc: str, action: str) -> None:
-    page.goto(world.url + "/sign")
-    page.wait_for_selector("body[data-ready=true]")
-    page.fill("#party", world.id(label))
-    page.set_input_files("#key-file", str(key))
+    open_as(page, world, "/sign", label, key)
     page.fill("#document", doc)
     page.select_option("#action", action)
 
@@ -618,19 +635,8 @@ def test_a_holder_endorses_in_the_browser_and_the_endorsee_rejects(
 def test_a_bank_releases_its_pledge_in_the_browser(
     world: World, doc_id: str, page: Any, tmp_path: Path
 ) -> None:
-    exporter, bank = world.client("exporter"), world.client("bank")
-    body = {
-        "pledgee": world.id("bank"),
-        "loan_ref": "CQRCB-2026-0001",
-        "amount": "100000.00",
-        "currency": "USD",
-        "registry_ref": "PBOC-CRCS-2026-000001",
-        "maturity": "2026-08-01",
-    }
-    proposal = exporter.propose(exporter.next_event(doc_id, "pledge", body))
-    text = proposal["text"].encode()
-    note = text + b"\n" + b"".join(s.line().encode() for s in sign_text(text, [bank.key]))
-    assert bank.countersign(proposal["id"], note)["state"] == "applied"
+    exporter = world.client("exporter")
+    pledged(world, doc_id)
 
     key = key_file(world, "bank", tmp_path, passphrase=b"s3cret")
     sign_page(page, world, "bank", key, doc_id, "release")
@@ -741,38 +747,18 @@ def test_the_pledge_financing_in_the_browser(
     exporter = world.client("exporter")
     sign_page(page, world, "exporter", key_file(world, "exporter", tmp_path), doc_id, "pledge")
     assert page.is_visible("#pledge-fields") and page.is_hidden("#to-fields")
-    page.fill("#pledgee", world.id("bank"))
-    page.fill("#loan-ref", "CQRCB-2026-0001")
-    page.fill("#amount", "100000.00")
-    page.fill("#currency", "USD")
-    page.fill("#registry-ref", "PBOC-CRCS-2026-000001")
-    page.fill("#maturity", "2026-08-01")
+    fill_pledge(page, world)
     assert prepare(page) == "checked"
-    assert json.loads(page.text_content("#event-text"))["body"] == {
-        "pledgee": world.id("bank"),
-        "loan_ref": "CQRCB-2026-0001",
-        "amount": "100000.00",
-        "currency": "USD",
-        "registry_ref": "PBOC-CRCS-2026-000001",
-        "maturity": "2026-08-01",
-    }
+    assert json.loads(page.text_content("#event-text"))["body"] == pledge_body(world, "bank")
     assert submit(page) == "checked"
     assert "waiting for signatures" in page.inner_text("#result h2")
     assert world.id("bank") in title_rows(page, "proposal")["Waiting for"]
     assert exporter.title(doc_id)["pledge"] is None  # not yet: the bank has not signed
 
-    def list_waiting(label: str) -> None:
-        page.goto(world.url + "/sign")
-        page.wait_for_selector("body[data-ready=true]")
-        page.fill("#party", world.id(label))
-        page.set_input_files("#key-file", str(key_file(world, label, tmp_path)))
-        page.click("#list")
-        page.wait_for_selector("#proposals > *")
-
-    list_waiting("bank2")
+    list_proposals(page, world, "bank2", tmp_path)
     assert page.inner_text("#proposals") == "No proposal waits for your signature."
 
-    list_waiting("bank")
+    list_proposals(page, world, "bank", tmp_path)
     cards = page.query_selector_all("#proposals article")
     assert len(cards) == 1
     card = cards[0].inner_text()
@@ -789,24 +775,8 @@ def test_the_pledge_financing_in_the_browser(
     assert page.errors == []
 
 
-def propose_pledge(world: World, doc: str, bank: str = "bank") -> dict[str, Any]:
-    exporter = world.client("exporter")
-    body = {
-        "pledgee": world.id(bank),
-        "loan_ref": "CQRCB-2026-0001",
-        "amount": "100000.00",
-        "currency": "USD",
-        "registry_ref": "PBOC-CRCS-2026-000001",
-        "maturity": "2026-08-01",
-    }
-    return dict(exporter.propose(exporter.next_event(doc, "pledge", body)))
-
-
 def list_proposals(page: Any, world: World, label: str, tmp_path: Path) -> None:
-    page.goto(world.url + "/sign")
-    page.wait_for_selector("body[data-ready=true]")
-    page.fill("#party", world.id(label))
-    page.set_input_files("#key-file", str(key_file(world, label, tmp_path)))
+    open_as(page, world, "/sign", label, key_file(world, label, tmp_path))
     page.click("#list")
     page.wait_for_selector("#proposals > *")
 
@@ -870,15 +840,7 @@ def test_a_lost_proposal_answer_is_recovered_after_the_bank_signed(
     the event that applied, which the page checks against the document's events."""
     exporter, bank = world.client("exporter"), world.client("bank")
     sign_page(page, world, "exporter", key_file(world, "exporter", tmp_path), doc_id, "pledge")
-    for field, value in (
-        ("#pledgee", world.id("bank")),
-        ("#loan-ref", "CQRCB-2026-0001"),
-        ("#amount", "100000.00"),
-        ("#currency", "USD"),
-        ("#registry-ref", "PBOC-CRCS-2026-000001"),
-        ("#maturity", "2026-08-01"),
-    ):
-        page.fill(field, value)
+    fill_pledge(page, world)
     assert prepare(page) == "checked"
 
     def lose_the_answer(route: Any) -> None:
@@ -891,9 +853,7 @@ def test_a_lost_proposal_answer_is_recovered_after_the_bank_signed(
     page.unroute("**/v1/proposals")
 
     (waiting,) = bank.proposals()["proposals"]
-    text = waiting["text"].encode()
-    note = text + b"\n" + b"".join(s.line().encode() for s in sign_text(text, [bank.key]))
-    assert bank.countersign(waiting["id"], note)["state"] == "applied"
+    assert countersigned(world, waiting, "bank")["state"] == "applied"
 
     assert submit(page) == "checked"
     assert "had it already" in page.inner_text("#result h2")
