@@ -54,6 +54,10 @@ SETTINGS_ENV = "ENCD_SERVE_SETTINGS"  # how the settings reach the worker proces
 REQUEST_TIMEOUT = 30.0
 
 
+#: How long a connection refused as malformed is read (and dropped) after its answer.
+LINGER = 2.0
+
+
 class EncdH11Protocol(H11Protocol):
     """uvicorn's HTTP/1.1 protocol, with a deadline for receiving each request, and a
     problem (RFC 9457) for bytes that are not one.
@@ -69,10 +73,15 @@ class EncdH11Protocol(H11Protocol):
     uvicorn answers a request h11 cannot parse (a bad request line or header, two
     Content-Length or Host headers, a head over h11's limit) with a text/plain 400 saying
     only "Invalid HTTP request received."; here it is the problem every other refusal is,
-    naming h11's reason, and the connection is closed after it as before."""
+    naming h11's reason, and the connection is closed after it as before.  It is closed
+    so that the answer is not lost: the service sends its half of the close (FIN), then
+    reads and drops what the client still sends for up to ``LINGER`` seconds.  Closing at
+    once, with the rest of an oversized head unread, makes the kernel reset the connection,
+    and a client that had not yet read the answer would never see it."""
 
     request_timeout: float = REQUEST_TIMEOUT
     _deadline: asyncio.TimerHandle | None = None
+    _draining: bool = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -81,6 +90,11 @@ class EncdH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._draining:  # after a refusal: what is left of the request is dropped
+            return
+        super().data_received(data)
 
     def on_response_complete(self) -> None:
         self._arm()  # first: the call below may take in a next request, already whole
@@ -119,7 +133,17 @@ class EncdH11Protocol(H11Protocol):
             h11.EndOfMessage(),
         ):
             self.transport.write(self.conn.send(event) or b"")
-        self.transport.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close after an answer the client may not have read yet (see the class)."""
+        self._disarm()
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self._draining = True
+        self.transport.write_eof()
+        self.loop.call_later(LINGER, self.transport.close)  # (a no-op once it is closed)
 
     def _arm(self) -> None:
         self._disarm()

@@ -137,12 +137,22 @@ def test_the_command_line_default_is_the_services() -> None:
     assert default == REQUEST_TIMEOUT
 
 
-def _answer(served: Served, request: bytes) -> tuple[str, dict[str, str], dict[str, object]]:
+def _answer(
+    served: Served, request: bytes, pause: float = 0.0
+) -> tuple[str, dict[str, str], dict[str, object]]:
     """The status line, headers and JSON body the service sends for ``request``, read until
-    it closes the connection."""
+    it closes the connection.  With a ``pause``, the request is sent in two halves that many
+    seconds apart, and read that many seconds after."""
     sock, _ = _connect(served)
     with sock:
-        sock.sendall(request)
+        if pause:
+            half = len(request) // 2
+            sock.sendall(request[:half])
+            time.sleep(pause)
+            sock.sendall(request[half:])
+            time.sleep(pause)
+        else:
+            sock.sendall(request)
         received = b""
         while chunk := sock.recv(65536):
             received += chunk
@@ -183,9 +193,14 @@ def test_malformed_http_is_answered_with_a_problem(
 
 
 def test_a_head_over_the_limit_is_a_431_problem(served: Served) -> None:
-    # h11 refuses a request's head once more than 16 KiB of it are waiting incomplete
+    # h11 refuses a request's head once more than 16 KiB of it are waiting incomplete.  The
+    # client sends the rest of the head after the service has answered, and reads the answer
+    # only then: the answer must reach it whole all the same.  (The service reads and drops
+    # the rest rather than closing on it: a close with bytes unread resets the connection,
+    # which can destroy an answer not yet sent.  That race is too narrow to force here; it
+    # failed this test once in CI, before the service lingered.)
     status, _, problem = _answer(
-        served, b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-pad: " + b"a" * 40_000
+        served, b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-pad: " + b"a" * 40_000, pause=0.5
     )
     assert status == "HTTP/1.1 431 Request Header Fields Too Large"
     assert problem["type"] == "urn:encd:problem:too-large"
