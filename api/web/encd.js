@@ -710,6 +710,22 @@ export async function submitEvent(key, raw, proposal = false) {
   return askService(key, "POST", proposal ? "/v1/proposals" : "/v1/events", raw);
 }
 
+/** The names the parties `ids` registered under (GET /v1/parties/{id}), as a Map from id
+ * to name: the service's word, for reading; an id it cannot name is left out. */
+export async function partyNames(key, ids) {
+  const names = new Map();
+  for (const id of new Set(ids)) {
+    if (typeof id !== "string" || !PARTY_ID_PATTERN.test(id)) continue;
+    try {
+      const party = await askService(key, "GET", `/v1/parties/${id}`);
+      if (typeof party?.name === "string") names.set(id, party.name);
+    } catch {
+      // a name is a convenience: the id is shown without it
+    }
+  }
+  return names;
+}
+
 /** The open proposals the caller has signed or must sign (GET /v1/proposals). */
 export async function listProposals(key) {
   const answer = await askService(key, "GET", "/v1/proposals");

@@ -56,14 +56,28 @@ export function table(id, rows) {
   return node;
 }
 
-/** The title's fields, as the answer states them. */
-export function titleTable(answer) {
+/** A party's id, with the name it registered under when `names` (a Map) has it. */
+export function named(id, names) {
+  const name = names?.get(id);
+  return name ? `${text(id)} (${name})` : id;
+}
+
+/** The parties a title answer names: holder, controller, pledgee. */
+export function partiesOf(answer) {
+  return [answer.holder, answer.controller, answer.pledge?.pledgee];
+}
+
+/** The title's fields, as the answer states them; `names`, the parties' registered names. */
+export function titleTable(answer, names = null) {
+  const pledge = answer.pledge && typeof answer.pledge === "object"
+    ? { ...answer.pledge, pledgee: named(answer.pledge.pledgee, names) }
+    : answer.pledge;
   return table("title", [
     ["Document", answer.document],
     ["Status", answer.status],
-    ["Holder (has title)", answer.holder],
-    ["Controller", answer.controller],
-    ["Pledge", describePledge(answer.pledge)],
+    ["Holder (has title)", named(answer.holder, names)],
+    ["Controller", named(answer.controller, names)],
+    ["Pledge", describePledge(pledge)],
     ["Content version", answer.content_version],
     ["Last location", describeLocation(answer.location)],
     ["Events", typeof answer.seq === "number" ? answer.seq + 1 : answer.seq],

@@ -14,6 +14,7 @@ import {
   hex,
   listProposals,
   parseEnvelope,
+  partyNames,
   sha256,
   signEvent,
   submitEvent,
@@ -21,7 +22,21 @@ import {
   verifyReceipt,
   verifyTitle,
 } from "./encd.js";
-import { $, busy, callerKey, element, ready, result, show, showFailure, table, titleTable, trustedKey } from "./page.js";
+import {
+  $,
+  busy,
+  callerKey,
+  element,
+  named,
+  partiesOf,
+  ready,
+  result,
+  show,
+  showFailure,
+  table,
+  titleTable,
+  trustedKey,
+} from "./page.js";
 
 // What "Sign and submit" acts on: set by Prepare, dropped by any change to the form.
 const prepared = { text: null, key: null, logKey: null, headIndex: -1, raw: null, proposal: false };
@@ -106,6 +121,8 @@ $("prepare").addEventListener("submit", (event) => {
     const answer = await fetchTitle(key, docId);
     await verifyTitle(answer, logKey, docId); // the head the event will name is in the log
     const text = eventText(docId, type, body, answer.seq, answer.head);
+    const counterpart = body.to ?? body.pledgee; // the party the event hands the document to
+    const names = await partyNames(key, [...partiesOf(answer), counterpart]);
     if (mine !== generation) throw new CheckFailed("event", "the form changed while this was prepared: prepare again");
     Object.assign(prepared, { text, key, logKey, headIndex: answer.head_index, proposal: type === "pledge" });
     $("event-text").textContent = text;
@@ -120,8 +137,18 @@ $("prepare").addEventListener("submit", (event) => {
         `The document's head event, entry ${answer.head_index} of the log, is proved; the event ` +
           "below names it. Read the title and the event, then sign and submit it.",
       ),
+      ...(counterpart === undefined
+        ? []
+        : [
+            element(
+              "p",
+              { id: "counterpart" },
+              `${body.to ? "Endorsee" : "Pledgee"}: ${named(counterpart, names)}` +
+                (names.has(counterpart) ? "" : " (a party this service could not name: check the id)"),
+            ),
+          ]),
       element("h3", {}, "The title now, as the service states it"),
-      titleTable(answer),
+      titleTable(answer, names),
     );
   }, "Not prepared");
 });

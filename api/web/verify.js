@@ -1,10 +1,10 @@
 // The "Check a title" page (/verify): wires its forms to encd.js and shows the outcome.
-import { CheckFailed, fetchTitle, toBase64, verifyTitle } from "./encd.js";
-import { $, busy, callerKey, element, ready, result, show, table, titleTable, trustedKey } from "./page.js";
+import { CheckFailed, fetchTitle, partyNames, toBase64, verifyTitle } from "./encd.js";
+import { $, busy, callerKey, element, partiesOf, ready, result, show, table, titleTable, trustedKey } from "./page.js";
 
 /** The outcome of a check that passed.  `asked`: the answer came from this service just
  * now, for the document asked about; otherwise it was pasted, and says what its writer chose. */
-function showTitle(answer, checkpoint, asked) {
+function showTitle(answer, checkpoint, asked, names = null) {
   result.dataset.source = asked ? "service" : "pasted";
   const sequenced = new Date(answer.head_sequenced_at);
   const proved = table("proved", [
@@ -42,7 +42,7 @@ function showTitle(answer, checkpoint, asked) {
     ),
     proved,
     element("h3", {}, asked ? "The title, as the service states it" : "The title, as the answer states it"),
-    titleTable(answer),
+    titleTable(answer, names),
     element("p", { class: "hint" }, ...hint),
     element(
       "p",
@@ -60,7 +60,8 @@ $("ask").addEventListener("submit", (event) => {
     const key = await callerKey();
     const docId = $("document").value.trim();
     const answer = await fetchTitle(key, docId);
-    showTitle(answer, await verifyTitle(answer, logKey, docId), true);
+    const checkpoint = await verifyTitle(answer, logKey, docId);
+    showTitle(answer, checkpoint, true, await partyNames(key, partiesOf(answer)));
   });
 });
 
