@@ -350,8 +350,6 @@ export async function verifyInclusion(leaf, index, size, proof, root) {
 
 // --- the title answer ----------------------------------------------------------------
 
-export const TITLE_FIELDS = ["status", "holder", "controller", "pledge", "content_version", "location", "seq"];
-
 /** Check a title answer (GET /v1/documents/{id}/title) as api.client.verify_title does:
  * (1) the answer's shape, (2) the checkpoint carries the trusted log key's signature and
  * names its origin, (3) the head event's log entry is included in that checkpoint's tree.
@@ -581,10 +579,6 @@ export async function signRequest(key, method, authority, path, body = null, cre
   headers["Signature-Input"] = `encd=${params}`;
   headers.Signature = `encd=:${toBase64(signature)}:`;
   return headers;
-}
-
-export function signGet(key, authority, path, created) {
-  return signRequest(key, "GET", authority, path, null, created);
 }
 
 /** The service's JSON answer to a signed request, or a CheckFailed("service") carrying its

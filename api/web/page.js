@@ -1,6 +1,6 @@
 // What the pages share: building elements, showing an outcome, running one check at a time,
 // and the caller's key.  Nothing here checks anything: encd.js does.
-import { CheckFailed, loadSigningKey, parseVerifierKey, unsupported } from "./encd.js";
+import { CheckFailed, loadSigningKey, parseVerifierKey, toBase64, unsupported } from "./encd.js";
 
 export const $ = (id) => document.getElementById(id);
 export const result = $("result");
@@ -46,6 +46,17 @@ export function describeLocation(location) {
   if (!location || typeof location !== "object") return "none recorded";
   const where = [location.name, location.locode].filter((x) => x !== undefined).map(text).join(" ");
   return [location.kind, where, location.at].filter((x) => x !== undefined && x !== "").map(text).join(", ");
+}
+
+/** A time the service gave in milliseconds since the epoch, as ISO 8601 (or as given). */
+export function when(ms) {
+  const date = new Date(ms);
+  return isNaN(date) ? ms : date.toISOString();
+}
+
+/** A verified checkpoint in one line: origin, size, root. */
+export function checkpointLine(checkpoint) {
+  return `${checkpoint.origin}, ${checkpoint.size} entries, root ${toBase64(checkpoint.root)}`;
 }
 
 export function table(id, rows) {

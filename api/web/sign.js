@@ -18,7 +18,6 @@ import {
   sha256,
   signEvent,
   submitEvent,
-  toBase64,
   verifyReceipt,
   verifyTitle,
 } from "./encd.js";
@@ -26,6 +25,7 @@ import {
   $,
   busy,
   callerKey,
+  checkpointLine,
   element,
   named,
   partiesOf,
@@ -36,6 +36,7 @@ import {
   table,
   titleTable,
   trustedKey,
+  when,
 } from "./page.js";
 
 // What "Sign and submit" acts on: set by Prepare, dropped by any change to the form.
@@ -226,7 +227,6 @@ $("submit").addEventListener("click", () => {
 
 /** A proposal waiting for others' signatures. */
 function showProposed(view) {
-  const expires = new Date(view.expires_at);
   show(
     "checked",
     "Proposed: waiting for signatures",
@@ -240,14 +240,13 @@ function showProposed(view) {
       ["Proposal", view.id],
       ["Signed by", (view.signed_by ?? []).join(", ")],
       ["Waiting for", (view.missing ?? []).join(", ")],
-      ["Expires", isNaN(expires) ? view.expires_at : expires.toISOString()],
+      ["Expires", when(view.expires_at)],
     ]),
   );
 }
 
 /** An event in the log, with what proves it. */
 function showLogged(receipt, raw, checkpoint) {
-  const sequenced = new Date(receipt.sequenced_at);
   show(
     "checked",
     receipt.duplicate === true ? "Logged (the service had it already)" : "Logged",
@@ -260,8 +259,8 @@ function showLogged(receipt, raw, checkpoint) {
     table("receipt", [
       ["Event id", receipt.event_id],
       ["Log index", receipt.log_index],
-      ["Sequenced at", isNaN(sequenced) ? receipt.sequenced_at : sequenced.toISOString()],
-      ["Checkpoint", `${checkpoint.origin}, ${checkpoint.size} entries, root ${toBase64(checkpoint.root)}`],
+      ["Sequenced at", when(receipt.sequenced_at)],
+      ["Checkpoint", checkpointLine(checkpoint)],
     ]),
     element("h3", {}, "Keep these two: together they prove the event offline"),
     element("p", { class: "hint" }, "The event, as signed and stored (its id is the SHA-256 of these bytes):"),
@@ -316,7 +315,6 @@ async function proposalCard(view, key, logKey) {
     card.append(element("p", { class: "refused" }, `Proposal ${String(view.id)} cannot be signed here: ${error.message}`));
     return card;
   }
-  const expires = new Date(view.expires_at);
   const rows = [
     ["Document", envelope.doc],
     ["Event", envelope.type],
@@ -328,7 +326,7 @@ async function proposalCard(view, key, logKey) {
     ["Pledge now", answer.pledge ? `to ${answer.pledge.pledgee}` : "not pledged"],
     ["Signed by", (view.signed_by ?? []).join(", ")],
     ["Waiting for", (view.missing ?? []).join(", ")],
-    ["Expires", isNaN(expires) ? view.expires_at : expires.toISOString()],
+    ["Expires", when(view.expires_at)],
   ];
   const button = element("button", { type: "button" }, "Countersign");
   const state = { raw: null };

@@ -1,17 +1,30 @@
 // The "Check a title" page (/verify): wires its forms to encd.js and shows the outcome.
-import { CheckFailed, fetchTitle, partyNames, toBase64, verifyTitle } from "./encd.js";
-import { $, busy, callerKey, element, partiesOf, ready, result, show, table, titleTable, trustedKey } from "./page.js";
+import { CheckFailed, fetchTitle, partyNames, verifyTitle } from "./encd.js";
+import {
+  $,
+  busy,
+  callerKey,
+  checkpointLine,
+  element,
+  partiesOf,
+  ready,
+  result,
+  show,
+  table,
+  titleTable,
+  trustedKey,
+  when,
+} from "./page.js";
 
 /** The outcome of a check that passed.  `asked`: the answer came from this service just
  * now, for the document asked about; otherwise it was pasted, and says what its writer chose. */
 function showTitle(answer, checkpoint, asked, names = null) {
   result.dataset.source = asked ? "service" : "pasted";
-  const sequenced = new Date(answer.head_sequenced_at);
   const proved = table("proved", [
     ["Head event", answer.head],
     ["Log index", answer.head_index],
-    ["Sequenced at", isNaN(sequenced) ? answer.head_sequenced_at : sequenced.toISOString()],
-    ["Checkpoint", `${checkpoint.origin}, ${checkpoint.size} entries, root ${toBase64(checkpoint.root)}`],
+    ["Sequenced at", when(answer.head_sequenced_at)],
+    ["Checkpoint", checkpointLine(checkpoint)],
   ]);
   const hint = asked
     ? [
