@@ -3,8 +3,9 @@
 GET /              what this service is: its log (origin, size, root, key) and where to go
 GET /verify        check a title: ask the service with your key, or paste an answer; the
                    browser checks the proof against the log key you trust (docs/web.md)
-GET /sign          sign an event in the browser: endorse, reject an endorsement, release a
-                   pledge, propose a pledge, countersign a proposal; the page shows the exact
+GET /sign          sign an event in the browser: endorse, surrender, reject an endorsement,
+                   release or enforce a pledge, propose a pledge, countersign a proposal; the
+                   page shows the exact
                    event, signs it, submits it and checks its receipt
 GET /web/<file>    the pages' script and style sheet
 
@@ -122,8 +123,9 @@ claims would name its own.</p>
 <ul>
 <li><a href="/verify">Check a title</a>: who holds a document, whether it is pledged and
 to whom, with its proof checked in your browser.</li>
-<li><a href="/sign">Sign an event</a>: endorse a document you hold, reject an endorsement to
-you, release a pledge you hold; signed in your browser with your key file.</li>
+<li><a href="/sign">Sign an event</a>: endorse or surrender a document you hold, reject an
+endorsement to you, propose a pledge, countersign one as the bank, release or enforce a
+pledge you hold; signed in your browser with your key file.</li>
 <li><a href="/docs">The API</a>, and its <a href="/openapi.json">OpenAPI description</a>.</li>
 <li>Read the log as <a href="/log/checkpoint">C2SP tlog-tiles</a>: hashes only, no content.</li>
 </ul>
@@ -194,9 +196,9 @@ def sign(state: StateDep) -> Response:
     service = state.service
     body = f"""
 <h1>Sign an event</h1>
-<p>Endorse a document you hold, reject an endorsement made to you, release a pledge you
-hold, propose a pledge of a document you hold, or countersign a proposal that waits for
-you (a bank, a pledge to it).  The page reads the document's head from this service and
+<p>Endorse or surrender a document you hold, reject an endorsement made to you, release or
+enforce a pledge you hold, propose a pledge of a document you hold, or countersign a
+proposal that waits for you (a bank, a pledge to it).  The page reads the document's head from this service and
 checks its proof, builds the event that follows it, and shows you its exact text.  Only
 when you choose to does it sign the event with your key, which never leaves this page,
 submit it, and check the receipt against the log key you trust.</p>
@@ -214,6 +216,8 @@ submit it, and check the receipt against the log key you trust.</p>
 <option value="reject_transfer">Reject the endorsement just made to you</option>
 <option value="release">Release the pledge you hold</option>
 <option value="pledge">Propose a pledge of the document to a bank</option>
+<option value="surrender">Surrender the document to the carrier for delivery</option>
+<option value="enforce">Enforce the pledge you hold (take the document as pledgee)</option>
 </select>
 <div id="to-fields" class="fields">
 <label for="to">Endorsee's party id</label>

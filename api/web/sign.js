@@ -1,5 +1,5 @@
-// The "Sign an event" page (/sign): a holder endorses, an endorsee rejects, a pledgee
-// releases.  The page reads the document's proved head, builds the event, shows its exact
+// The "Sign an event" page (/sign): a holder endorses or surrenders, an endorsee rejects,
+// a pledgee releases or enforces, a holder proposes a pledge and a bank countersigns it.  The page reads the document's proved head, builds the event, shows its exact
 // text, and only then signs it with the caller's key, submits it and checks its receipt.
 // Once signed, the event is kept until the service has either logged it or refused it:
 // an answer lost on the way can be asked for again with the very same event.
@@ -43,6 +43,9 @@ import {
 const prepared = { text: null, key: null, logKey: null, headIndex: -1, raw: null, proposal: false };
 let generation = 0; // a Prepare still running when the form changes shows nothing
 
+// The events whose body is an optional reason (events.md §5.1)
+const REASONED = new Set(["reject_transfer", "release", "enforce", "surrender"]);
+
 /** The event's type and body, from the form (events.md §5.1). */
 function eventBody() {
   const type = $("action").value;
@@ -54,7 +57,7 @@ function eventBody() {
     }
     return { type, body: $("blank").checked ? { to, blank: true } : { to } };
   }
-  if (type === "reject_transfer" || type === "release") {
+  if (REASONED.has(type)) {
     return { type, body: reason ? { reason } : {} };
   }
   if (type === "pledge") {
@@ -95,7 +98,7 @@ function forget() {
 function showFields() {
   const type = $("action").value;
   $("to-fields").hidden = type !== "transfer";
-  $("reason-fields").hidden = type !== "reject_transfer" && type !== "release";
+  $("reason-fields").hidden = !REASONED.has(type);
   $("pledge-fields").hidden = type !== "pledge";
 }
 
@@ -125,7 +128,10 @@ $("prepare").addEventListener("submit", (event) => {
     const counterpart = body.to ?? body.pledgee; // the party the event hands the document to
     const names = await partyNames(key, [...partiesOf(answer), counterpart]);
     if (mine !== generation) throw new CheckFailed("event", "the form changed while this was prepared: prepare again");
-    Object.assign(prepared, { text, key, logKey, headIndex: answer.head_index, proposal: type === "pledge" });
+    // a pledge needs the bank's signature too, and a surrender the pledgee's while the
+    // document is pledged (as the service states it: if that is wrong, the service refuses)
+    const proposal = type === "pledge" || (type === "surrender" && answer.pledge != null);
+    Object.assign(prepared, { text, key, logKey, headIndex: answer.head_index, proposal });
     $("event-text").textContent = text;
     $("prepared").hidden = false;
     $("submit").textContent = "Sign and submit";
@@ -138,6 +144,16 @@ $("prepare").addEventListener("submit", (event) => {
         `The document's head event, entry ${answer.head_index} of the log, is proved; the event ` +
           "below names it. Read the title and the event, then sign and submit it.",
       ),
+      ...(proposal && type === "surrender"
+        ? [
+            element(
+              "p",
+              { id: "needs" },
+              `The document is pledged to ${named(answer.pledge.pledgee, names)} (as the service ` +
+                "states it): the surrender is proposed, and applies once the pledgee countersigns it.",
+            ),
+          ]
+        : []),
       ...(counterpart === undefined
         ? []
         : [

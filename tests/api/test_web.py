@@ -872,3 +872,61 @@ def test_a_lost_proposal_answer_is_recovered_after_the_bank_signed(
     assert title_rows(page, "receipt")["Event id"] == title["head"]
     signed = page.text_content("#signed-event").encode()
     assert hashlib.sha256(signed).hexdigest() == title["head"]  # the event with both signatures
+
+
+def test_a_holder_surrenders_and_a_pledged_surrender_waits_for_the_pledgee(
+    world: World, doc_id: str, page: Any, tmp_path: Path
+) -> None:
+    """Surrender needs the pledgee beside the holder while the document is pledged: the
+    page then proposes it, says so, and the bank countersigns it on the page."""
+    exporter = world.client("exporter")
+    pledged(world, doc_id)
+    sign_page(page, world, "exporter", key_file(world, "exporter", tmp_path), doc_id, "surrender")
+    assert page.is_visible("#reason-fields") and page.is_hidden("#to-fields")
+    page.fill("#reason", "for delivery at Qinzhou")
+    assert prepare(page) == "checked"
+    assert "pledged to " + named(world, "bank") in page.inner_text("#needs")
+    envelope = json.loads(page.text_content("#event-text"))
+    assert envelope["type"] == "surrender"
+    assert envelope["body"] == {"reason": "for delivery at Qinzhou"}
+    assert submit(page) == "checked"
+    assert "waiting for signatures" in page.inner_text("#result h2")
+    assert exporter.title(doc_id)["status"] == "active"
+
+    list_proposals(page, world, "bank", tmp_path)
+    assert "surrender of " + doc_id in page.inner_text("#proposals article")
+    page.click("#proposals article button")
+    assert outcome(page) == "checked"
+    title = exporter.title(doc_id)
+    assert title["status"] == "surrendered"
+    signed = page.text_content("#signed-event").encode()
+    assert hashlib.sha256(signed).hexdigest() == title["head"]
+    assert page.errors == []
+
+
+def test_a_holder_surrenders_a_document_not_pledged_at_once(
+    world: World, doc_id: str, page: Any, tmp_path: Path
+) -> None:
+    exporter = world.client("exporter")
+    sign_page(page, world, "exporter", key_file(world, "exporter", tmp_path), doc_id, "surrender")
+    assert prepare(page) == "checked"
+    assert page.query_selector("#needs") is None
+    assert json.loads(page.text_content("#event-text"))["body"] == {}
+    assert submit(page) == "checked"
+    assert title_rows(page, "receipt")["Event id"] == exporter.title(doc_id)["head"]
+    assert exporter.title(doc_id)["status"] == "surrendered"
+    assert page.errors == []
+
+
+def test_a_bank_enforces_its_pledge_in_the_browser(
+    world: World, doc_id: str, page: Any, tmp_path: Path
+) -> None:
+    exporter = world.client("exporter")
+    pledged(world, doc_id)
+    sign_page(page, world, "bank", key_file(world, "bank", tmp_path), doc_id, "enforce")
+    page.fill("#reason", "loan LN-2026-0042 in default")
+    assert prepare(page) == "checked"
+    assert submit(page) == "checked"
+    title = exporter.title(doc_id)
+    assert title["holder"] == world.id("bank") and title["pledge"] is None
+    assert page.errors == []
