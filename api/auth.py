@@ -84,6 +84,31 @@ def _replayed(nonce: str) -> Unauthorized:
     return Unauthorized(f"nonce {nonce!r} was already used: a replayed request")
 
 
+def _once(request: Request, names: tuple[str, ...]) -> None:
+    """Each header the signature rests on (its own two, Content-Digest and every covered
+    field) in one field line: with two, the value signed and the value checked against the
+    body could be different lines (RFC 9421 would combine them; a signer never sends two)."""
+    seen: dict[bytes, int] = {}
+    for name, _ in request.headers.raw:
+        seen[name.lower()] = seen.get(name.lower(), 0) + 1
+    for name in dict.fromkeys(names):
+        if not name.startswith("@") and seen.get(name.encode("latin-1"), 0) > 1:
+            raise Unauthorized(
+                f"{name}: sent in {seen[name.encode('latin-1')]} field lines; a signed request "
+                "carries each header its signature rests on once",
+                field=name,
+            )
+
+
+def _raw_path(request: Request) -> str:
+    """``@path`` as the request line sends it, percent-escapes and all (RFC 9421 §2.2.6):
+    a signature over one target covers no other spelling of it."""
+    raw = request.scope.get("raw_path")
+    if isinstance(raw, bytes) and raw:
+        return raw.decode("latin-1")
+    return request.url.path
+
+
 async def _checked(request: Request, *, at_once: bool) -> tuple[Caller, str, Awaitable[bool]]:
     """Steps (1) to (6), then the nonce handed to the nonce store: the caller, the nonce, and
     whether the store found it fresh (an awaitable).  ``at_once``: handed to the store's
@@ -128,10 +153,11 @@ async def _checked(request: Request, *, at_once: bool) -> tuple[Caller, str, Awa
         raise Unauthorized(f"unknown key {show(params.keyid, 120)}")
     if record.revoked:
         raise Unauthorized(f"key {params.keyid} was revoked")
+    _once(request, ("signature-input", "signature", "content-digest", *parsed.params.components))
     signed = SignedRequest(
         method=request.method,
         authority=authority,
-        path=request.url.path,
+        path=_raw_path(request),
         query=request.url.query,
         headers={k.lower(): v for k, v in request.headers.items()},
     )

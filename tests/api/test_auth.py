@@ -504,6 +504,21 @@ def body_not_matching_digest(world: World, doc_id: str, route: str) -> None:
         f"{route}, signed digest of another body",
         headers=sign(call, body=tampered),
     )
+    # a second Content-Digest line for another body, ahead of the signed one: the digest
+    # checked against the body must be the digest signed, so two lines are refused
+    before = snapshot(world)
+    for first, second in ((tampered, call.body), (call.body, tampered)):
+        lines = [
+            ("content-type", EVENT_TYPE),
+            ("content-digest", content_digest(first)),
+            ("content-digest", content_digest(second)),
+            *((k, v) for k, v in signed_for_original.items() if k != "content-digest"),
+        ]
+        for body in (tampered, call.body):
+            response = call.client.http.request(call.method, call.url, content=body, headers=lines)
+            assert_problem(response, 401, "unauthorized", f"{route}, two Content-Digest lines")
+            assert response.json()["field"] == "content-digest"
+    assert snapshot(world) == before, f"{route}: two Content-Digest lines changed the ledger"
     assert send(call, headers=signed_for_original).status_code in (200, 201)
 
 
@@ -736,3 +751,20 @@ def test_parties_get_a_bundle_and_auditors_the_export(world: World, doc_id: str)
     assert everything.status_code == 200, everything.text
     full = bundles.verify_bundle(everything.content, world.log_key.public)
     assert full.entries == world.operator.service()["log_size"]
+
+
+def test_the_signed_path_is_the_path_as_sent(world: World, doc_id: str) -> None:
+    """``@path`` is the request target's path as sent, escapes and all (RFC 9421 §2.2.6):
+    a client that signs what it sends is accepted, and a signature over one spelling of
+    a path covers no other."""
+    buyer = world.client("buyer")
+    party = world.id("buyer")
+    escaped = "/v1/parties/" + "".join(f"%{ord(c):02X}" for c in party[:2]) + party[2:]
+    as_sent = Call(buyer, "GET", escaped)
+    response = buyer.http.get(escaped, headers=sign(as_sent))
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == party
+    # signed over the plain path, sent escaped: not the request that was signed
+    plain = Call(buyer, "GET", "/v1/parties/" + party)
+    response = buyer.http.get(escaped, headers=sign(plain))
+    assert_problem(response, 401, "unauthorized", "a path signed in another spelling")
