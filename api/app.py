@@ -17,6 +17,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.auth import SIGNED_METHOD
 from api.lookups import Lookups, StoredParties
 from api.metrics import Metrics
 from api.problems import (
@@ -161,7 +162,23 @@ class EncdApp(FastAPI):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = _direct_route(scope) if scope["type"] == "http" else None
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        if _head_size(scope) > MAX_HEAD:  # (h11 refuses it only when it arrives in pieces)
+            response = problem(
+                431,
+                "too-large",
+                f"the request line and headers are over {MAX_HEAD} bytes",
+                headers={"connection": "close"},
+            )
+            await response(scope, receive, send)
+            return
+        if scope["method"] == "HEAD" and scope["path"] != STREAM:
+            # HEAD is GET without the body (RFC 9110 §9.3.2): routed as GET, and uvicorn,
+            # which saw HEAD, sends no body.  The signature covers the method sent.
+            scope = {**scope, "method": "GET", SIGNED_METHOD: "HEAD"}
+        route = _direct_route(scope)
         if route is not None:
             await self._answer(route, scope, receive, send)
         else:
@@ -188,6 +205,21 @@ class EncdApp(FastAPI):
                 _log.error("Exception in ASGI application", exc_info=exc)
                 response = from_error(exc, request)
         await response(scope, receive, send)
+
+
+MAX_HEAD = 16 * 1024  # bytes of request line and headers (h11's limit for a head in pieces)
+STREAM = "/v1/stream"  # a stream never ends: no HEAD for it
+
+
+def _head_size(scope: Scope) -> int:
+    """The size of the request's head as sent: request line, header lines, blank line."""
+    target = len(scope.get("raw_path") or scope["path"]) + (
+        len(scope["query_string"]) + 1 if scope.get("query_string") else 0
+    )
+    size = len(scope["method"]) + target + 14  # " ", " HTTP/1.1" CRLF, the blank line
+    for name, value in scope["headers"]:
+        size += len(name) + len(value) + 4  # ": ", "\r\n"
+    return size
 
 
 Route = Callable[[Request], Awaitable[Response]]
@@ -272,6 +304,7 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
                     opened.close()
 
     app = EncdApp(
+        redirect_slashes=False,  # a path with a trailing slash is no path: 404, not a redirect
         title="encd",
         version=VERSION,
         summary="A ledger for electronic negotiable cargo documents, with transparency-log proofs",

@@ -35,6 +35,8 @@ from encd.validation import show
 
 T = TypeVar("T")
 
+SIGNED_METHOD = "encd.method"  # the scope's key for the method sent, where routing took another
+
 
 @dataclass(frozen=True)
 class Caller:
@@ -88,15 +90,16 @@ def _once(request: Request, names: tuple[str, ...]) -> None:
     """Each header the signature rests on (its own two, Content-Digest and every covered
     field) in one field line: with two, the value signed and the value checked against the
     body could be different lines (RFC 9421 would combine them; a signer never sends two)."""
-    seen: dict[bytes, int] = {}
-    for name, _ in request.headers.raw:
-        seen[name.lower()] = seen.get(name.lower(), 0) + 1
-    for name in dict.fromkeys(names):
-        if not name.startswith("@") and seen.get(name.encode("latin-1"), 0) > 1:
+    seen: dict[str, int] = {}
+    for raw, _ in request.headers.raw:
+        key = raw.decode("latin-1").lower()
+        seen[key] = seen.get(key, 0) + 1
+    for field in dict.fromkeys(names):
+        if seen.get(field, 0) > 1:
             raise Unauthorized(
-                f"{name}: sent in {seen[name.encode('latin-1')]} field lines; a signed request "
-                "carries each header its signature rests on once",
-                field=name,
+                f"{field}: sent in {seen[field]} field lines; a signed request carries each "
+                "header its signature rests on once",
+                field=field,
             )
 
 
@@ -155,7 +158,7 @@ async def _checked(request: Request, *, at_once: bool) -> tuple[Caller, str, Awa
         raise Unauthorized(f"key {params.keyid} was revoked")
     _once(request, ("signature-input", "signature", "content-digest", *parsed.params.components))
     signed = SignedRequest(
-        method=request.method,
+        method=request.scope.get(SIGNED_METHOD, request.method),
         authority=authority,
         path=_raw_path(request),
         query=request.url.query,

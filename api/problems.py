@@ -65,12 +65,14 @@ TITLES = {
     "verification-failed": "Verification failed",
     "rule-violation": "The title or party rules forbid this event",
     "stale-event": "The document has moved on",
+    "proposal-closed": "The proposal takes no more signatures",
     "unauthorized": "Request not authenticated",
     "forbidden": "Not allowed",
     "not-found": "Not found",
-    "too-large": "Request body too large",
+    "too-large": "Request too large",
     "unsupported-media-type": "Unsupported media type",
     "method-not-allowed": "Method not allowed",
+    "not-implemented": "Not implemented",
     "unavailable": "Service unavailable",
     "internal": "Internal error",
 }
@@ -162,6 +164,12 @@ async def handle_http(request: Request, exc: Exception) -> JSONResponse:
         exc.status_code, "invalid-input"
     )
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    headers = dict(exc.headers or {})
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no such resource: {request.url.path}"
-    return problem(exc.status_code, name, detail, request)
+    if exc.status_code == 405:
+        allowed = headers.get("Allow") or headers.get("allow") or ""
+        detail = f"{request.method} is not a method of {request.url.path}" + (
+            f"; it takes {allowed}" if allowed else ""
+        )
+    return problem(exc.status_code, name, detail, request, headers or None)

@@ -36,7 +36,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from api.app import create_app, witness_pusher
+from api.app import MAX_HEAD, create_app, witness_pusher
 from api.problems import MEDIA_TYPE as PROBLEM_TYPE
 from api.problems import TITLES
 from api.settings import Settings
@@ -113,13 +113,16 @@ class EncdH11Protocol(H11Protocol):
         refused = sys.exc_info()[1]
         reason = str(refused) if isinstance(refused, h11.RemoteProtocolError) else msg
         status = int(getattr(refused, "error_status_hint", 400))
-        name = "too-large" if status == 431 else "invalid-input"
+        name, detail = {
+            431: ("too-large", f"the request line and headers are over {MAX_HEAD} bytes"),
+            501: ("not-implemented", f"this service does not implement it: {reason}"),
+        }.get(status, ("invalid-input", f"not a well-formed HTTP/1.1 request: {reason}"))
         body = json.dumps(
             {
                 "type": f"urn:encd:problem:{name}",
                 "title": TITLES[name],
                 "status": status,
-                "detail": f"not a well-formed HTTP/1.1 request: {reason}",
+                "detail": detail,
             }
         ).encode()
         headers = [

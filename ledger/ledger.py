@@ -1167,7 +1167,7 @@ class Ledger:
     def consistency(self, size1: int, size2: int) -> list[bytes]:
         if not 0 < size1 <= size2:
             raise InvalidInput("size1", f"expected 0 < size1 <= size2, got {size1} and {size2}")
-        self._check_range(size1 - 1, size2, "size1")
+        self._check_range(size1 - 1, size2, "size1", size_name="size2")
         return self._proof(
             self.reads.rows, lambda get, memo: consistency_proof(size1, size2, get, memo)
         )
@@ -1201,11 +1201,13 @@ class Ledger:
             raise NotFound(f"tile {level}/{index} has fewer than {width} hashes")
         return b"".join(bytes(r[1]) for r in rows)
 
-    def _check_range(self, index: int, size: int, name: str) -> None:
+    def _check_range(self, index: int, size: int, name: str, size_name: str = "size") -> None:
         # The log only grows: a size this process has seen stored needs no query.
         current = self._seen_size if 0 < size <= self._seen_size else self.size()
         if not 0 < size <= current:
-            raise InvalidInput("size", f"expected a tree size from 1 to {current}, got {size}")
+            raise InvalidInput(
+                size_name, f"expected a tree size from 1 to {current}, got {size}"
+            )
         if not 0 <= index < size:
             raise InvalidInput(name, f"expected 0 to {size - 1}, got {index}")
 

@@ -45,6 +45,12 @@ async def key_change(
     event = Event.parse(await request.body())
     if not event.is_party_event or event.subject != party_id:
         raise InvalidInput("event.party", f"expected an event of party {party_id}")
+    if event.type == "register":  # one way in for a new party: POST /v1/parties
+        raise InvalidInput(
+            "event.type",
+            "expected add_key, rotate_key, revoke_key or set_roles, got register "
+            "(a party is registered with POST /v1/parties)",
+        )
     if caller.id not in {s.name for s in event.signatures}:
         raise Forbidden(f"{caller.id} may submit only events it signed")
     require_subject(state, event)

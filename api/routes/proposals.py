@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -36,6 +37,27 @@ from ledger.ledger import NotFound, Receipt
 from ledger.proposals import APPLIED, FAILED, OPEN, Proposal
 
 router = APIRouter(prefix="/v1/proposals", tags=["proposals"])
+
+
+def _iso(ms: int) -> str:
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    )
+
+
+def _closed(proposal: Proposal, now: int) -> ApiError:
+    """409 for a proposal that takes no more signatures: applied, failed or expired."""
+    closed = proposal.current_state(now)
+    why = {
+        APPLIED: f"it applied as event {proposal.event_id}",
+        FAILED: "its event can never apply (the document moved on, or the ledger refused it)",
+    }.get(closed, f"it expired at {_iso(proposal.expires_at)} before every party signed it")
+    return ApiError(
+        409,
+        "proposal-closed",
+        f"proposal {proposal.id} takes no more signatures: {why}",
+        state=closed,
+    )
 
 
 def _now_ms(state: StateDep) -> int:
@@ -118,7 +140,7 @@ async def _gather(
             assert existing.event_id is not None
             first = replace(state.ledger.receipt(existing.event_id), duplicate=True)
             return JSONResponse(_view(state, existing, first.to_json()), status_code=200)
-        raise ApiError(409, "stale-event", f"proposal {pid} is {existing.current_state(now)}")
+        raise _closed(existing, now)
     if expect is not None and existing is None:
         raise NotFound(f"no proposal {expect}")
     moved_on = _moved_on(state, event)
@@ -155,7 +177,7 @@ async def _gather(
     # through this server or another, and every signature acknowledged must be kept.
     proposal, created = store.gather(state.ledger, template, event.signatures, now)
     if proposal.current_state(now) != OPEN:
-        raise ApiError(409, "stale-event", f"proposal {pid} is {proposal.current_state(now)}")
+        raise _closed(proposal, now)
     complete = Event.parse(assemble(event.text, proposal.signatures))
     signers = {s.name for s in complete.signatures}
     receipt = None

@@ -55,13 +55,11 @@ class World:
 
 
 @pytest.fixture()
-def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        origin="encd.test/log",
-        stream_poll=0.2,
-    )
+def settings(request: pytest.FixtureRequest, tmp_path: Path, database_url: str) -> Settings:
+    """The service's settings; ``@pytest.mark.settings(field=value)`` changes fields."""
+    marker = request.node.get_closest_marker("settings")
+    fields = {"origin": "encd.test/log", "stream_poll": 0.2, **(marker.kwargs if marker else {})}
+    return Settings(data_dir=tmp_path / "data", database_url=database_url, **fields)
 
 
 @pytest.fixture()

@@ -205,3 +205,34 @@ def test_a_head_over_the_limit_is_a_431_problem(served: Served) -> None:
     assert status == "HTTP/1.1 431 Request Header Fields Too Large"
     assert problem["type"] == "urn:encd:problem:too-large"
     assert problem["status"] == 431
+
+
+@pytest.mark.parametrize("size", [16 * 1024 + 1, 60_000])
+def test_a_head_over_the_limit_in_one_piece_is_a_431_too(served: Served, size: int) -> None:
+    """h11 counts only a head still incomplete: one over 16 KiB that arrives in one read
+    was parsed whole.  The limit holds however the head arrives."""
+    line, end = b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-pad: ", b"\r\n\r\n"
+    head = line + b"a" * (size - len(line) - len(end)) + end
+    assert len(head) == size
+    status, headers, problem = _answer(served, head)
+    assert status == "HTTP/1.1 431 Request Header Fields Too Large"
+    assert headers["connection"] == "close"
+    assert problem["type"] == "urn:encd:problem:too-large"
+    assert problem["title"] == "Request too large"
+    # a head of exactly the limit is taken
+    head = line + b"a" * (16 * 1024 - len(line) - len(end)) + end
+    sock, _ = _connect(served)
+    with sock:
+        sock.sendall(head)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_transfer_coding_not_implemented_is_a_501_problem(served: Served) -> None:
+    status, headers, problem = _answer(
+        served,
+        b"POST /v1/events HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip\r\n\r\n",
+    )
+    assert status.startswith("HTTP/1.1 501 ")
+    assert headers["content-type"] == "application/problem+json"
+    assert problem["type"] == "urn:encd:problem:not-implemented"
+    assert problem["title"] == "Not implemented"

@@ -458,7 +458,7 @@ BAD_QUERIES: list[tuple[str, dict[str, Any], str]] = [
     ("/v1/log/inclusion", {"index": 0, "size": 10**30}, "size"),
     ("/v1/log/consistency", {"size1": 3, "size2": 2}, "size1"),
     ("/v1/log/consistency", {"size1": "x", "size2": 2}, "size1"),
-    ("/v1/log/consistency", {"size1": 1, "size2": 10**6}, "size"),
+    ("/v1/log/consistency", {"size1": 1, "size2": 10**6}, "size2"),
     # plain decimal digits only: int() alone would read each of these
     ("/v1/log/inclusion", {"index": 0, "size": "1_0"}, "size"),
     ("/v1/log/inclusion", {"index": 0, "size": "+1"}, "size"),
@@ -484,7 +484,35 @@ def test_bad_query_params_and_headers(world: World, doc_id: str) -> None:
         headers = exporter.signed_headers("GET", "/v1/stream", "", b"") | {"last-event-id": last}
         problem = problem_of(exporter.http.get("/v1/stream", headers=headers), 422, "invalid-input")
         assert problem["field"] == "last-event-id", (last, problem)
-    problem_of(world.operator.http.delete("/v1/events"), 405, "method-not-allowed")
+    response = world.operator.http.delete("/v1/events")
+    problem = problem_of(response, 405, "method-not-allowed")
+    assert response.headers["allow"] == "POST"
+    assert problem["detail"] == "DELETE is not a method of /v1/events; it takes POST"
+
+
+def test_a_trailing_slash_is_another_path_not_a_redirect(world: World, doc_id: str) -> None:
+    for method, path in (("GET", "/v1/service/"), ("POST", "/v1/events/"), ("GET", "/healthz/")):
+        response = world.operator.http.request(method, path, headers={"host": "evil.example"})
+        problem = problem_of(response, 404, "not-found")
+        assert "location" not in response.headers
+        assert problem["detail"] == f"no such resource: {path}"
+
+
+def test_head_is_get_without_its_body(world: World, doc_id: str) -> None:
+    http = world.operator.http
+    for path in ("/healthz", "/log/checkpoint", "/v1/service", "/"):
+        got, head = http.get(path), http.head(path)
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
+    # signed: the signature covers the method sent, HEAD
+    buyer = world.client("buyer")
+    path = f"/v1/documents/{doc_id}/title"
+    head = buyer.http.head(path, headers=buyer.signed_headers("HEAD", path, "", b""))
+    assert head.status_code == 200 and head.content == b""
+    signed_for_get = buyer.signed_headers("GET", path, "", b"")
+    refused = buyer.http.head(path, headers=signed_for_get)
+    assert refused.status_code == 401 and refused.content == b""
 
 
 # --- fuzz -----------------------------------------------------------------------------------
@@ -584,3 +612,37 @@ def test_fuzz_never_500_and_never_appends(fuzz_target: FuzzTarget, data: st.Data
     if response.status_code != 413:
         assert response.headers["content-type"] == "application/problem+json"
     assert log_size(world) == size
+
+
+def test_a_party_is_registered_only_through_its_own_route(world: World, doc_id: str) -> None:
+    """``POST /v1/parties/{id}/events`` takes key and role changes; a ``register`` posted
+    there is refused and registers nobody (POST /v1/parties is the one way in)."""
+    from encd.keys import SigningKey
+    from tests.kit import uscc
+
+    newcomer = uscc("91500116770800000")
+    key = SigningKey.generate(newcomer)
+    raw = make_event(
+        [world.operator.key],
+        type="register",
+        party=newcomer,
+        seq=0,
+        prev=None,
+        time=T0,
+        body={"name": "Late Freight Co", "roles": ["trader"], "keys": [key.public.vkey]},
+    )
+    size = world.operator.service()["log_size"]
+    problem = problem_of(
+        post(world.operator, f"/v1/parties/{newcomer}/events", raw), 422, "invalid-input"
+    )
+    assert problem["field"] == "event.type" and "POST /v1/parties" in problem["detail"]
+    assert world.operator.service()["log_size"] == size
+    problem_of(
+        world.operator.http.get(
+            f"/v1/parties/{newcomer}",
+            headers=world.operator.signed_headers("GET", f"/v1/parties/{newcomer}", "", b""),
+        ),
+        404,
+        "not-found",
+    )
+    assert world.operator.register(raw)["party"]["id"] == newcomer  # where it belongs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 
 import pytest
 
@@ -234,5 +235,27 @@ def test_a_signature_posted_again_after_it_applied_gets_the_first_receipt(world:
     other = text + b"\n" + b"".join(s.line().encode() for s in sign_text(text, [other_key]))
     with pytest.raises(ProblemError) as refused:
         exporter.propose(other)
-    assert refused.value.status == 409
+    problem = refused.value.problem
+    assert refused.value.status == 409 and problem["type"] == "urn:encd:problem:proposal-closed"
+    assert problem["state"] == "applied" and first["event_id"] in problem["detail"], problem
     assert exporter.service()["log_size"] == size
+
+
+@pytest.mark.settings(proposal_ttl=1)
+def test_a_signature_for_an_expired_proposal_says_it_expired(world: World) -> None:
+    issue(world)
+    exporter, bank = world.client("exporter"), world.client("bank")
+    proposal = exporter.propose(exporter.next_event(DOC, "pledge", pledge_body(world, "bank")))
+    size = exporter.service()["log_size"]
+    time.sleep(1.2)
+    text = proposal["text"].encode()
+    note = text + b"\n" + b"".join(s.line().encode() for s in sign_text(text, [bank.key]))
+    with pytest.raises(ProblemError) as refused:
+        bank.countersign(proposal["id"], note)
+    problem = refused.value.problem
+    assert refused.value.status == 409 and problem["type"] == "urn:encd:problem:proposal-closed"
+    assert problem["state"] == "expired", problem
+    assert problem["title"] == "The proposal takes no more signatures"
+    assert "expired at 20" in problem["detail"] and "current_seq" not in problem, problem
+    assert exporter.service()["log_size"] == size
+    assert exporter.title(DOC)["pledge"] is None
