@@ -274,8 +274,22 @@ async def countersign(
 def pending(state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """Open proposals the caller must sign or has signed (all of them for auditors)."""
     everyone = caller.has(Role.AUDITOR, Role.OPERATOR)
+    proposals = store.open_proposals(state.ledger, _now_ms(state))
+    if not everyone:
+        # Only a proposal the caller signed, is named in (a new pledgee) or whose document
+        # it has been party to can need it (every signer slot is such a party): the full
+        # view, which reads the document's title, is made for those alone.
+        mine = state.ledger.parties_to([p.doc_id for p in proposals], caller.id)
+        named = caller.id.encode()
+        proposals = [
+            p
+            for p in proposals
+            if p.doc_id in mine
+            or named in p.text
+            or any(s.name == caller.id for s in p.signatures)
+        ]
     out = []
-    for proposal in store.open_proposals(state.ledger, _now_ms(state)):
+    for proposal in proposals:
         view = _view(state, proposal)
         if view["state"] != OPEN:  # the document has moved on past it
             continue
