@@ -1222,9 +1222,7 @@ class Ledger:
         # The log only grows: a size this process has seen stored needs no query.
         current = self._seen_size if 0 < size <= self._seen_size else self.size()
         if not 0 < size <= current:
-            raise InvalidInput(
-                size_name, f"expected a tree size from 1 to {current}, got {size}"
-            )
+            raise InvalidInput(size_name, f"expected a tree size from 1 to {current}, got {size}")
         if not 0 <= index < size:
             raise InvalidInput(name, f"expected 0 to {size - 1}, got {index}")
 

@@ -284,9 +284,7 @@ def pending(state: StateDep, caller: CallerDep) -> dict[str, Any]:
         proposals = [
             p
             for p in proposals
-            if p.doc_id in mine
-            or named in p.text
-            or any(s.name == caller.id for s in p.signatures)
+            if p.doc_id in mine or named in p.text or any(s.name == caller.id for s in p.signatures)
         ]
     out = []
     for proposal in proposals:
