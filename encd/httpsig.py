@@ -129,6 +129,12 @@ def sign_request(
 # --- parsing (a small part of RFC 8941 structured fields: what the headers above use) ---
 
 
+class _Token(str):
+    """An sf-token (RFC 8941 §3.3.4): a value that is not a string, though Python's is."""
+
+    __slots__ = ()
+
+
 class _Parser:
     def __init__(self, text: str, field: str) -> None:
         self.text = text
@@ -204,7 +210,7 @@ class _Parser:
         match = _SF_TOKEN.match(self.text, self.pos)
         if match:
             self.pos = match.end()
-            return match.group()
+            return _Token(match.group())
         raise self.fail("expected a value")
 
     def params(self) -> dict[str, str | int | bytes]:
@@ -216,7 +222,7 @@ class _Parser:
                 self.pos += 1
                 out[name] = self.bare()
             else:
-                out[name] = 1
+                out[name] = True  # a boolean (RFC 8941 §3.1.2), never a number
         return out
 
     def spaces(self) -> None:
@@ -274,14 +280,18 @@ def parse_signature(signature_input: str | None, signature: str | None) -> Parse
         raise InvalidInput("signature", "malformed signature headers")
     created, nonce = raw_params.get("created"), raw_params.get("nonce")
     keyid, alg = raw_params.get("keyid"), raw_params.get("alg")
-    if not isinstance(created, int):
+    # strings are sf-strings, quoted (RFC 9421 §2.3): a token of the same letters is
+    # another Signature-Input, and would not be the one signed
+    if type(created) is not int:
         raise InvalidInput("signature-input", "created must be an integer time")
-    if not isinstance(nonce, str) or not 8 <= len(nonce) <= 128:
-        raise InvalidInput("signature-input", "nonce must be a string of 8 to 128 characters")
-    if not isinstance(keyid, str):
-        raise InvalidInput("signature-input", "keyid must be a string")
-    if alg != ALG:
-        raise InvalidInput("signature-input", f'alg must be "{ALG}", got {alg!r}')
+    if type(nonce) is not str or not 8 <= len(nonce) <= 128:
+        raise InvalidInput(
+            "signature-input", "nonce must be a quoted string of 8 to 128 characters"
+        )
+    if type(keyid) is not str:
+        raise InvalidInput("signature-input", "keyid must be a quoted string")
+    if type(alg) is not str or alg != ALG:
+        raise InvalidInput("signature-input", f'alg must be the quoted string "{ALG}"')
     unknown = set(raw_params) - {"created", "nonce", "keyid", "alg"}
     if unknown:
         raise InvalidInput("signature-input", f"unexpected parameters {sorted(unknown)}")

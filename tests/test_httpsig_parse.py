@@ -49,11 +49,30 @@ def test_a_signed_request_parses_back() -> None:
     assert parsed.params.components[-1] == "content-digest"
 
 
-@pytest.mark.parametrize("created", ['"1767225600"', "abc", "*x"])
+@pytest.mark.parametrize("created", ['"1767225600"', "abc", "*x", ""])
 def test_created_must_be_an_integer(created: str) -> None:
     key = seeded_key("encd.test/party", "bank")
     request = SignedRequest("GET", "localhost:8000", "/v1/log", "", {})
     headers = sign_request(request, key, 1767225600, "n0nce-0123456789", with_digest=False)
-    signature_input = headers["signature-input"].replace("created=1767225600", f"created={created}")
+    signature_input = headers["signature-input"].replace(
+        "created=1767225600", f"created={created}" if created else "created"
+    )
     with pytest.raises(InvalidInput, match="created must be an integer time"):
         parse_signature(signature_input, headers["signature"])
+
+
+@pytest.mark.parametrize(
+    ("quoted", "bare", "message"),
+    [
+        ('alg="ed25519"', "alg=ed25519", "alg must be the quoted string"),
+        ('nonce="n0nce-0123456789"', "nonce=n0nce-0123456789", "nonce must be a quoted string"),
+    ],
+)
+def test_string_parameters_must_be_quoted(quoted: str, bare: str, message: str) -> None:
+    """A token of the same letters is another Signature-Input than the one signed."""
+    key = seeded_key("encd.test/party", "bank")
+    request = SignedRequest("GET", "localhost:8000", "/v1/log", "", {})
+    headers = sign_request(request, key, 1767225600, "n0nce-0123456789", with_digest=False)
+    assert quoted in headers["signature-input"]
+    with pytest.raises(InvalidInput, match=message):
+        parse_signature(headers["signature-input"].replace(quoted, bare), headers["signature"])
