@@ -135,9 +135,12 @@ class Event:
         try:
             envelope = parse_canonical(text[:-1])
         except InvalidInput as exc:
-            raise exc.prefixed("event envelope") from None
+            error = exc.prefixed("event envelope")
+            assert isinstance(error, InvalidInput)
+            error.field = f"event.{exc.field}" if exc.field else "event"  # as _parse_envelope's
+            raise error from None
         if not isinstance(envelope, dict):
-            raise InvalidInput("event envelope", "must be a JSON object")
+            raise InvalidInput("event", "envelope must be a JSON object")
         kind, chain, subject, seq, prev, time, body = _parse_envelope(envelope)
         signatures = note.signatures
         if not signatures:

@@ -183,6 +183,14 @@ def bad_events(world: World, doc: str) -> dict[str, Bad]:
             422,
             "invalid-input",
             "type: duplicate object member name",
+            "event.type",
+        ),
+        "a lone surrogate in the body": Bad(
+            signed(line.replace(kind, b'"kind":"\\ud800"')),
+            422,
+            "invalid-input",
+            "lone surrogate U+D800",
+            "event.body.kind",
         ),
         "float amount": Bad(
             signed(floated, "exporter"),
