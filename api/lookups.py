@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from encd.parties import KeyRecord, Party, load_party
+from encd.validation import abridged
 from ledger.ledger import Ledger, NotFound
 
 MAX_PARTIES = 10_000  # parsed parties kept (only registered parties ever get in)
@@ -70,7 +71,7 @@ class Lookups:
     def _party(self, party_id: str) -> _Known:
         stored = self.ledger.party_state_text(party_id)  # one read through the driver
         if stored is None:
-            raise NotFound(f"no party {party_id}")
+            raise NotFound(f"no party {abridged(party_id)}")
         known = self._parties.get(party_id)
         if known is not None and known.stored == stored:
             return known

@@ -28,6 +28,12 @@ def show(text: str, limit: int = 40) -> str:
     return repr(text)
 
 
+def abridged(text: str, limit: int = 100) -> str:
+    """``text`` for a message as it is, or its first ``limit`` characters and its length
+    (an id from a request path may be of any length)."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
 def given(value: object) -> str:
     """What a JSON value is, for the "got …" half of a message."""
     if value is None:

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 from encd.bundle import DOCUMENT, LEDGER, BundleEntry, BundleHeader
 from encd.checkpoint import Checkpoint, open_checkpoint
 from encd.events import Event
+from encd.validation import abridged
 from ledger.ledger import Ledger, NotFound, StoreError
 
 CHUNK = 10_000
@@ -50,7 +51,7 @@ def export_document(
     size = checkpoint.size
     doc_rows = [row for row in ledger.events_of(doc_id) if row[0] < size]
     if not doc_rows:
-        raise NotFound(f"no document {doc_id} in the log at tree size {size}")
+        raise NotFound(f"no document {abridged(doc_id)} in the log at tree size {size}")
     parties = [(row, Event.parse(row[2])) for row in ledger.party_events(size)]
     needed = document_parties(
         [Event.parse(raw) for _, _, raw in doc_rows], [event for _, event in parties]

@@ -71,6 +71,7 @@ from encd.sigcheck import Job, Workers, workers
 from encd.title import DocumentState, TitleChange, dump_state, load_state
 from encd.tlogproof import TlogProof
 from encd.tlogproof import encode as encode_tlog_proof
+from encd.validation import abridged
 from ledger.db import DirectReads, WriterLock, make_engine, migrate
 from ledger.schema import (
     CHECKPOINT,
@@ -1077,7 +1078,7 @@ class Ledger:
     def _title_row(self, doc_id: str) -> tuple[str, int]:
         row = self._document_row(self.reads.rows, doc_id)
         if row is None:
-            raise NotFound(f"no document {doc_id}")
+            raise NotFound(f"no document {abridged(doc_id)}")
         return row
 
     def title_proof(self, doc_id: str) -> TitleProof:
@@ -1101,7 +1102,7 @@ class Ledger:
     def party(self, party_id: str) -> Party:
         stored = self.party_state_text(party_id)
         if stored is None:
-            raise NotFound(f"no party {party_id}")
+            raise NotFound(f"no party {abridged(party_id)}")
         return load_party(json.loads(stored))
 
     def party_state_text(self, party_id: str) -> str | None:
@@ -1196,7 +1197,7 @@ class Ledger:
                 select(EVENT.c.log_index).where(EVENT.c.event_id == event_id)
             ).first()
             if row is None:
-                raise NotFound(f"no event {event_id}")
+                raise NotFound(f"no event {abridged(event_id)}")
             return self._first_receipt(conn, int(row[0]), duplicate=False)
 
     def tile(self, level: int, index: int, width: int) -> bytes:

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from encd.note import NoteSignature, parse_note
+from encd.validation import abridged
 from ledger.ledger import Ledger, NotFound
 from ledger.schema import PROPOSAL
 
@@ -69,7 +70,7 @@ def get(ledger: Ledger, pid: str) -> Proposal:
     with ledger.reader.connect() as conn:
         row = conn.execute(select(PROPOSAL).where(PROPOSAL.c.id == pid)).first()
     if row is None:
-        raise NotFound(f"no proposal {pid}")
+        raise NotFound(f"no proposal {abridged(pid)}")
     return _row(row)
 
 

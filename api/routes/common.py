@@ -15,6 +15,7 @@ from api.media import EVENT_TYPE, content_type_mismatch
 from api.problems import MEDIA_TYPE, Forbidden, UnsupportedMediaType
 from encd.events import Event
 from encd.parties import Role
+from encd.validation import abridged
 from ledger.ledger import NotFound, Receipt
 
 _DECIMAL = re.compile(r"-?[0-9]+")
@@ -83,7 +84,7 @@ def can_read(state: State, caller: Caller, doc_id: str) -> bool:
 def require_reader(state: State, caller: Caller, doc_id: str) -> None:
     state.ledger.title(doc_id)  # 404 first for a document that does not exist
     if not can_read(state, caller, doc_id):
-        raise Forbidden(f"{caller.id} has not been party to {doc_id}")
+        raise Forbidden(f"{caller.id} has not been party to {abridged(doc_id)}")
 
 
 def require_subject(state: State, event: Event) -> None:

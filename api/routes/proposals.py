@@ -32,6 +32,7 @@ from encd.errors import Conflict, InvalidInput, RuleViolation, VerificationError
 from encd.events import Event, assemble
 from encd.parties import Role, verify_signers
 from encd.title import DocumentState, apply, check_chain, required_signers
+from encd.validation import abridged
 from ledger import proposals as store
 from ledger.ledger import NotFound, Receipt
 from ledger.proposals import APPLIED, FAILED, OPEN, Proposal
@@ -142,7 +143,7 @@ async def _gather(
             return JSONResponse(_view(state, existing, first.to_json()), status_code=200)
         raise _closed(existing, now)
     if expect is not None and existing is None:
-        raise NotFound(f"no proposal {expect}")
+        raise NotFound(f"no proposal {abridged(expect)}")
     moved_on = _moved_on(state, event)
     if moved_on is not None:
         if existing is not None:
@@ -306,5 +307,5 @@ def one(proposal_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
         caller.id in r["parties"] for r in view["required"]
     )
     if not (involved or caller.has(Role.AUDITOR, Role.OPERATOR)):
-        raise Forbidden(f"{caller.id} is not a party to proposal {proposal_id}")
+        raise Forbidden(f"{caller.id} is not a party to proposal {abridged(proposal_id)}")
     return view

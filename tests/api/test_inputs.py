@@ -654,3 +654,12 @@ def test_a_party_is_registered_only_through_its_own_route(world: World, doc_id: 
         "not-found",
     )
     assert world.operator.register(raw)["party"]["id"] == newcomer  # where it belongs
+
+
+def test_an_id_of_any_length_is_abridged_in_what_is_said_of_it(world: World) -> None:
+    bank = world.client("bank")
+    long_id = "X" * 5000
+    for path in (f"/v1/parties/{long_id}", f"/v1/proposals/{long_id}"):
+        response = bank.http.get(path, headers=bank.signed_headers("GET", path, "", b""))
+        detail = problem_of(response, 404, "not-found")["detail"]
+        assert detail.endswith("X… (5000 characters)") and len(detail) < 200, detail
