@@ -19,6 +19,7 @@ asks for that cosignature, are written and audited offline.
 from __future__ import annotations
 
 import copy
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -338,16 +339,28 @@ def play(
     else:
         bundle = _witnessed_bundle(clients["auditor"], console)
         trust = f"witness {witness.vkey}\nquorum 1\n"
-    bundle_path.write_bytes(bundle)
+    _replace(bundle_path, bundle)
     policy_path = out / "policy.txt"
-    policy_path.write_text(
+    policy = (
         "# encd audit policy: the keys this auditor trusts (docs/verification.md)\n"
         f"log {service['log_key']}\n" + trust
     )
+    _replace(policy_path, policy.encode())
     console.print(f"Wrote {bundle_path} and {policy_path}", markup=False)
     for client in [operator, *clients.values()]:
         client.close()
     return all(step.ok for step in story.steps)
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write ``path`` whole, replacing the name (a symbolic link there is replaced, never
+    written through: what it pointed to is left alone)."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _witnessed_bundle(auditor: Client, console: Console) -> bytes:

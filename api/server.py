@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import h11
@@ -40,9 +41,16 @@ from api.app import MAX_HEAD, create_app, witness_pusher
 from api.problems import MEDIA_TYPE as PROBLEM_TYPE
 from api.problems import TITLES
 from api.settings import Settings
-from api.setup import ensure_genesis, load_or_init
+from api.setup import (
+    Service,
+    ensure_genesis,
+    load_or_init,
+    missing_ledger,
+    new_sqlite_files,
+    undo,
+)
 from encd.collector import long_running
-from encd.errors import Error
+from encd.errors import Error, InvalidInput
 from ledger.ledger import Ledger
 from ledger.sequencer import SequencerServer
 
@@ -178,12 +186,13 @@ def serve(
     workers: int = 1,
     log_level: str = "info",
     request_timeout: float = REQUEST_TIMEOUT,
+    service: Service | None = None,
 ) -> None:
     """Serve until interrupted (``encd serve``), in ``workers`` processes; a connection that
     has not sent a whole request ``request_timeout`` seconds after the service was ready for
     one is closed (``EncdH11Protocol``).  ``WorkerFailed`` says why the service could not
     start: the ledger cannot be opened, the port cannot be listened on, a worker died."""
-    prepare(settings)
+    prepare(settings, service)
     if workers <= 1:
         serve_app(create_app(settings), host, port, log_level, request_timeout)
         return
@@ -342,7 +351,12 @@ WORKER_MIN_LIFE = 5.0  # seconds
 
 
 class WorkerFailed(RuntimeError):
-    """A worker of ``run_workers`` could not start."""
+    """A worker of ``run_workers`` could not start; ``refused`` when the ledger is not the
+    data directory's (its ``encd`` command exits 2, as for any other refused data dir)."""
+
+    def __init__(self, message: str, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 READY, CLOSED = b"R", b"C"  # a worker's messages to the dispatcher
@@ -621,19 +635,39 @@ class HandedServer(uvicorn.Server):
         self.channel.close()
 
 
-def prepare(settings: Settings) -> None:
+def prepare(settings: Settings, service: Service | None = None) -> None:
     """Keys, schema and the genesis registration, once, before several workers start (they
-    would otherwise race to create them); ``WorkerFailed`` if the ledger cannot be opened."""
+    would otherwise race to create them); ``WorkerFailed`` if the ledger cannot be opened or
+    is not this data directory's.  A data directory ``service`` has just made (its
+    ``created``) is taken away again if its ledger cannot be started, interruption included:
+    a retry starts afresh."""
+    made_ledger: list[Path] = []
     try:
-        service = load_or_init(settings.data_dir, settings.origin)
+        service = service or load_or_init(settings.data_dir, settings.origin)
+        missing = missing_ledger(settings.url, service)
+        if missing:
+            raise InvalidInput("ledger", missing)
+        if service.created:
+            made_ledger = new_sqlite_files(settings.url)
         with Ledger(settings.url, service.log_key, clock=settings.clock) as ledger:
             ensure_genesis(ledger, service, settings.clock())
-    except Exception as exc:  # before any worker: say why, without a traceback
-        reason = exc.message if isinstance(exc, Error) else str(getattr(exc, "orig", exc))
+    except BaseException as exc:  # before any worker: say why, without a traceback
+        if service is not None and service.created:
+            for path in made_ledger:
+                path.unlink(missing_ok=True)
+            undo(service)
+        if not isinstance(exc, Exception):
+            raise
+        refused = isinstance(exc, InvalidInput) and exc.field == "ledger"
+        if refused:
+            reason = exc.reason  # type: ignore[attr-defined]
+        else:
+            reason = exc.message if isinstance(exc, Error) else str(getattr(exc, "orig", exc))
         shown = settings.redacted_url()
         with contextlib.suppress(Exception):  # (a URL it cannot read is not repeated)
             reason = reason.replace(settings.url, shown)
-        raise WorkerFailed(f"cannot open the ledger {shown}: {reason.strip()}") from None
+        verb = "refusing" if refused else "cannot open"
+        raise WorkerFailed(f"{verb} the ledger {shown}: {reason.strip()}", refused) from None
 
 
 def worker_app() -> FastAPI:

@@ -8,13 +8,17 @@
         service.json       origin, operator id and name, the two verifier keys
         ledger.db          the SQLite ledger (unless ENCD_DATABASE_URL points elsewhere)
 
-and appends the ledger's first event: the operator registering itself.
+and appends the ledger's first event: the operator registering itself.  Its event id is
+then recorded in service.json as ``genesis``: from then on a ledger that is missing, empty
+or begins with another event is refused, where starting it afresh would have the log key
+sign a second history (a fork) after a lost ledger or a mistyped database URL.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,10 +30,13 @@ from encd.identifiers import check_legal_id
 from encd.keys import SigningKey
 from ledger.ledger import Ledger
 
+HEX = "0123456789abcdef"
+
 # A valid USCC (check character included) used when no operator id is given:
 # replace it with the operator's own with `encd init --operator-id`.
 DEFAULT_OPERATOR_ID = "91500000MA6000001G"
 DEFAULT_OPERATOR_NAME = "encd ledger operator"
+DEFAULT_ORIGIN = "encd.local/log"
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,8 @@ class Service:
     log_key: SigningKey
     operator_key: SigningKey
     created: bool
+    genesis: str | None = None  # the event id of the log's first entry, once recorded
+    made: tuple[Path, ...] = ()  # what load_or_init created, for ``undo``
 
     @property
     def log_key_path(self) -> Path:
@@ -53,18 +62,24 @@ class Service:
 
 def load_or_init(
     data_dir: Path,
-    origin: str,
+    origin: str | None = None,
     operator_id: str | None = None,
     operator_name: str | None = None,
 ) -> Service:
     """Open the data directory, creating keys and service.json the first time.  Anything
     wrong with it (not a directory, unwritable, service.json not encd's, a key missing or
-    not the one service.json names) is an InvalidInput naming the file and the fault."""
+    not the one service.json names, an origin or operator given that is not the one it
+    holds) is an InvalidInput naming the file and the fault."""
     config_path = data_dir / "service.json"
-    if data_dir.exists() and not data_dir.is_dir():
-        raise InvalidInput("data dir", f"{data_dir} is not a directory")
-    if config_path.exists():
-        return _load(data_dir, config_path, operator_id)
+    try:
+        if data_dir.exists() and not data_dir.is_dir():
+            raise InvalidInput("data dir", f"{data_dir} is not a directory")
+        found = config_path.exists()
+    except OSError as exc:  # a directory on the way that may not be searched, say
+        raise InvalidInput("data dir", f"cannot look at {data_dir}: {exc.strerror}") from None
+    if found:
+        return _load(data_dir, config_path, origin, operator_id, operator_name)
+    origin = origin or DEFAULT_ORIGIN
     stray = [name for name in ("log.key", "operator.key") if (data_dir / name).exists()]
     if stray:
         raise InvalidInput(
@@ -101,18 +116,45 @@ def load_or_init(
         made.append(partial)
         partial.write_text(json.dumps(config, indent=2) + "\n")
         os.replace(partial, config_path)
-    except OSError as exc:
-        for path in reversed(made):
-            with contextlib.suppress(OSError):
-                path.rmdir() if path == data_dir else path.unlink(missing_ok=True)
+    except BaseException as exc:  # an OSError, or an interruption half-way
+        _take_away(made)
+        if not isinstance(exc, OSError):
+            raise
         where = exc.filename or data_dir
         raise InvalidInput("data dir", f"cannot create {where}: {exc.strerror}") from None
+    made.remove(partial)
+    made.append(config_path)
     return Service(
-        data_dir, origin, operator_id, config["operator_name"], log_key, operator_key, created=True
+        data_dir,
+        origin,
+        operator_id,
+        config["operator_name"],
+        log_key,
+        operator_key,
+        created=True,
+        made=tuple(made),
     )
 
 
-def _load(data_dir: Path, config_path: Path, operator_id: str | None) -> Service:
+def _take_away(paths: list[Path] | tuple[Path, ...]) -> None:
+    for path in reversed(paths):
+        with contextlib.suppress(OSError):
+            path.rmdir() if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def undo(service: Service) -> None:
+    """Take away what ``load_or_init`` made of a new data directory (its ledger could not
+    be started): a retry then starts afresh, with the options it is given."""
+    _take_away(service.made)
+
+
+def _load(
+    data_dir: Path,
+    config_path: Path,
+    origin: str | None,
+    operator_id: str | None,
+    operator_name: str | None,
+) -> Service:
     try:
         config = json.loads(config_path.read_bytes())
     except OSError as exc:
@@ -134,11 +176,27 @@ def _load(data_dir: Path, config_path: Path, operator_id: str | None) -> Service
     except (ValueError, InvalidInput) as exc:
         reason = exc.message if isinstance(exc, InvalidInput) else str(exc)
         raise InvalidInput("service.json", f"{config_path}: {reason}") from None
-    if operator_id and operator_id != config["operator_id"]:
+    genesis = config.get("genesis")
+    if genesis is not None and not (
+        isinstance(genesis, str) and len(genesis) == 64 and set(genesis) <= set(HEX)
+    ):
         raise InvalidInput(
-            "operator id",
-            f"{data_dir} belongs to operator {config['operator_id']}, not {operator_id}",
+            "service.json", f"{config_path}: genesis must be an event id (64 hex digits)"
         )
+    given = (
+        ("origin", origin, "is the log", "a log's name cannot change"),
+        ("operator id", operator_id, "belongs to operator", "nor can its operator"),
+        (
+            "operator name",
+            operator_name,
+            "names its operator",
+            "the name the operator registered under",
+        ),
+    )
+    for field, value, what, hint in given:
+        held = config[field.replace(" ", "_")]
+        if value is not None and value != held:
+            raise InvalidInput(field, f"{data_dir} {what} {held!r}, not {value!r} ({hint})")
     log_key = _key(config["origin"], data_dir / "log.key", config.get("log_vkey"))
     operator_key = _key(
         config["operator_id"], data_dir / "operator.key", config.get("operator_vkey")
@@ -151,6 +209,7 @@ def _load(data_dir: Path, config_path: Path, operator_id: str | None) -> Service
         log_key,
         operator_key,
         created=False,
+        genesis=genesis,
     )
 
 
@@ -183,9 +242,76 @@ def _key(name: str, path: Path, vkey: object) -> SigningKey:
 
 
 def ensure_genesis(ledger: Ledger, service: Service, now: datetime) -> None:
-    """Append the operator's own registration if the ledger is empty."""
-    if ledger.size() > 0:
-        return
+    """Append the operator's own registration if the ledger is empty, and record its event
+    id in service.json.  A ledger that is empty, or that begins with another event, where
+    service.json has recorded the first is refused (an InvalidInput): a new genesis would
+    have the log key sign a second history."""
+    if ledger.size() == 0:
+        if service.genesis is not None:
+            raise InvalidInput("ledger", f"it is empty, but {_began(service)}")
+        _append_genesis(ledger, service, now)
+    first = ledger.entries(0, 1)[0][1]
+    if service.genesis is None:
+        _record_genesis(service, first)
+    elif first != service.genesis:
+        raise InvalidInput("ledger", f"it begins with event {first[:16]}…, but {_began(service)}")
+
+
+def missing_ledger(url: str, service: Service) -> str | None:
+    """Why the ledger at ``url`` cannot be this data directory's, before it is opened (and
+    an SQLite file made): the file does not exist where service.json has a genesis."""
+    if service.genesis is not None and new_sqlite_files(url):
+        return f"it does not exist, but {_began(service)}"
+    return None
+
+
+def new_sqlite_files(url: str) -> list[Path]:
+    """The files an SQLite ledger at ``url`` would make that do not exist yet (to take away
+    again if a new data directory cannot be completed)."""
+    from sqlalchemy.engine import make_url
+
+    with contextlib.suppress(Exception):
+        parsed = make_url(url)
+        path = parsed.database or ""
+        is_file = parsed.get_backend_name() == "sqlite" and path not in ("", ":memory:")
+        if is_file and not path.startswith("file:") and not os.path.exists(path):
+            return [Path(path + end) for end in ("", "-wal", "-shm", "-journal", "-sequencer.lock")]
+    return []
+
+
+def _began(service: Service) -> str:
+    return (
+        f"{service.data_dir / 'service.json'} records that this log began with event "
+        f"{(service.genesis or '')[:16]}…: starting it afresh would have its log key sign a "
+        "second history (a fork).  Restore the ledger, or give its URL with --db or "
+        "ENCD_DATABASE_URL; a new log needs a new data directory"
+    )
+
+
+def _record_genesis(service: Service, event_id: str) -> None:
+    """Add ``genesis`` to service.json (whole or not at all); a data directory that cannot
+    be written (keys on a read-only mount, say) goes on without it, with a warning."""
+    path = service.data_dir / "service.json"
+    partial = service.data_dir / f"service.json.{os.getpid()}.partial"
+    try:
+        config = json.loads(path.read_bytes())
+        if config.get("genesis") == event_id:
+            return
+        config["genesis"] = event_id
+        partial.write_text(json.dumps(config, indent=2) + "\n")
+        os.replace(partial, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        logging.getLogger("encd").warning(
+            "encd: cannot record the log's first event in %s (%s): a lost ledger would not "
+            "be noticed at the next start",
+            path,
+            exc.strerror,
+        )
+
+
+def _append_genesis(ledger: Ledger, service: Service, now: datetime) -> None:
     raw = make_event(
         [service.operator_key],
         type="register",

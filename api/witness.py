@@ -79,9 +79,14 @@ def init_witness(path: Path, name: str, logs: list[str]) -> WitnessDir:
     keys = _logs([(f"--log {i + 1}", vkey) for i, vkey in enumerate(logs)])
     if not keys:
         raise InvalidInput("log", "name at least one log to witness (--log <log verifier key>)")
-    if (path / CONF).exists():
+    try:
+        held = [name for name in (CONF, KEY, DB) if (path / name).exists()]
+        made = not path.exists()
+    except OSError as exc:  # a directory on the way that may not be searched, say
+        raise InvalidInput("dir", f"cannot look at {path}: {exc.strerror}") from None
+    if CONF in held:
         raise InvalidInput("dir", f"{path} already holds a witness; `encd witness serve {path}`")
-    if (path / KEY).exists() or (path / DB).exists():
+    if held:
         raise InvalidInput(
             "dir",
             f"{path} holds a {KEY} or a {DB} but no {CONF}: an init that did not finish, or "
@@ -93,7 +98,8 @@ def init_witness(path: Path, name: str, logs: list[str]) -> WitnessDir:
     key = SigningKey.generate(name)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        os.chmod(path, 0o700)
+        if made:  # (one that exists keeps its mode, as encd init's data directory does)
+            os.chmod(path, 0o700)
         key.save(path / KEY)
         WitnessDB(path / DB, create=True).close()
         partial = path / (CONF + ".partial")
@@ -142,6 +148,8 @@ def load_witness(path: Path) -> WitnessDir:
         key = SigningKey.load(name, path / KEY)
     except OSError as exc:
         raise InvalidInput(KEY, f"cannot read {path / KEY}: {exc.strerror}") from None
+    except InvalidInput as exc:
+        raise InvalidInput(KEY, f"{path / KEY}: {exc.reason}") from None
     return WitnessDir(path, key, tuple(keys))
 
 

@@ -20,6 +20,7 @@ import re
 import signal
 import stat
 import sys
+import tempfile
 import threading
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
@@ -418,6 +419,13 @@ def keygen(
     passphrase = os.environ.get("ENCD_KEY_PASSPHRASE") if encrypt else None
     if encrypt and not passphrase:
         fail("--encrypt needs ENCD_KEY_PASSPHRASE", 2)
+    if not encrypt and os.environ.get("ENCD_KEY_PASSPHRASE"):
+        fail(
+            "ENCD_KEY_PASSPHRASE is set but --encrypt is not given: give --encrypt to encrypt "
+            "the key with it, or unset it to write the key in clear (every command would "
+            "refuse a clear key while it is set)",
+            2,
+        )
     key = SigningKey.generate(check_party(party, "PARTY"))
     if looks(out, out.is_dir):
         fail(f"--out: {out} is a directory; name the key file to write", 2)
@@ -435,8 +443,12 @@ def keygen(
 def init(
     data_dir: Annotated[Path, typer.Option(help="Data directory.")] = Path("encd-data"),
     origin: Annotated[
-        str, typer.Option(help="The log's name (a schema-less URL).")
-    ] = "encd.local/log",
+        str | None,
+        typer.Option(
+            help="The log's name (a schema-less URL); default encd.local/log.  An existing "
+            "data directory's cannot change."
+        ),
+    ] = None,
     operator_id: Annotated[str | None, typer.Option(help="The operator's USCC or LEI.")] = None,
     operator_name: Annotated[str | None, typer.Option(help="The operator's name.")] = None,
     db: Annotated[
@@ -454,9 +466,9 @@ def init(
         fail(exc.message, 2)
     settings = Settings(data_dir=data_dir, database_url=db, origin=service.origin)
     try:
-        prepare(settings)
+        prepare(settings, service)
     except WorkerFailed as exc:
-        fail(str(exc))
+        fail(str(exc), 2 if exc.refused else 1)
     verb = "Created" if service.created else "Found"
     say(f"{verb} {data_dir}/" + (" (mode 0700)" if service.created else ""))
     say(f"  log key       {service.log_key_path}  {service.log_key.public.vkey}")
@@ -472,7 +484,10 @@ def serve(
     port: Annotated[
         int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")
     ] = 8080,
-    origin: Annotated[str, typer.Option(help="The log's name on first start.")] = "encd.local/log",
+    origin: Annotated[
+        str | None,
+        typer.Option(help="The log's name on first start (default encd.local/log)."),
+    ] = None,
     authority: Annotated[
         str,
         typer.Option(
@@ -549,9 +564,9 @@ def serve(
         witnesses=tuple(w.line() for w in sent_to),
     )
     try:
-        run_server(settings, host, port, workers, request_timeout=request_timeout)
+        run_server(settings, host, port, workers, request_timeout=request_timeout, service=service)
     except WorkerFailed as exc:
-        fail(str(exc), 1)
+        fail(str(exc), 2 if exc.refused else 1)
 
 
 @app.command()
@@ -569,6 +584,15 @@ def demo(
         fail(f"--out: cannot make the directory {out}: {exc.strerror}", 2)
     if not os.access(out, os.W_OK | os.X_OK):
         fail(f"--out: cannot write in {out}", 2)
+    for name in ("ENCD-CQ-2026-000417.encd", "policy.txt"):  # the two it replaces
+        try:
+            mode = (out / name).lstat().st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            fail(f"--out: cannot look at {out / name}: {exc.strerror}", 2)
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            fail(f"--out: {out / name} is not a regular file; the demo replaces only one", 2)
     ok = run_demo(out, console)
     if not ok:
         fail("some step did not behave as expected")
@@ -698,10 +722,27 @@ def party_show(
     party: PartyOpt = "",
     as_json: JsonOpt = False,
 ) -> None:
-    """Look a party up."""
+    """Look a party up: its name, roles, keys (revoked ones marked) and chain head."""
     check_party(party_id, "PARTY_ID")
     c = client(server, key, party)
-    emit(run(lambda: c.party(party_id)), as_json)
+    answer = run(lambda: c.party(party_id))
+    if got(answer, "id", kind=str) != party_id:
+        fail(f"the service answered about another party than {party_id}")
+    keys = []
+    for i in range(len(got(answer, "keys", kind=list))):
+        revoked = got(answer, "keys", i, "revoked", kind=bool)
+        keys.append(got(answer, "keys", i, "vkey", kind=str) + ("  (revoked)" if revoked else ""))
+    lines = [
+        f"party     {party_id} ({got(answer, 'scheme', kind=str)})",
+        f"name      {got(answer, 'name', kind=str)}",
+        f"roles     {listed(answer, 'roles')}",
+        *(f"key       {k}" for k in keys),
+    ]
+    if got(answer, "agent_for", kind=list):
+        lines.append(f"agent for {listed(answer, 'agent_for')}")
+    head = got(answer, "head", kind=str)
+    lines.append(f"seq       {got(answer, 'seq', kind=int)}, head event {head}")
+    emit(answer, as_json, "\n".join(lines))
 
 
 # --- document events ------------------------------------------------------------------------
@@ -1280,21 +1321,44 @@ def export(
     if not looks(target.parent, target.parent.is_dir):
         fail(f"--out: no directory {target.parent} to write {target.name} in", 2)
     c = client(server, key, party)
-    if all_:
-        data = run(lambda: c.export(witnessed=wanted, witnesses=counted), whole=False)
-    else:
-        data = run(lambda: c.bundle(doc or "", witnessed=wanted, witnesses=counted), whole=False)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        partial.write_bytes(data)
-        _replaceable(target, force)  # (again: it may have appeared while downloading)
-        os.replace(partial, target)
+    if threading.current_thread() is threading.main_thread():  # SIGTERM cleans up as Ctrl-C
+        signal.signal(signal.SIGTERM, _terminated)
+    try:  # the file it is written to, beside the target: one that cannot be made is found now
+        handle, name = tempfile.mkstemp(prefix=".encd-", suffix=".partial", dir=target.parent)
     except OSError as exc:
-        fail(f"cannot write {target}: {exc.strerror}", 2)
+        fail(f"--out: cannot write in {target.parent}: {exc.strerror}", 2)
+    partial = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            if all_:
+                data = run(lambda: c.export(witnessed=wanted, witnesses=counted), whole=False)
+            else:
+                data = run(
+                    lambda: c.bundle(doc or "", witnessed=wanted, witnesses=counted), whole=False
+                )
+            try:
+                file.write(data)
+                file.flush()
+                os.fchmod(file.fileno(), 0o666 & ~_umask())  # (mkstemp's is 0600)
+                _replaceable(target, force)  # (again: it may have appeared while downloading)
+                os.replace(partial, target)
+            except OSError as exc:
+                fail(f"cannot write {target}: {exc.strerror}", 2)
     finally:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
     result = {"file": str(target), "bytes": len(data)}
     emit(result, as_json, f"OK: wrote {target} ({len(data)} bytes)")
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # (what a shell shows for a process ended by the signal)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _replaceable(target: Path, force: bool) -> None:
@@ -1339,7 +1403,10 @@ def _audit(path: Path, policy: Path | None, trusted_checkpoint: Path | None, as_
     from encd.audit import UsageError, audit_file
     from encd.collector import long_running
 
-    size = path.stat().st_size if path.is_file() else 0
+    try:
+        size = path.stat().st_size if path.is_file() else 0
+    except OSError as exc:  # a directory on the way that may not be searched, say
+        fail(f"cannot look at {path}: {exc.strerror}", 2)
     try:
         with long_running():  # a large export's document states, out of the collector's way
             if size > 4 << 20 and not as_json:  # a long audit shows its progress

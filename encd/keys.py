@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nacl.exceptions
 import nacl.signing
+from cryptography.exceptions import InternalError, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -169,8 +170,13 @@ class SigningKey:
             # cryptography says whether a passphrase was missing or unexpected
             raise InvalidInput("private key", str(exc)) from None
         except ValueError:
+            wrong = ", or the passphrase is wrong" if passphrase is not None else ""
+            raise InvalidInput("private key", f"not a PKCS#8 PEM private key{wrong}") from None
+        except (UnsupportedAlgorithm, InternalError):
+            # an algorithm identifier OpenSSL does not know, or one whose key it cannot set up
+            # (an Ed448 identifier over an Ed25519 seed, say)
             raise InvalidInput(
-                "private key", "not a PKCS#8 PEM private key, or the passphrase is wrong"
+                "private key", "not an Ed25519 key (its algorithm is one encd does not know)"
             ) from None
         if not isinstance(private, Ed25519PrivateKey):
             raise InvalidInput(

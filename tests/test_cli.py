@@ -88,6 +88,16 @@ def test_the_title_flow_from_the_command_line(service: tuple[str, Path]) -> None
     def as_(label: str) -> list[str]:
         return ["--server", url, "--key", str(tmp / f"{label}.key"), "--party", ids[label]]
 
+    code, out = encd("party", "show", ids["carrier"], *as_("bank"))
+    assert code == 0 and out.splitlines()[:3] == [
+        f"party     {ids['carrier']} (USCC)",
+        "name      Carrier",
+        "roles     carrier",
+    ], out
+    code, out = encd("party", "show", ids["bank2"], *as_("bank"), "--json")
+    shown = json.loads(out)
+    assert code == 0 and (shown["id"], shown["scheme"], shown["seq"]) == (ids["bank2"], "LEI", 0)
+
     yaml_file = tmp / "content.yaml"
     text = yaml.safe_dump(content, allow_unicode=True)
     text = text.replace("'2026-03-10'", "2026-03-10")  # as a person writes a date in YAML

@@ -5,6 +5,7 @@ what is printed is text, never rich markup or a terminal escape sequence."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -177,6 +178,35 @@ def test_an_answer_without_the_fields_the_api_gives_is_named(key: Path) -> None:
         assert code == 1 and "FAIL: the service's answer has no log_key" in out, out
         code, out = encd("transfer", "DOC-1", "--to", BANK, *as_bank(url, key))
         assert code == 1 and "answered DOC-1's title without its head's seq and id" in out
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b"[1, 2, 3]", "the service's answer has no id"),
+        (b'{"id": "91500000MA5UCQ7L66"}', "answered about another party"),
+        (b'{"id": "%s", "scheme": "USCC", "log_index": NaN}' % BANK.encode(), "not JSON"),
+        (b'{"id": "%s", "keys": [], "scheme": 1}' % BANK.encode(), "scheme is of the wrong type"),
+    ],
+)
+def test_party_show_checks_the_answer_is_a_party(key: Path, body: bytes, said: str) -> None:
+    with fake_service(respond("200 OK", "application/json", body)) as (url, _):
+        code, out = encd("party", "show", BANK, *as_bank(url, key))
+    assert code == 1 and out.startswith("FAIL:") and said in out, out
+
+
+def test_an_export_is_written_beside_its_target_under_a_short_name(
+    key: Path, tmp_path: Path
+) -> None:
+    """The file is first written under a temporary name of its own: a target's name as long
+    as the file system allows is still one it can write."""
+    target = tmp_path / ("e" * 250)
+    bundle = b'{"format":"x"}\n'
+    answer = respond("200 OK", "application/vnd.encd.bundle+jsonl", bundle)
+    with fake_service(answer) as (url, _):
+        code, out = encd("export", "DOC-1", "--out", str(target), *as_bank(url, key))
+    assert code == 0 and target.read_bytes() == bundle, out
+    assert sorted(os.listdir(tmp_path)) == sorted(["bank.key", target.name])
 
 
 def test_an_export_that_is_not_a_bundle_is_not_written(key: Path, tmp_path: Path) -> None:
@@ -384,6 +414,83 @@ def test_init_and_serve_say_what_is_wrong_with_the_data_dir(tmp_path: Path) -> N
     assert code == 2 and f"{good / 'log.key'} is not the key service.json names" in out, out
 
 
+def test_a_lost_ledger_is_refused_not_begun_again_under_the_same_log_key(
+    tmp_path: Path,
+) -> None:
+    """A new genesis signed by the same log key would be a second history: a fork."""
+    data = tmp_path / "d"
+    code, out = encd("init", "--data-dir", str(data))
+    assert code == 0, out
+    genesis = json.loads((data / "service.json").read_text())["genesis"]
+    assert len(genesis) == 64
+    ledger = data / "ledger.db"
+    kept = ledger.read_bytes()
+
+    ledger.unlink()
+    for command in ("init", "serve"):
+        port = ("--port", "0") if command == "serve" else ()
+        code, out = encd(command, "--data-dir", str(data), *port)
+        assert code == 2, out
+        assert f"FAIL: refusing the ledger sqlite:///{ledger}: it does not exist" in out, out
+        assert f"began with event {genesis[:16]}" in out and "fork" in out
+        assert not ledger.exists()
+
+    ledger.write_bytes(b"")
+    code, out = encd("init", "--data-dir", str(data))
+    assert code == 2 and "it is empty, but" in out, out
+
+    typo = tmp_path / "ledgr.db"
+    code, out = encd("init", "--data-dir", str(data), "--db", f"sqlite:///{typo}")
+    assert code == 2 and "it does not exist" in out and not typo.exists(), out
+
+    ledger.write_bytes(kept)
+    config = json.loads((data / "service.json").read_text())
+    (data / "service.json").write_text(json.dumps({**config, "genesis": "ab" * 32}))
+    code, out = encd("init", "--data-dir", str(data))
+    assert code == 2 and f"it begins with event {genesis[:16]}" in out, out
+
+    # a data directory from before the genesis was recorded gets it at its next start
+    del config["genesis"]
+    (data / "service.json").write_text(json.dumps(config))
+    code, out = encd("init", "--data-dir", str(data))
+    assert code == 0 and out.startswith(f"Found {data}/"), out
+    assert json.loads((data / "service.json").read_text())["genesis"] == genesis
+
+
+def test_a_data_dir_whose_ledger_cannot_be_started_is_taken_away(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    nowhere = f"sqlite:///{tmp_path / 'no' / 'such' / 'ledger.db'}"
+    code, out = encd(
+        "init", "--data-dir", str(data), "--db", nowhere, "--operator-name", "Typo Name"
+    )
+    assert code == 1 and "FAIL: cannot open the ledger" in out, out
+    assert not data.exists()
+    code, out = encd("init", "--data-dir", str(data), "--operator-name", "Right Name")
+    assert code == 0 and out.startswith(f"Created {data}/"), out
+    assert json.loads((data / "service.json").read_text())["operator_name"] == "Right Name"
+
+    there = tmp_path / "there"  # a directory that existed stays, emptied of what init made
+    there.mkdir()
+    (there / "notes.txt").write_text("mine")
+    code, out = encd("init", "--data-dir", str(there), "--db", nowhere)
+    assert code == 1 and sorted(p.name for p in there.iterdir()) == ["notes.txt"], out
+
+
+def test_init_refuses_an_origin_or_operator_other_than_the_data_dirs(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    code, out = encd("init", "--data-dir", str(data), "--origin", "a.example/log")
+    assert code == 0, out
+    code, out = encd("init", "--data-dir", str(data), "--origin", "b.example/log")
+    assert code == 2, out
+    assert f"FAIL: origin: {data} is the log 'a.example/log', not 'b.example/log'" in out
+    code, out = encd("serve", "--data-dir", str(data), "--origin", "b.example/log")
+    assert code == 2 and "FAIL: origin:" in out, out
+    code, out = encd("init", "--data-dir", str(data), "--operator-name", "Someone Else")
+    assert code == 2 and "FAIL: operator name:" in out and "'Someone Else'" in out, out
+    code, out = encd("init", "--data-dir", str(data), "--origin", "a.example/log")
+    assert code == 0 and out.startswith(f"Found {data}/"), out
+
+
 def test_init_leaves_the_mode_of_a_directory_it_did_not_make(tmp_path: Path) -> None:
     tmp_path.chmod(0o755)
     code, out = encd("init", "--data-dir", str(tmp_path))
@@ -433,6 +540,35 @@ def test_demo_says_when_it_cannot_write_its_output(tmp_path: Path) -> None:
     afile.write_text("")
     code, out = encd("demo", "--out", str(afile))
     assert code == 2 and f"FAIL: --out: cannot make the directory {afile}:" in out
+    taken = tmp_path / "ENCD-CQ-2026-000417.encd"
+    taken.mkdir()
+    code, out = encd("demo", "--out", str(tmp_path))
+    assert code == 2 and f"FAIL: --out: {taken} is not a regular file" in out, out
+
+
+def test_keygen_refuses_a_passphrase_it_was_not_asked_to_use(tmp_path: Path) -> None:
+    out_key = tmp_path / "me.key"
+    env = {"ENCD_KEY_PASSPHRASE": "correct-horse"}
+    code, out = encd("keygen", BANK, "--out", str(out_key), env=env)
+    assert code == 2 and "ENCD_KEY_PASSPHRASE is set but --encrypt is not given" in out, out
+    assert not out_key.exists()
+    code, out = encd("keygen", BANK, "--out", str(out_key), "--encrypt", env=env)
+    assert code == 0 and b"ENCRYPTED" in out_key.read_bytes(), out
+
+
+@pytest.mark.parametrize("byte", [10, 11])  # 1.3.100.112 (unknown); 1.3.101.113 (Ed448)
+def test_a_key_of_an_algorithm_encd_does_not_know_is_named(tmp_path: Path, byte: int) -> None:
+    good = tmp_path / "good.key"
+    SigningKey.generate(BANK).save(good)
+    pem = good.read_text().splitlines()
+    der = bytearray(base64.b64decode("".join(pem[1:-1])))
+    der[byte] ^= 1  # inside the algorithm's object identifier, 1.3.101.112
+    flipped = tmp_path / "flip.key"
+    body = base64.b64encode(bytes(der)).decode()
+    flipped.write_text(f"{pem[0]}\n{body}\n{pem[-1]}\n")
+    flipped.chmod(0o600)
+    code, out = encd("title", "DOC-1", *as_bank("http://127.0.0.1:1", flipped))
+    assert code == 2 and f"FAIL: key file {flipped}: private key: not an Ed25519 key" in out, out
 
 
 @pytest.mark.parametrize(

@@ -133,6 +133,24 @@ def test_a_witness_that_lost_or_broke_its_state_does_not_serve(tmp_path: Path) -
     assert code == 2 and "but no witness.conf: an init that did not finish" in out
 
 
+def test_witness_init_keeps_the_mode_of_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    log_vkey = load_or_init(tmp_path / "data", "encd.local/log").log_key.public.vkey
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    for where in (shared, tmp_path / "new"):
+        code, out = encd("witness", "init", str(where), "--name", "w.example/w1", "--log", log_vkey)
+        assert code == 0, out
+        assert (where / "witness.key").stat().st_mode & 0o777 == 0o600
+    assert shared.stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
+    (shared / "witness.key").write_text("")
+    code, out = encd("witness", "show", str(shared))
+    assert code == 2, out
+    assert f"FAIL: witness.key: {shared / 'witness.key'}: not a PKCS#8 PEM private key" in out
+    assert "passphrase" not in out
+
+
 def test_export_quorum_goes_with_witnessed() -> None:
     code, out = encd("export", "--all", "--quorum", "2")
     assert code == 2 and "--quorum: only with --witnessed" in out

@@ -14,11 +14,15 @@ from encd.keys import SigningKey
 
 
 def test_the_demo_plays_the_story_and_its_bundle_is_witnessed(tmp_path: Path) -> None:
+    precious = tmp_path / "elsewhere.txt"  # a link where the demo writes is replaced, not
+    precious.write_text("mine")  # written through
+    (tmp_path / "policy.txt").symlink_to(precious)
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     assert "cosigned by witness.cq-rural-bank.example/w1" in " ".join(result.output.split())
     bundle, policy = tmp_path / "ENCD-CQ-2026-000417.encd", tmp_path / "policy.txt"
+    assert precious.read_text() == "mine" and not policy.is_symlink()
     lines = policy.read_text().splitlines()
     assert lines[-1] == "quorum 1" and lines[-2].startswith("witness witness.cq-rural-bank")
     report = audit_file(bundle, policy)
