@@ -694,11 +694,29 @@ def party_register(
     """The operator registers a party."""
     from encd.events import make_event
 
+    from typing import get_args
+
+    from encd.keys import PublicKey
+    from encd.parties import RoleName
+
     check_party(party_id, "PARTY_ID")
     for i, agent in enumerate(agent_for or []):
         check_party(agent, f"--agent-for ({i + 1})")
+    known: tuple[str, ...] = get_args(RoleName)
+    for given in role:
+        if given not in known:
+            fail(f"--role: expected one of {', '.join(known)}, got {show(given)}", 2)
+    keys = []
+    for i, text in enumerate(vkey):
+        try:
+            found = PublicKey.from_vkey(text.strip())  # (a key pasted with a newline)
+        except InvalidInput as exc:
+            fail(f"--vkey ({i + 1}): {exc.reason}", 2)
+        if found.name != party_id:
+            fail(f"--vkey ({i + 1}): a key of {found.name}, not of {party_id}", 2)
+        keys.append(found.vkey)
     c = client(server, key, party)
-    body: dict[str, Any] = {"name": name, "roles": role, "keys": vkey}
+    body: dict[str, Any] = {"name": name, "roles": role, "keys": keys}
     if agent_for:
         body["agent_for"] = agent_for
     raw = make_event(

@@ -123,6 +123,7 @@ def load_party(value: Mapping[str, Any]) -> Party:
     )
 
 
+MAX_KEYS = 16  # active keys a party may have (register declares 1 to 16)
 _Strict = ConfigDict(frozen=True, extra="forbid", strict=True)
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(plain_text)]
 RoleName = Literal["carrier", "agent", "trader", "bank", "auditor", "operator"]
@@ -132,7 +133,7 @@ class RegisterBody(BaseModel):
     model_config = _Strict
     name: Name
     roles: list[RoleName] = Field(min_length=1)
-    keys: list[str] = Field(min_length=1, max_length=16)
+    keys: list[str] = Field(min_length=1, max_length=MAX_KEYS)
     agent_for: list[str] = Field(default_factory=list)
 
     @field_validator("roles")
@@ -172,6 +173,8 @@ def _vkey(text: str, party_id: str, field: str) -> PublicKey:
         raise InvalidInput(field, exc.reason) from None
     if key.name != party_id:
         raise InvalidInput(field, f"key name must be the party id {party_id}, got {key.name}")
+    if text != key.vkey:  # white space around it, or base64 that is not the canonical form
+        raise InvalidInput(field, f"a verifier key is written exactly as {key.vkey}")
     return key
 
 
@@ -179,6 +182,8 @@ def _roles_and_agency(
     roles: Sequence[str], agent_for: Sequence[str], parties: Mapping[str, Party], field: str
 ) -> tuple[frozenset[Role], frozenset[str]]:
     role_set = frozenset(Role(r) for r in roles)
+    if len(set(agent_for)) != len(agent_for):
+        raise InvalidInput(f"{field}.agent_for", "a carrier must not be named twice")
     if agent_for and Role.AGENT not in role_set:
         raise InvalidInput(
             f"{field}.agent_for", "only a party with the agent role acts for carriers"
@@ -317,16 +322,18 @@ def apply_party(
     if event.type == "add_key":
         _require_signer("add_key", signers, self_or_operator, f"{pid} or an operator")
         add = parse_model(AddKeyBody, event.body, "body")
-        keys = _with_key(party, _vkey(add.key, pid, "body.key"), "body.key")
+        keys = _with_key(party, _vkey(add.key, pid, "body.key"), "body.key", "add_key")
     elif event.type == "revoke_key":
         _require_signer("revoke_key", signers, self_or_operator, f"{pid} or an operator")
         revoke = parse_model(RevokeKeyBody, event.body, "body")
-        keys = _without_key(party, revoke.key_id, "body.key_id")
+        keys = _without_key(party, revoke.key_id, "body.key_id", "revoke_key")
     elif event.type == "rotate_key":
         _require_signer("rotate_key", signers, self_or_operator, f"{pid} or an operator")
         rotate = parse_model(RotateKeyBody, event.body, "body")
-        revoked = replace(party, keys=_without_key(party, rotate.old, "body.old", last_ok=True))
-        keys = _with_key(revoked, _vkey(rotate.new, pid, "body.new"), "body.new")
+        old = _without_key(party, rotate.old, "body.old", "rotate_key", last_ok=True)
+        keys = _with_key(
+            replace(party, keys=old), _vkey(rotate.new, pid, "body.new"), "body.new", "rotate_key"
+        )
     elif event.type == "set_roles":
         _require_signer("set_roles", signers, _operators(parties), "an operator")
         roles_body = parse_model(SetRolesBody, event.body, "body")
@@ -364,21 +371,25 @@ def _check_chain(party: Party | None, event: Event) -> None:
         )
 
 
-def _with_key(party: Party, key: PublicKey, field: str) -> tuple[KeyRecord, ...]:
+def _with_key(party: Party, key: PublicKey, field: str, rule: str) -> tuple[KeyRecord, ...]:
     if any(r.key_hash == key.hash for r in party.keys):
         raise InvalidInput(field, f"key {key.key_id} is already registered for {party.id}")
+    if len(party.active_keys()) >= MAX_KEYS:
+        raise RuleViolation(
+            rule, f"{party.id} has {MAX_KEYS} active keys, the most a party may have: revoke one"
+        )
     return (*party.keys, KeyRecord(key))
 
 
 def _without_key(
-    party: Party, key_id: str, field: str, last_ok: bool = False
+    party: Party, key_id: str, field: str, rule: str, last_ok: bool = False
 ) -> tuple[KeyRecord, ...]:
     found = False
     records = []
     for record in party.keys:
         if record.key_id == key_id:
             if record.revoked:
-                raise RuleViolation("revoke_key", f"key {key_id} is already revoked")
+                raise RuleViolation(rule, f"key {key_id} is already revoked")
             found = True
             record = KeyRecord(record.key, revoked=True)
         records.append(record)

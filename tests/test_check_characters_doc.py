@@ -69,3 +69,12 @@ def test_worked_example(name: str, accepted: str, refused: str, message: str) ->
     with pytest.raises(ValueError) as exc:
         check(refused)
     assert message in str(exc.value)
+
+
+def test_the_currency_list_in_the_document_is_the_one_encd_checks() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    start = text.index("The currency codes, all ")
+    block = text[text.index("```\n", start) + 4 :]
+    listed = block[: block.index("```")].split()
+    assert listed == sorted(identifiers.ISO_4217_CODES)
+    assert f"all {len(listed)} of them" in text[start : start + 40]
