@@ -692,10 +692,9 @@ def party_register(
     as_json: JsonOpt = False,
 ) -> None:
     """The operator registers a party."""
-    from encd.events import make_event
-
     from typing import get_args
 
+    from encd.events import make_event
     from encd.keys import PublicKey
     from encd.parties import RoleName
 
