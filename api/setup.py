@@ -27,7 +27,8 @@ from pathlib import Path
 from encd.errors import InvalidInput
 from encd.events import make_event
 from encd.identifiers import check_legal_id
-from encd.keys import SigningKey
+from encd.keys import SigningKey, check_key_name
+from encd.validation import show
 from ledger.ledger import Ledger
 
 HEX = "0123456789abcdef"
@@ -80,6 +81,7 @@ def load_or_init(
     if found:
         return _load(data_dir, config_path, origin, operator_id, operator_name)
     origin = origin or DEFAULT_ORIGIN
+    check_origin(origin)
     stray = [name for name in ("log.key", "operator.key") if (data_dir / name).exists()]
     if stray:
         raise InvalidInput(
@@ -134,6 +136,21 @@ def load_or_init(
         created=True,
         made=tuple(made),
     )
+
+
+def check_origin(origin: str) -> str:
+    """A log's name: a schema-less URL (c2sp.org/tlog-checkpoint), a key name of at most
+    255 characters of printable ASCII."""
+    check_key_name(origin, "origin")
+    if "://" in origin:
+        raise InvalidInput(
+            "origin", f"a log's name is a URL without its scheme, got {show(origin)}"
+        )
+    if len(origin) > 255 or not origin.isascii():
+        raise InvalidInput(
+            "origin", f"a log's name is at most 255 ASCII characters, got {show(origin)}"
+        )
+    return origin
 
 
 def _take_away(paths: list[Path] | tuple[Path, ...]) -> None:

@@ -328,8 +328,13 @@ def read_content(path: Path) -> dict[str, Any]:
         }
         try:
             value = yaml.load(data, Loader=_Loader)
-        except (yaml.YAMLError, ValueError) as exc:  # (ValueError: an integer too long)
+        except yaml.YAMLError as exc:
             fail(f"{path}: YAML: {exc}", 2)
+        except ValueError as exc:  # int() refuses a number of more than 4300 digits, say
+            said = str(exc)
+            if "digits" in said:
+                said = "a number has too many digits to be an exact integer"
+            fail(f"{path}: YAML: {said}", 2)
         except RecursionError:
             fail(f"{path}: nested too deeply to be document content", 2)
     try:
@@ -899,7 +904,26 @@ def pledge(
         "registry_ref": registry_ref,
         "maturity": maturity,
     }
+    _checked(body, "pledge", {"pledgee": "--bank", **_options(body)})
     _submit(server, key, party, doc, "pledge", body, as_json, propose=True)
+
+
+def _options(body: Mapping[str, Any]) -> dict[str, str]:
+    return {name: "--" + name.replace("_", "-") for name in body}
+
+
+def _checked(body: dict[str, Any], type_: str, options: Mapping[str, str]) -> None:
+    """The body by its event's rule (docs/formats/events.md §5) before anything is sent; a
+    field that breaks it is named by its option (``options``: body field to option)."""
+    from encd.title import RULES
+    from encd.validation import parse_model
+
+    try:
+        parse_model(RULES[type_].body, body, "")
+    except InvalidInput as exc:
+        field = exc.field.split("[")[0]
+        option = options.get(field) or options.get(field.split(".")[0]) or field
+        fail(f"{option}: {exc.reason}", 2)
 
 
 @app.command()
@@ -1086,7 +1110,9 @@ def milestone(
     as_json: JsonOpt = False,
 ) -> None:
     """Record a tracking milestone (carrier or its agent)."""
-    from encd.events import format_time
+    from encd.document import Place
+    from encd.events import format_time, parse_time
+    from encd.validation import parse_model
 
     body: dict[str, Any] = {
         "kind": kind,
@@ -1095,6 +1121,13 @@ def milestone(
     }
     if note:
         body["note"] = note
+    where = {"location.locode": "--locode", "location.name": "--place", "location": "--locode"}
+    _checked(body, "milestone", {**_options(body), **where})
+    try:
+        parse_model(Place, body["location"], "location")
+        parse_time(body["at"], "at")
+    except InvalidInput as exc:
+        fail(f"{where.get(exc.field, '--' + exc.field)}: {exc.reason}", 2)
     _submit(server, key, party, doc, "milestone", body, as_json)
 
 

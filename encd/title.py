@@ -21,6 +21,7 @@ but cannot transfer, surrender, amend or switch it without the pledgee.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from decimal import Decimal
@@ -35,7 +36,7 @@ from encd.errors import Conflict, InvalidInput, RuleViolation
 from encd.events import Event, content_digest, parse_time
 from encd.identifiers import check_currency
 from encd.parties import HOLDER_ROLES, Party, Role
-from encd.validation import parse_model
+from encd.validation import parse_model, show
 
 
 class Status(StrEnum):
@@ -264,7 +265,19 @@ Text = Annotated[str, StringConstraints(min_length=1, max_length=2000), AfterVal
 Ref = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(plain_text)]
 PartyId = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{18}([A-Z0-9]{2})?$")]
 EventId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-Amount = Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,15})(\.[0-9]{1,4})?$")]
+AMOUNT = re.compile(r"(0|[1-9][0-9]{0,15})(\.[0-9]{1,4})?")
+
+
+def _amount(value: str) -> str:
+    if not AMOUNT.fullmatch(value):
+        raise ValueError(
+            "expected a decimal amount: up to 16 digits, no leading zero, then at most 4 "
+            f"after a point; no sign, exponent or separator (e.g. 120000.00), got {show(value)}"
+        )
+    return value
+
+
+Amount = Annotated[str, AfterValidator(_amount)]
 Day = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
 
 

@@ -46,7 +46,11 @@ def make_engine(url: str, *, writer: bool = False, durable: bool = True) -> Engi
     try:
         parsed = make_url(url)
     except Exception:
-        raise InvalidInput("database url", f"not a database URL: {url!r}") from None
+        raise InvalidInput(
+            "database url",
+            "not a database URL: expected sqlite:///<path> or "
+            "postgresql://<user>[:<password>]@<host>[:<port>]/<database>",
+        ) from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return _sqlite_engine(url, writer, durable)

@@ -372,6 +372,15 @@ def test_content_nested_too_deeply_is_refused(key: Path, tmp_path: Path, suffix:
     assert code == 2 and f"FAIL: {content}:" in out and "nested too deeply" in out
 
 
+@pytest.mark.parametrize("suffix", ["yaml", "json"])
+def test_content_with_a_number_too_long_is_refused(key: Path, tmp_path: Path, suffix: str) -> None:
+    content = tmp_path / f"content.{suffix}"
+    content.write_text('{"id": ' + "9" * 5000 + "}")
+    code, out = encd("issue", str(content), "--holder", BANK, *as_bank("http://127.0.0.1:1", key))
+    assert code == 2 and f"FAIL: {content}:" in out and "too many digits" in out, out
+    assert "set_int_max_str_digits" not in out
+
+
 def test_a_file_name_is_printed_as_text(tmp_path: Path) -> None:
     where = tmp_path / "[/x]" / "[bold]b.encd"
     where.parent.mkdir(parents=True)
@@ -489,6 +498,15 @@ def test_init_refuses_an_origin_or_operator_other_than_the_data_dirs(tmp_path: P
     assert code == 2 and "FAIL: operator name:" in out and "'Someone Else'" in out, out
     code, out = encd("init", "--data-dir", str(data), "--origin", "a.example/log")
     assert code == 0 and out.startswith(f"Found {data}/"), out
+    for origin, said in [
+        ("my log", "must not contain spaces"),
+        ("https://a.example/log", "a URL without its scheme"),
+        ("x" * 256, "at most 255 ASCII characters"),
+        ("日志.example/log", "at most 255 ASCII characters"),
+    ]:
+        code, out = encd("init", "--data-dir", str(tmp_path / "new"), "--origin", origin)
+        assert code == 2 and "FAIL: origin:" in out and said in out, out
+        assert not (tmp_path / "new").exists()
 
 
 def test_init_leaves_the_mode_of_a_directory_it_did_not_make(tmp_path: Path) -> None:
@@ -599,6 +617,58 @@ def test_a_pledge_maturity_must_be_a_date_to_come(key: Path, maturity: str, said
             *as_bank(url, key),
         )
     assert code == 2 and f"FAIL: {said}" in out, out
+    assert heads == []
+
+
+PLEDGE = ["--bank", BANK, "--loan-ref", "L-1", "--registry-ref", "R-1", "--maturity", "2099-01-01"]
+MILESTONE = ["--kind", "departed", "--locode", "CNQZH", "--place", "Qinzhou"]
+OTHER = "91500000MA5UCQ7L66"
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["pledge", "DOC-1", *PLEDGE, "--amount", "1e9", "--currency", "USD"],
+            "--amount: expected a decimal amount",
+        ),
+        (["pledge", "DOC-1", *PLEDGE, "--amount", "-5", "--currency", "USD"], "got '-5'"),
+        (
+            ["pledge", "DOC-1", *PLEDGE, "--amount", "0", "--currency", "USD"],
+            "--amount: amount must be greater than 0",
+        ),
+        (
+            ["pledge", "DOC-1", *PLEDGE, "--amount", "10", "--currency", "usd"],
+            "--currency: ISO 4217",
+        ),
+        (["pledge", "DOC-1", *PLEDGE, "--amount", "10", "--currency", "HRK"], "not an active code"),
+        (["milestone", "DOC-1", *MILESTONE, "--kind", "x"], "--kind: expected 'gate_in'"),
+        (["milestone", "DOC-1", *MILESTONE, "--locode", "cnqzh"], "--locode: UN/LOCODE must be"),
+        (["milestone", "DOC-1", *MILESTONE, "--place", "x" * 101], "--place:"),
+        (
+            ["milestone", "DOC-1", *MILESTONE, "--at", "yesterday"],
+            "--at: expected an RFC 3339 UTC time",
+        ),
+        (
+            ["party", "register", OTHER, "--name", "N", "--role", "wizard", "--vkey", "v"],
+            "--role: expected one of carrier",
+        ),
+        (
+            ["party", "register", OTHER, "--name", "N", "--role", "trader", "--vkey", "garbage"],
+            "--vkey (1): expected <name>+<8 hex digits>+<base64 key>",
+        ),
+        (
+            ["party", "register", OTHER, "--name", "N", "--role", "trader", "--vkey", "VKEY"],
+            f"--vkey (1): a key of {BANK}, not of {OTHER}",
+        ),
+    ],
+)
+def test_an_event_body_is_checked_before_it_is_sent(key: Path, args: list[str], said: str) -> None:
+    vkey = SigningKey.generate(BANK).public.vkey
+    args = [vkey if a == "VKEY" else a for a in args]
+    with fake_service(respond("200 OK", "application/json", b"{}")) as (url, heads):
+        code, out = encd(*args, *as_bank(url, key))
+    assert code == 2 and out.startswith("FAIL: ") and said in out, out
     assert heads == []
 
 
