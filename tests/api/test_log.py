@@ -45,7 +45,7 @@ def fetch(world: World, path: str) -> httpx.Response:
 
 
 def grow(world: World, per_party: int) -> None:
-    """Append ``per_party`` add_key events to each registered party's own chain.
+    """Append ``per_party`` add_key and revoke_key events to each party's own chain.
 
     The chains are independent, so each party posts in its own thread and the
     sequencer commits them in shared batches (group commit): a full tile's worth
@@ -57,16 +57,17 @@ def grow(world: World, per_party: int) -> None:
         pid = client.key.name
         me = client.party(pid)
         seq, prev = me["seq"], me["head"]
-        for n in range(per_party):
-            key = SigningKey(pid, hashlib.sha256(f"{pid} {n}".encode()).digest())
+        for n in range(per_party):  # add a key, revoke it, add another: at most 16 active
+            key = SigningKey(pid, hashlib.sha256(f"{pid} {n // 2}".encode()).digest())
+            added = n % 2 == 0
             raw = make_event(
                 [client.key],
-                type="add_key",
+                type="add_key" if added else "revoke_key",
                 party=pid,
                 seq=seq + 1,
                 prev=prev,
                 time=T0 + timedelta(minutes=n),
-                body={"key": key.public.vkey},
+                body={"key": key.public.vkey} if added else {"key_id": key.public.key_id},
             )
             seq, prev = seq + 1, client.party_event(pid, raw)["receipt"]["event_id"]
 

@@ -50,8 +50,10 @@ def test_startup_does_not_grow_with_the_log(database_url: str) -> None:
     carrier = cast.actor("carrier")
     added = []
     for i in range(1024 - small):  # grow the log to 1024 entries: ten levels of tree
-        key = seeded_key(carrier.id, f"k{i}").public.vkey
-        added.append(cast.party_event(carrier, "add_key", {"key": key}, [carrier.key]))
+        key = seeded_key(carrier.id, f"k{i // 2}").public  # added, then revoked
+        body = {"key": key.vkey} if i % 2 == 0 else {"key_id": key.key_id}
+        kind = "add_key" if i % 2 == 0 else "revoke_key"
+        added.append(cast.party_event(carrier, kind, body, [carrier.key]))
         cast.append(added[-1])
     with Ledger(database_url, LOG_KEY) as ledger:
         ledger.append_many(added)
