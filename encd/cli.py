@@ -537,6 +537,8 @@ def serve(
         names = parse_authorities(authority)
     except InvalidInput as exc:
         fail(f"--authority (ENCD_AUTHORITY): {exc.reason}", 2)
+    if witnesses is None:  # (a data dir that cannot be searched is named as such)
+        looks(data_dir, data_dir.exists)
     try:
         sent_to = load_witnesses(witnesses or data_dir / WITNESSES_FILE, witnesses is not None)
     except Error as exc:
