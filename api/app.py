@@ -30,11 +30,11 @@ from api.problems import (
     went_away,
 )
 from api.settings import Settings
-from api.setup import Service, ensure_genesis, load_or_init
+from api.setup import Service, ensure_genesis, load_or_init, missing_ledger
 from api.submitter import Submitter
 from api.witnessing import WitnessPusher, parse_witnesses
 from encd.collector import long_running
-from encd.errors import Error
+from encd.errors import Error, InvalidInput
 from encd.events import Event
 from ledger.ledger import Ledger
 from ledger.nonces import NonceStore
@@ -262,6 +262,9 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = load_or_init(settings.data_dir, settings.origin)
+        missing = None if ledger else missing_ledger(settings.url, service)
+        if missing:  # (before an SQLite file is made where the ledger should be)
+            raise InvalidInput("ledger", missing)
         opened = ledger or Ledger(settings.url, service.log_key, clock=settings.clock)
         ensure_genesis(opened, service, settings.clock())
         nonces = NonceStore(settings.url, settings.signature_window)

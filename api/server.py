@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 import h11
@@ -44,6 +43,7 @@ from api.settings import Settings
 from api.setup import (
     Service,
     ensure_genesis,
+    first_start,
     load_or_init,
     missing_ledger,
     new_sqlite_files,
@@ -639,25 +639,15 @@ def prepare(settings: Settings, service: Service | None = None) -> None:
     """Keys, schema and the genesis registration, once, before several workers start (they
     would otherwise race to create them); ``WorkerFailed`` if the ledger cannot be opened or
     is not this data directory's.  A data directory ``service`` has just made (its
-    ``created``) is taken away again if its ledger cannot be started, interruption included:
-    a retry starts afresh."""
-    made_ledger: list[Path] = []
+    ``created``) is taken away again if its ledger cannot be opened, interruption included,
+    so a retry starts afresh; once the store holds its log key, the keys are kept."""
     try:
         service = service or load_or_init(settings.data_dir, settings.origin)
-        missing = missing_ledger(settings.url, service)
-        if missing:
-            raise InvalidInput("ledger", missing)
-        if service.created:
-            made_ledger = new_sqlite_files(settings.url)
-        with Ledger(settings.url, service.log_key, clock=settings.clock) as ledger:
-            ensure_genesis(ledger, service, settings.clock())
-    except BaseException as exc:  # before any worker: say why, without a traceback
-        if service is not None and service.created:
-            for path in made_ledger:
-                path.unlink(missing_ok=True)
-            undo(service)
-        if not isinstance(exc, Exception):
-            raise
+        with first_start(settings.data_dir):  # one start at a time makes the genesis
+            if not service.created:  # (as the directory is now, after any other start)
+                service = load_or_init(settings.data_dir, settings.origin)
+            _open_or_undo(settings, service)
+    except Exception as exc:  # before any worker: say why, without a traceback
         refused = isinstance(exc, InvalidInput) and exc.field == "ledger"
         if refused:
             reason = exc.reason  # type: ignore[attr-defined]
@@ -668,6 +658,24 @@ def prepare(settings: Settings, service: Service | None = None) -> None:
             reason = reason.replace(settings.url, shown)
         verb = "refusing" if refused else "cannot open"
         raise WorkerFailed(f"{verb} the ledger {shown}: {reason.strip()}", refused) from None
+
+
+def _open_or_undo(settings: Settings, service: Service) -> None:
+    missing = missing_ledger(settings.url, service)
+    if missing:
+        raise InvalidInput("ledger", missing)
+    made = new_sqlite_files(settings.url) if service.created else []
+    bound = False  # the store holds the log key: a new key would never open it again
+    try:
+        with Ledger(settings.url, service.log_key, clock=settings.clock) as ledger:
+            bound = True
+            ensure_genesis(ledger, service, settings.clock())
+    except BaseException:
+        if service.created and not bound:
+            for path in made:
+                path.unlink(missing_ok=True)
+            undo(service)
+        raise
 
 
 def worker_app() -> FastAPI:

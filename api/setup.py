@@ -17,9 +17,11 @@ sign a second history (a fork) after a lost ledger or a mistyped database URL.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -80,7 +82,7 @@ def load_or_init(
         raise InvalidInput("data dir", f"cannot look at {data_dir}: {exc.strerror}") from None
     if found:
         return _load(data_dir, config_path, origin, operator_id, operator_name)
-    origin = origin or DEFAULT_ORIGIN
+    origin = DEFAULT_ORIGIN if origin is None else origin
     check_origin(origin)
     stray = [name for name in ("log.key", "operator.key") if (data_dir / name).exists()]
     if stray:
@@ -277,23 +279,44 @@ def ensure_genesis(ledger: Ledger, service: Service, now: datetime) -> None:
 def missing_ledger(url: str, service: Service) -> str | None:
     """Why the ledger at ``url`` cannot be this data directory's, before it is opened (and
     an SQLite file made): the file does not exist where service.json has a genesis."""
-    if service.genesis is not None and new_sqlite_files(url):
+    path = _sqlite_file(url)
+    if service.genesis is not None and path is not None and not os.path.exists(path):
         return f"it does not exist, but {_began(service)}"
     return None
 
 
 def new_sqlite_files(url: str) -> list[Path]:
-    """The files an SQLite ledger at ``url`` would make that do not exist yet (to take away
-    again if a new data directory cannot be completed)."""
+    """The files a new SQLite ledger at ``url`` would make that do not exist yet (to take
+    away again if a new data directory cannot be completed); none if the ledger exists."""
+    path = _sqlite_file(url)
+    if path is None or os.path.exists(path):
+        return []
+    ends = ("", "-wal", "-shm", "-journal", "-sequencer.lock")
+    return [Path(path + end) for end in ends if not os.path.exists(path + end)]
+
+
+def _sqlite_file(url: str) -> str | None:
     from sqlalchemy.engine import make_url
 
     with contextlib.suppress(Exception):
         parsed = make_url(url)
         path = parsed.database or ""
-        is_file = parsed.get_backend_name() == "sqlite" and path not in ("", ":memory:")
-        if is_file and not path.startswith("file:") and not os.path.exists(path):
-            return [Path(path + end) for end in ("", "-wal", "-shm", "-journal", "-sequencer.lock")]
-    return []
+        if parsed.get_backend_name() == "sqlite" and path not in ("", ":memory:"):
+            return None if path.startswith("file:") else path
+    return None
+
+
+@contextlib.contextmanager
+def first_start(data_dir: Path) -> Iterator[None]:
+    """Hold the data directory's lock (flock on the directory itself, no file made) while
+    the ledger is opened and its genesis appended, so two starts do not both append one,
+    and one that fails does not take away what the other made."""
+    fd = os.open(data_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _began(service: Service) -> str:
@@ -308,14 +331,15 @@ def _began(service: Service) -> str:
 def _record_genesis(service: Service, event_id: str) -> None:
     """Add ``genesis`` to service.json (whole or not at all); a data directory that cannot
     be written (keys on a read-only mount, say) goes on without it, with a warning."""
-    path = service.data_dir / "service.json"
-    partial = service.data_dir / f"service.json.{os.getpid()}.partial"
+    path = (service.data_dir / "service.json").resolve()  # (a link to it stays one)
+    partial = path.with_name(f"service.json.{os.getpid()}.partial")
     try:
         config = json.loads(path.read_bytes())
         if config.get("genesis") == event_id:
             return
         config["genesis"] = event_id
         partial.write_text(json.dumps(config, indent=2) + "\n")
+        os.chmod(partial, path.stat().st_mode & 0o7777)  # (its mode as it was)
         os.replace(partial, path)
     except OSError as exc:
         with contextlib.suppress(OSError):

@@ -17,10 +17,10 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import signal
 import stat
 import sys
-import tempfile
 import threading
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
@@ -1373,15 +1373,11 @@ def export(
     if not looks(target.parent, target.parent.is_dir):
         fail(f"--out: no directory {target.parent} to write {target.name} in", 2)
     c = client(server, key, party)
-    if threading.current_thread() is threading.main_thread():  # SIGTERM cleans up as Ctrl-C
-        signal.signal(signal.SIGTERM, _terminated)
-    try:  # the file it is written to, beside the target: one that cannot be made is found now
-        handle, name = tempfile.mkstemp(prefix=".encd-", suffix=".partial", dir=target.parent)
-    except OSError as exc:
-        fail(f"--out: cannot write in {target.parent}: {exc.strerror}", 2)
-    partial = Path(name)
+    partial = _partial_beside(target)
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, _terminated) if main else None  # (as Ctrl-C)
     try:
-        with os.fdopen(handle, "wb") as file:
+        with partial.open("wb") as file:
             if all_:
                 data = run(lambda: c.export(witnessed=wanted, witnesses=counted), whole=False)
             else:
@@ -1391,7 +1387,6 @@ def export(
             try:
                 file.write(data)
                 file.flush()
-                os.fchmod(file.fileno(), 0o666 & ~_umask())  # (mkstemp's is 0600)
                 _replaceable(target, force)  # (again: it may have appeared while downloading)
                 os.replace(partial, target)
             except OSError as exc:
@@ -1399,6 +1394,8 @@ def export(
     finally:
         with contextlib.suppress(OSError):
             partial.unlink(missing_ok=True)
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
     result = {"file": str(target), "bytes": len(data)}
     emit(result, as_json, f"OK: wrote {target} ({len(data)} bytes)")
 
@@ -1407,10 +1404,20 @@ def _terminated(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)  # (what a shell shows for a process ended by the signal)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _partial_beside(target: Path) -> Path:
+    """A new, empty file beside ``target`` to write it under first (made before anything
+    is sent, so a directory that cannot be written in is found at once); a short name of
+    its own, whatever the length of the target's, with the mode the umask gives."""
+    for _ in range(100):
+        partial = target.with_name(f".encd-{secrets.token_hex(6)}.partial")
+        try:
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return partial
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            fail(f"--out: cannot write in {target.parent}: {exc.strerror}", 2)
+    fail(f"--out: cannot make a temporary file in {target.parent}", 2)
 
 
 def _replaceable(target: Path, force: bool) -> None:

@@ -485,6 +485,19 @@ def test_a_data_dir_whose_ledger_cannot_be_started_is_taken_away(tmp_path: Path)
     assert code == 1 and sorted(p.name for p in there.iterdir()) == ["notes.txt"], out
 
 
+def test_taking_a_new_ledger_away_spares_files_that_were_there(tmp_path: Path) -> None:
+    """A -wal left beside a lost ledger may hold its data: it is never counted as made."""
+    from api.setup import new_sqlite_files
+
+    ledger = tmp_path / "ledger.db"
+    (tmp_path / "ledger.db-wal").write_bytes(b"someone's pages")
+    made = new_sqlite_files(f"sqlite:///{ledger}")
+    assert ledger in made and tmp_path / "ledger.db-shm" in made
+    assert tmp_path / "ledger.db-wal" not in made
+    ledger.write_bytes(b"")
+    assert new_sqlite_files(f"sqlite:///{ledger}") == []
+
+
 def test_init_refuses_an_origin_or_operator_other_than_the_data_dirs(tmp_path: Path) -> None:
     data = tmp_path / "d"
     code, out = encd("init", "--data-dir", str(data), "--origin", "a.example/log")
@@ -499,6 +512,7 @@ def test_init_refuses_an_origin_or_operator_other_than_the_data_dirs(tmp_path: P
     code, out = encd("init", "--data-dir", str(data), "--origin", "a.example/log")
     assert code == 0 and out.startswith(f"Found {data}/"), out
     for origin, said in [
+        ("", "key name must not be empty"),
         ("my log", "must not contain spaces"),
         ("https://a.example/log", "a URL without its scheme"),
         ("x" * 256, "at most 255 ASCII characters"),
