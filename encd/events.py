@@ -36,6 +36,7 @@ from encd.canonical import canonical_bytes, parse_canonical
 from encd.errors import InvalidInput
 from encd.keys import SigningKey
 from encd.note import NoteSignature, parse_note
+from encd.validation import given
 
 VERSION = 1
 MAX_EVENT_SIZE = 256 * 1024
@@ -73,7 +74,7 @@ def parse_time(value: object, field: str) -> datetime:
     """An RFC 3339 UTC timestamp, ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``."""
     if not isinstance(value, str) or not _TIME.fullmatch(value):
         raise InvalidInput(
-            field, f"expected an RFC 3339 UTC time like 2026-05-01T08:30:00Z, got {value!r}"
+            field, f"expected an RFC 3339 UTC time like 2026-05-01T08:30:00Z, got {given(value)}"
         )
     try:
         return datetime.fromisoformat(value)  # the "Z" makes it UTC (Python 3.11+)
@@ -176,31 +177,31 @@ def _parse_envelope(envelope: dict[str, Any]) -> _Envelope:
         chain = _envelope_chain(envelope)
     version = envelope["v"]
     if isinstance(version, bool) or version != VERSION:  # (True == 1 in Python, not in JSON)
-        raise InvalidInput("event.v", f"expected envelope version {VERSION}, got {version!r}")
+        raise InvalidInput("event.v", f"expected envelope version {VERSION}, got {given(version)}")
     kind = envelope["type"]
     allowed = DOCUMENT_EVENTS if chain == "doc" else PARTY_EVENTS
     if not isinstance(kind, str) or kind not in allowed:
         raise InvalidInput(
             "event.type",
-            f"expected one of {', '.join(sorted(allowed))} for a {chain} event, got {kind!r}",
+            f"expected one of {', '.join(sorted(allowed))} for a {chain} event, got {given(kind)}",
         )
     subject = envelope[chain]
     if not isinstance(subject, str) or not _CHAIN_ID.fullmatch(subject):
         raise InvalidInput(
             f"event.{chain}",
-            f"expected 3 to 64 characters A-Z, 0-9 and '-', starting with a letter or digit, got {subject!r}",
+            f"expected 3 to 64 characters A-Z, 0-9 and '-', starting with a letter or digit, got {given(subject)}",
         )
     seq = envelope["seq"]
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-        raise InvalidInput("event.seq", f"expected an integer >= 0, got {seq!r}")
+        raise InvalidInput("event.seq", f"expected an integer >= 0, got {given(seq)}")
     prev = envelope["prev"]
     if seq == 0:
         if prev is not None:
             raise InvalidInput(
-                "event.prev", f"must be null for the first event (seq 0), got {prev!r}"
+                "event.prev", f"must be null for the first event (seq 0), got {given(prev)}"
             )
     elif not isinstance(prev, str) or not _HEX64.fullmatch(prev):
-        raise InvalidInput("event.prev", f"expected 64 lowercase hex digits, got {prev!r}")
+        raise InvalidInput("event.prev", f"expected 64 lowercase hex digits, got {given(prev)}")
     body = envelope["body"]
     if not isinstance(body, dict):
         raise InvalidInput("event.body", f"expected an object, got {type(body).__name__}")

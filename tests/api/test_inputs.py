@@ -249,14 +249,14 @@ def bad_events(world: World, doc: str) -> dict[str, Bad]:
             signed(line.replace(b'"v":1', b'"v":true')),
             422,
             "invalid-input",
-            "expected envelope version 1, got True",
+            "expected envelope version 1, got true",
             "event.v",
         ),
         "envelope version 2": Bad(
             signed(line.replace(b'"v":1', b'"v":2')),
             422,
             "invalid-input",
-            "expected envelope version 1, got 2",
+            "expected envelope version 1, got the number 2",
             "event.v",
         ),
         "integer beyond 2**53": Bad(
