@@ -721,6 +721,11 @@ def party_register(
         if found.name != party_id:
             fail(f"--vkey ({i + 1}): a key of {found.name}, not of {party_id}", 2)
         keys.append(found.vkey)
+    for option, values in (("--role", role), ("--vkey", keys), ("--agent-for", agent_for or [])):
+        if len(set(values)) != len(values):
+            fail(f"{option}: {next(v for v in values if values.count(v) > 1)} is given twice", 2)
+    if len(keys) > 16:
+        fail(f"--vkey: a party registers with 1 to 16 keys, got {len(keys)}", 2)
     c = client(server, key, party)
     body: dict[str, Any] = {"name": name, "roles": role, "keys": keys}
     if agent_for:

@@ -668,6 +668,14 @@ OTHER = "91500000MA5UCQ7L66"
             "--role: expected one of carrier",
         ),
         (
+            ["party", "register", BANK, "--name", "N", *("--role", "bank") * 2, "--vkey", "VKEY"],
+            "--role: bank is given twice",
+        ),
+        (
+            ["party", "register", BANK, "--name", "N", "--role", "bank", *("--vkey", "VKEY") * 2],
+            "--vkey: VKEY is given twice",
+        ),
+        (
             ["party", "register", OTHER, "--name", "N", "--role", "trader", "--vkey", "garbage"],
             "--vkey (1): expected <name>+<8 hex digits>+<base64 key>",
         ),
@@ -680,6 +688,7 @@ OTHER = "91500000MA5UCQ7L66"
 def test_an_event_body_is_checked_before_it_is_sent(key: Path, args: list[str], said: str) -> None:
     vkey = SigningKey.generate(BANK).public.vkey
     args = [vkey if a == "VKEY" else a for a in args]
+    said = said.replace("VKEY", vkey)
     with fake_service(respond("200 OK", "application/json", b"{}")) as (url, heads):
         code, out = encd(*args, *as_bank(url, key))
     assert code == 2 and out.startswith("FAIL: ") and said in out, out
