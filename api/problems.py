@@ -66,6 +66,7 @@ TITLES = {
     "rule-violation": "The title or party rules forbid this event",
     "stale-event": "The document has moved on",
     "proposal-closed": "The proposal takes no more signatures",
+    "fork": "Another root at a size already cosigned",
     "unauthorized": "Request not authenticated",
     "forbidden": "Not allowed",
     "not-found": "Not found",

@@ -42,7 +42,13 @@ from encd.witness import MAX_BODY, SIZE_MEDIA_TYPE, Refused, Witness
 from ledger.witnessdb import WitnessDB
 
 KEY, CONF, DB = "witness.key", "witness.conf", "witness.db"
-_PROBLEMS = {400: "invalid-input", 403: "forbidden", 404: "not-found", 422: "verification-failed"}
+_PROBLEMS = {
+    400: "invalid-input",
+    403: "forbidden",
+    404: "not-found",
+    409: "fork",  # the same size with another root (a stale old size is text/x.tlog.size)
+    422: "verification-failed",
+}
 
 
 @dataclass(frozen=True)
@@ -197,7 +203,7 @@ def create_witness_app(witness_dir: WitnessDir) -> FastAPI:
         try:
             line = await run_in_threadpool(state["witness"].add_checkpoint, body)
         except Refused as exc:
-            if exc.status == 409:  # exactly this media type, no charset (the spec's)
+            if exc.status == 409 and exc.size is not None:  # this media type, no charset
                 return Response(
                     f"{exc.size}\n".encode(),
                     status_code=409,

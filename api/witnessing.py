@@ -337,6 +337,11 @@ class WitnessPusher:
                     )
                 known.size = old = held
                 continue
+            if answer.status_code == 409:  # (without a size: the same size, another root)
+                return (
+                    f"409 at size {old}: the witness holds another root for that size (it was "
+                    f"shown another history of this log): {show(_detail(answer), 200)}"
+                )
             if answer.status_code != 200:
                 return f"refused with {answer.status_code}: {show(_detail(answer), 200)}"
             found = _cosignature(witness, note, answer.content)

@@ -143,10 +143,13 @@ class TlogProof:
 def _no_hash_after_the_empty_line(signed_checkpoint: bytes, number: int) -> None:
     """InvalidInput if the checkpoint begins with a hash line (``number`` is its line).
 
-    A checkpoint's first line is its origin, never a base64 hash: one there means
-    an empty line came among the proof's hashes, and the fault is the proof's."""
-    first = signed_checkpoint.split(b"\n", 1)[0]
+    A checkpoint's first line is its origin and its second a size: a base64 hash
+    followed by anything but a size means an empty line came among the proof's hashes,
+    and the fault is the proof's.  (An origin may itself look like a hash.)"""
+    first, _, rest = signed_checkpoint.partition(b"\n")
     if len(first) != 44 or not first.endswith(b"="):
+        return
+    if rest.split(b"\n", 1)[0].isdigit():  # an origin that looks like a hash, then a size
         return
     try:
         digest = base64.b64decode(first, validate=True)

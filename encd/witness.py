@@ -18,10 +18,12 @@ The request body (``AddCheckpoint``)::
 
 ``Witness.add_checkpoint`` answers with the cosignature line or raises
 ``Refused`` carrying the HTTP status the spec gives for each failure:
-400 malformed or old size above the checkpoint's, 403 no valid signature by
+400 malformed, old size above the checkpoint's, or a size-0 checkpoint whose root
+is not the empty tree's, 403 no valid signature by
 the log's key, 404 an unknown origin, 409 the old size is not the size the
 witness last cosigned (``Refused.size`` is that size, sent back as
-``text/x.tlog.size``) or the same size with another root, 422 a consistency
+``text/x.tlog.size``) or, without a size, the same size with another root (a
+fork; a client that read it as a stale size would retry for ever), 422 a consistency
 proof that does not verify.  Checking the old size and recording the new one
 are one atomic step of the ``WitnessState``.
 """
@@ -29,6 +31,7 @@ are one atomic step of the ``WitnessState``.
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -43,6 +46,7 @@ from encd.note import Note, parse_note, verify_note
 MAX_PROOF_LINES = 63  # the spec's limit on consistency proof lines
 MAX_BODY = 1 << 20  # a checkpoint note is at most 1 MiB; the proof adds < 4 KiB
 SIZE_MEDIA_TYPE = "text/x.tlog.size"
+EMPTY_ROOT = hashlib.sha256(b"").digest()  # RFC 9162 §2.1.1: the root of the empty tree
 
 
 class Refused(Error):
@@ -155,6 +159,8 @@ class Witness:
                 400,
                 f"old size {request.old_size} is more than the checkpoint's size {checkpoint.size}",
             )
+        if checkpoint.size == 0 and checkpoint.root != EMPTY_ROOT:
+            raise Refused(400, "a checkpoint of size 0 must carry the empty tree's root")
         recorded = self.state.latest(checkpoint.origin)
         size, root = recorded or (0, b"")
         if request.old_size != size:
@@ -162,11 +168,10 @@ class Witness:
                 409, f"old size {request.old_size} is not {size}, the size last cosigned", size
             )
         if recorded is not None and size == checkpoint.size and root != checkpoint.root:
-            raise Refused(
+            raise Refused(  # (a 409 without a size: the old size is right, the root is not)
                 409,
                 f"the checkpoint's root at size {size} is not the root cosigned at that size:"
                 " the log has forked",
-                size,
             )
         if size == 0 and request.proof:
             raise Refused(422, "the consistency proof must be empty when the old size is 0")

@@ -261,3 +261,15 @@ def test_every_one_bit_change_is_refused() -> None:
             # parse or verify must raise an encd Error, and nothing else
             with pytest.raises(Error):
                 TlogProof.parse(bytes(changed)).verify(LEAVES[5], LOG.public)
+
+
+def test_an_origin_that_looks_like_a_hash_is_an_origin() -> None:
+    """tlog-checkpoint allows any origin: one of 44 base64 characters is still one."""
+    origin = base64.b64encode(bytes(range(32))).decode()
+    key = SigningKey(origin, bytes(32))
+    leaves = [leaf_hash(b"a"), leaf_hash(b"b")]
+    signed = sign_checkpoint(Checkpoint(origin, 2, root_naive(leaves)), key)
+    proof = TlogProof(0, (leaves[1],), signed)
+    parsed = TlogProof.parse(proof.to_bytes())
+    assert parsed == proof
+    assert parsed.verify(leaves[0], key.public).origin == origin

@@ -52,19 +52,23 @@ def parse_tile_index(parts: list[str]) -> tuple[int, int | None]:
     return int("".join(p.lstrip("x") for p in parts)), width
 
 
-def _text(data: bytes) -> Response:
-    return Response(data, media_type="text/plain; charset=utf-8")
-
-
 @router.get("/log/checkpoint", response_class=Response)
 def checkpoint(state: StateDep) -> Response:
     """The latest checkpoint, a C2SP signed note, with any witness cosignatures of it."""
     note = state.ledger.checkpoint()
-    return _text(state.ledger.cosigned(note, Checkpoint.parse(parse_note(note).text).size))
+    cosigned = state.ledger.cosigned(note, Checkpoint.parse(parse_note(note).text).size)
+    return Response(cosigned, media_type="text/plain; charset=utf-8", headers=LATEST)
 
 
 def _tree_size(state: StateDep) -> int:
     return Checkpoint.parse(parse_note(state.ledger.checkpoint()).text).size
+
+
+# A tile or entry bundle at a path never changes (a partial one is named by its width), so
+# caches in front of the log may keep it (c2sp.org/tlog-tiles); the checkpoint changes with
+# every batch, so a cache must ask again each time.
+IMMUTABLE = {"cache-control": "public, max-age=31536000, immutable"}
+LATEST = {"cache-control": "no-cache"}
 
 
 @router.get("/log/tile/{path:path}", response_class=Response)
@@ -86,7 +90,8 @@ def tile(path: str, state: StateDep) -> Response:
     wanted = width or TILE_WIDTH
     if available < wanted or (width is not None and available >= TILE_WIDTH):
         raise NotFoundProblem(f"tile {path} does not exist at tree size {size}")
-    return Response(state.ledger.tile(level, index, wanted), media_type="application/octet-stream")
+    tile = state.ledger.tile(level, index, wanted)
+    return Response(tile, media_type="application/octet-stream", headers=IMMUTABLE)
 
 
 def _entries(state: StateDep, index: int, width: int | None, size: int) -> Response:
@@ -101,7 +106,7 @@ def _entries(state: StateDep, index: int, width: int | None, size: int) -> Respo
     for _, event_id, at, _raw in state.ledger.entries(start, start + wanted):
         entry = LogEntry(event_id, at).to_bytes()
         out += len(entry).to_bytes(2, "big") + entry
-    return Response(bytes(out), media_type="application/octet-stream")
+    return Response(bytes(out), media_type="application/octet-stream", headers=IMMUTABLE)
 
 
 def _b64(hashes: list[bytes]) -> list[str]:

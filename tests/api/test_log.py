@@ -128,6 +128,10 @@ def test_tiles_entries_and_proofs_reproduce_the_checkpoint(big_log: World) -> No
     # a narrower partial tile is the one a client at an older, smaller checkpoint needs
     older = fetch(world, "/log/tile/0/001.p/5")
     assert older.status_code == 200 and older.content == partial.content[: 5 * HASH_SIZE]
+    # a tile at a path never changes: caches may keep it; the checkpoint they must not
+    for answer in (tile0, partial, older):
+        assert answer.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert fetch(world, "/log/checkpoint").headers["cache-control"] == "no-cache"
 
     # (2) level 1: one hash per full level-0 tile, here a partial tile of width 1
     level1 = fetch(world, "/log/tile/1/000.p/1")
@@ -152,6 +156,8 @@ def test_tiles_entries_and_proofs_reproduce_the_checkpoint(big_log: World) -> No
     bundle0 = fetch(world, "/log/tile/entries/000")
     bundle1 = fetch(world, f"/log/tile/entries/001.p/{width}")
     assert bundle0.status_code == bundle1.status_code == 200
+    assert bundle0.headers["cache-control"] == bundle1.headers["cache-control"]
+    assert "immutable" in bundle0.headers["cache-control"]
     entries = split_entries(bundle0.content) + split_entries(bundle1.content)
     assert len(entries) == size
     assert all(len(e) == ENTRY_SIZE for e in entries)

@@ -74,6 +74,13 @@ def test_the_witness_answers_as_the_spec_says(
         assert again.status_code == 409
         assert again.headers["content-type"] == "text/x.tlog.size"
         assert again.text == "1\n"
+        # the size it holds with another root: a fork, not a stale size
+        fork = sign_checkpoint(Checkpoint(ORIGIN, 1, bytes([1]) * 32), log_key)
+        forked = http.post("/add-checkpoint", content=AddCheckpoint(1, (), fork).to_bytes())
+        assert forked.status_code == 409
+        assert forked.headers["content-type"] == "application/problem+json"
+        assert forked.json()["type"] == "urn:encd:problem:fork"
+        assert "the log has forked" in forked.json()["detail"]
         # a checkpoint of a log it does not know
         other = SigningKey("other.example/log", bytes(range(32)))
         stranger = sign_checkpoint(Checkpoint(other.name, 1, root1), other)
