@@ -21,6 +21,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,8 +33,6 @@ from encd.identifiers import check_legal_id
 from encd.keys import SigningKey, check_key_name
 from encd.validation import show
 from ledger.ledger import Ledger
-
-HEX = "0123456789abcdef"
 
 # A valid USCC (check character included) used when no operator id is given:
 # replace it with the operator's own with `encd init --operator-id`.
@@ -197,7 +196,7 @@ def _load(
         raise InvalidInput("service.json", f"{config_path}: {reason}") from None
     genesis = config.get("genesis")
     if genesis is not None and not (
-        isinstance(genesis, str) and len(genesis) == 64 and set(genesis) <= set(HEX)
+        isinstance(genesis, str) and re.fullmatch("[0-9a-f]{64}", genesis)
     ):
         raise InvalidInput(
             "service.json", f"{config_path}: genesis must be an event id (64 hex digits)"

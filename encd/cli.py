@@ -703,7 +703,7 @@ def party_register(
 
     from encd.events import make_event
     from encd.keys import PublicKey
-    from encd.parties import RoleName
+    from encd.parties import MAX_KEYS, RoleName
 
     check_party(party_id, "PARTY_ID")
     for i, agent in enumerate(agent_for or []):
@@ -724,8 +724,8 @@ def party_register(
     for option, values in (("--role", role), ("--vkey", keys), ("--agent-for", agent_for or [])):
         if len(set(values)) != len(values):
             fail(f"{option}: {next(v for v in values if values.count(v) > 1)} is given twice", 2)
-    if len(keys) > 16:
-        fail(f"--vkey: a party registers with 1 to 16 keys, got {len(keys)}", 2)
+    if len(keys) > MAX_KEYS:
+        fail(f"--vkey: a party registers with 1 to {MAX_KEYS} keys, got {len(keys)}", 2)
     c = client(server, key, party)
     body: dict[str, Any] = {"name": name, "roles": role, "keys": keys}
     if agent_for:

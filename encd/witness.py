@@ -31,7 +31,6 @@ are one atomic step of the ``WitnessState``.
 from __future__ import annotations
 
 import base64
-import hashlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -40,13 +39,12 @@ from typing import Protocol
 from encd.checkpoint import Checkpoint, CosignerKey, cosign, decode_base64, parse_decimal
 from encd.errors import Error, InvalidInput, VerificationError
 from encd.keys import PublicKey, SigningKey
-from encd.merkle import HASH_SIZE, MAX_SIZE, verify_consistency
+from encd.merkle import EMPTY_ROOT, HASH_SIZE, MAX_SIZE, verify_consistency
 from encd.note import Note, parse_note, verify_note
 
 MAX_PROOF_LINES = 63  # the spec's limit on consistency proof lines
 MAX_BODY = 1 << 20  # a checkpoint note is at most 1 MiB; the proof adds < 4 KiB
 SIZE_MEDIA_TYPE = "text/x.tlog.size"
-EMPTY_ROOT = hashlib.sha256(b"").digest()  # RFC 9162 §2.1.1: the root of the empty tree
 
 
 class Refused(Error):
