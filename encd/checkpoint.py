@@ -49,7 +49,7 @@ from encd.keys import (
     key_hash,
 )
 from encd.merkle import HASH_SIZE, MAX_SIZE
-from encd.note import Note, NoteSignature, parse_note, sign_note, verify_note
+from encd.note import NOT_CANONICAL, Note, NoteSignature, parse_note, sign_note, verify_note
 
 COSIGNATURE_V1 = 0x04
 MAX_TIMESTAMP = 2**63 - 1
@@ -169,7 +169,7 @@ def open_checkpoint(data: bytes, log_key: PublicKey) -> Checkpoint:
     (4) its origin must be ``log_key``'s name.
     """
     # (1) parse the note
-    note = parse_note(data, "checkpoint")
+    note = parse_note(data, "checkpoint", strict=False)
     # (2) the log's signature, before the text is trusted
     try:
         verify_note(note, [log_key])
@@ -303,7 +303,7 @@ def verify_cosignatures(note: Note | bytes, witnesses: Iterable[CosignerKey]) ->
     cosignatures are enough is the caller's policy.
     """
     if isinstance(note, bytes):
-        note = parse_note(note, "checkpoint")
+        note = parse_note(note, "checkpoint", strict=False)
     # (1) a checkpoint
     Checkpoint.parse(note.text)
     by_id = {(w.name, w.hash): w for w in witnesses}
@@ -313,6 +313,8 @@ def verify_cosignatures(note: Note | bytes, witnesses: Iterable[CosignerKey]) ->
         if witness is None:
             continue  # (3) unknown
         # (2a) layout
+        if not sig.canonical:
+            raise VerificationError(f"cosignature by {witness.key_id}: {NOT_CANONICAL}")
         if len(sig.signature) != TIMESTAMP_SIZE + SIGNATURE_SIZE:
             raise VerificationError(
                 f"cosignature by {witness.key_id} is {len(sig.signature)} bytes,"

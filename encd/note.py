@@ -23,6 +23,7 @@ from encd.keys import PublicKey, SigningKey, check_key_name
 SIG_PREFIX = "— "  # em dash, space
 MAX_SIGNATURES = 100  # Go's sumdb/note limit, the one c2sp.org/signed-note gives as its example
 MAX_NOTE_SIZE = 1 << 20
+NOT_CANONICAL = "signature is not canonical base64"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,9 @@ class NoteSignature:
     name: str
     key_hash: bytes
     signature: bytes
+    #: False for a line whose base64 is not canonical (only ``parse_note(strict=False)``
+    #: keeps such a line; ``verify_note`` refuses it if its key is known).
+    canonical: bool = True
 
     @property
     def key_id(self) -> str:
@@ -68,8 +72,14 @@ def _check_chars(data: bytes, field: str) -> str:
     return text
 
 
-def parse_note(data: bytes, field: str = "note") -> Note:
-    """Split a signed note into its text and signature lines (nothing is verified yet)."""
+def parse_note(data: bytes, field: str = "note", *, strict: bool = True) -> Note:
+    """Split a signed note into its text and signature lines (nothing is verified yet).
+
+    ``strict`` refuses any signature line whose base64 is not canonical.  Notes that
+    others cosign (checkpoints) are parsed with ``strict=False``: c2sp.org/signed-note
+    says to ignore the lines of unknown keys, so such a line is kept, marked, and
+    refused only if it turns out to be a known key's.
+    """
     if len(data) > MAX_NOTE_SIZE:
         raise InvalidInput(field, f"note is {len(data)} bytes, more than {MAX_NOTE_SIZE}")
     _check_chars(data, field)
@@ -97,13 +107,14 @@ def parse_note(data: bytes, field: str = "note") -> Note:
             blob = base64.b64decode(encoded, validate=True)
         except ValueError:  # binascii.Error, or non-ASCII text
             raise InvalidInput(where, "signature is not valid base64") from None
-        if base64.b64encode(blob).decode() != encoded:
-            # b64decode ignores the unused low bits of the last character: without
-            # this, a changed character could leave the decoded signature intact.
-            raise InvalidInput(where, "signature is not canonical base64")
+        # b64decode ignores the unused low bits of the last character: without this
+        # check, a changed character could leave the decoded signature intact.
+        canonical = base64.b64encode(blob).decode() == encoded
+        if strict and not canonical:
+            raise InvalidInput(where, NOT_CANONICAL)
         if len(blob) < 5:
             raise InvalidInput(where, f"signature is {len(blob)} bytes, too short for a key hash")
-        signatures.append(NoteSignature(name, blob[:4], blob[4:]))
+        signatures.append(NoteSignature(name, blob[:4], blob[4:], canonical))
     return Note(text, tuple(signatures), data)
 
 
@@ -122,8 +133,9 @@ def verify_note(note: Note, known: Iterable[PublicKey]) -> tuple[PublicKey, ...]
     """Verify ``note`` under the ``known`` keys, per c2sp.org/signed-note.
 
     Signatures from unknown keys are ignored.  A signature from a known key
-    that fails rejects the whole note; so does a note with no signature from
-    a known key.  Returns the known keys whose signatures verified.
+    that fails, or is written in non-canonical base64, rejects the whole note; so
+    does a note with no signature from a known key.  Returns the known keys whose
+    signatures verified.
     """
     by_id = {(key.name, key.hash): key for key in known}
     verified: list[PublicKey] = []
@@ -131,6 +143,8 @@ def verify_note(note: Note, known: Iterable[PublicKey]) -> tuple[PublicKey, ...]
         key = by_id.get((sig.name, sig.key_hash))
         if key is None:
             continue
+        if not sig.canonical:
+            raise VerificationError(f"the signature by {key.key_id}: {NOT_CANONICAL}")
         key.verify(note.text, sig.signature)
         verified.append(key)
     if not verified:

@@ -6,6 +6,7 @@ Keys are derived from fixed seeds, so every run signs the same bytes
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
@@ -202,4 +203,26 @@ def resign(raw: bytes, keys: list[SigningKey], **changes: Any) -> bytes:
     return assemble(text, sign_text(text, keys))
 
 
-__all__ = ["Cast", "corridor_cast", "corridor_document", "envelope_text", "lei", "resign", "uscc"]
+def loosened(line: bytes) -> bytes:
+    """``line`` with an unused low bit of its base64's last character set: the same bytes
+    to a lenient decoder, not the canonical spelling."""
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    body = line.rstrip(b"\n").rstrip(b"=")
+    pad = len(line.rstrip(b"\n")) - len(body)
+    assert pad, "a line without padding has no unused bits"
+    last = alphabet.index(body[-1:]) ^ 1
+    changed = body[:-1] + alphabet[last : last + 1] + b"=" * pad + b"\n"
+    assert base64.b64decode(changed.split(b" ")[-1]) == base64.b64decode(line.split(b" ")[-1])
+    return changed
+
+
+__all__ = [
+    "Cast",
+    "corridor_cast",
+    "corridor_document",
+    "envelope_text",
+    "lei",
+    "loosened",
+    "resign",
+    "uscc",
+]

@@ -21,6 +21,7 @@ from encd.errors import InvalidInput, VerificationError
 from encd.keys import SigningKey
 from encd.merkle import leaf_hash
 from encd.note import NoteSignature, parse_note, sign_note
+from tests.kit import loosened
 
 LOG = SigningKey("log.example/encd", bytes(range(32)))
 OTHER_LOG = SigningKey("log.example/encd", bytes(range(1, 33)))  # same name, other key
@@ -297,6 +298,25 @@ def test_unknown_cosigners_and_the_log_signature_are_ignored() -> None:
     stranger = SigningKey("w3.example", bytes(range(4, 36)))
     data = sign_checkpoint(CP, LOG) + cosign(CP.text(), stranger, 1) + cosign(CP.text(), W1, 2)
     assert verify_cosignatures(data, [CosignerKey.of(W1)]) == {"w1.example": 2}
+
+
+def test_an_unknown_cosigner_s_non_canonical_line_is_ignored_a_known_one_s_refused() -> None:
+    """signed-note: lines of unknown keys are ignored, however their base64 is spelled
+    (Go's note.Open decodes leniently); a known witness's line must be canonical."""
+    stranger = SigningKey("w3.example", bytes(range(4, 36)))
+    odd = loosened(cosign(CP.text(), stranger, 1))
+    data = sign_checkpoint(CP, LOG) + odd + cosign(CP.text(), W1, 2)
+    assert open_checkpoint(data, LOG.public) == CP
+    assert verify_cosignatures(data, [CosignerKey.of(W1)]) == {"w1.example": 2}
+    mine = sign_checkpoint(CP, LOG) + loosened(cosign(CP.text(), W1, 2))
+    with pytest.raises(VerificationError) as info:
+        verify_cosignatures(mine, [CosignerKey.of(W1)])
+    assert info.value.message == (
+        f"cosignature by {CosignerKey.of(W1).key_id}: signature is not canonical base64"
+    )
+    with pytest.raises(VerificationError) as info:
+        open_checkpoint(loosened(sign_checkpoint(CP, LOG)), LOG.public)
+    assert "not canonical base64" in info.value.message
 
 
 def test_plain_note_signature_by_a_witness_key_is_not_a_cosignature() -> None:

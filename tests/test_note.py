@@ -63,6 +63,32 @@ def test_non_canonical_signature_base64_is_refused(example: tuple[PublicKey, byt
     assert info.value.message == "note signature line 1: signature is not canonical base64"
 
 
+def test_a_lenient_parse_ignores_an_unknown_key_s_non_canonical_line_only(
+    example: tuple[PublicKey, bytes],
+) -> None:
+    """Checkpoints gather other parties' lines, which signed-note says to ignore: a
+    non-canonical line is kept by ``strict=False`` and refused only if its key is known."""
+    key, data = example
+    changed = data[: -len(b"M=\n")] + b"O=\n"  # the example's own line, made non-canonical
+    other = NoteSignature("other.example", b"\x01\x02\x03\x04", bytes(64)).line().encode()
+    # unknown: another key's line, spelled the lenient way (last character's low bits set)
+    odd = other[: -len(b"A=\n")] + b"B=\n"
+    assert base64.b64decode(odd.split(b" ")[-1]) == base64.b64decode(other.split(b" ")[-1])
+    note = parse_note(data + odd, strict=False)
+    assert [s.canonical for s in note.signatures] == [True, False]
+    assert verify_note(note, [key]) == (key,)
+    # known: refused, naming the key
+    with pytest.raises(VerificationError) as info:
+        verify_note(parse_note(changed, strict=False), [key])
+    assert info.value.message == (
+        "the signature by example.com/foo+530d903a: signature is not canonical base64"
+    )
+    # and a strict parse still refuses either at once
+    for strict_refused in (data + odd, changed):
+        with pytest.raises(InvalidInput, match="not canonical base64"):
+            parse_note(strict_refused)
+
+
 def test_unknown_keys_are_ignored(example: tuple[PublicKey, bytes]) -> None:
     key, data = example
     other = NoteSignature("other.example", b"\x01\x02\x03\x04", bytes(64)).line().encode()

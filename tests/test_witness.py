@@ -13,12 +13,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from encd.checkpoint import Checkpoint, CosignerKey, sign_checkpoint, verify_cosignatures
+from encd.checkpoint import (
+    Checkpoint,
+    CosignerKey,
+    cosign,
+    sign_checkpoint,
+    verify_cosignatures,
+)
 from encd.errors import InvalidInput
 from encd.keys import SigningKey
 from encd.merkle import consistency_proof, leaf_hash, root_naive
 from encd.witness import AddCheckpoint, Refused, Witness
 from ledger.witnessdb import WitnessDB
+from tests.kit import loosened
 
 LOG = SigningKey("log.example/encd", bytes(range(32)))
 OTHER_LOG = SigningKey("other.example/log", bytes(range(2, 34)))
@@ -139,6 +146,20 @@ def test_an_unknown_log_is_404_and_a_foreign_signature_403(witness: Witness) -> 
     error = refused(witness, request(0, 3, note=signed(3, impostor)))
     assert error.status == 403 and "no signature from a known key" in error.message
     assert witness.state.latest(LOG.name) is None
+
+
+def test_another_key_s_line_in_lenient_base64_is_ignored_the_log_s_refused(
+    witness: Witness,
+) -> None:
+    """c2sp.org/signed-note: unknown keys' lines are ignored (Go's note.Open reads their
+    base64 leniently); the log's own line must be canonical."""
+    stranger = SigningKey("w3.example", bytes(range(4, 36)))
+    odd = loosened(cosign(Checkpoint(LOG.name, 3, root(3)).text(), stranger, 1))
+    line = witness.add_checkpoint(request(0, 3, note=signed(3) + odd))
+    assert verify_cosignatures(signed(3) + line, [CosignerKey.of(WITNESS)])
+    error = refused(witness, request(3, 4, note=loosened(signed(4))))
+    assert error.status == 403 and "not canonical base64" in error.message
+    assert witness.state.latest(LOG.name) == (3, root(3))
 
 
 def test_an_old_size_above_the_checkpoint_s_is_400(witness: Witness) -> None:

@@ -97,6 +97,21 @@ export function fromBase64(text, step, what) {
   return bytes;
 }
 
+/** Padded standard base64 as Python's b64decode(validate=True) and Go's StdEncoding read
+ * it, unused bits and all: its bytes and whether `text` is their canonical spelling, or
+ * null when it is not base64. */
+function readBase64(text) {
+  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return null;
+  let binary;
+  try {
+    binary = atob(text);
+  } catch {
+    return null;
+  }
+  const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
+  return { bytes, canonical: toBase64(bytes) === text };
+}
+
 function show(value, limit = 60) {
   const text = typeof value === "string" ? JSON.stringify(value) : String(value);
   return text.length > limit ? text.slice(0, limit) + "…" : text;
@@ -203,9 +218,13 @@ export function parseNote(text, step) {
     const parts = line.slice(2).split(" ");
     if (parts.length !== 2) fail(step, `${where}: expected "— <key name> <base64 signature>"`);
     checkKeyName(parts[0], step, where);
-    const blob = fromBase64(parts[1], step, where);
+    // Another key's line is ignored however its base64 is spelled (signed-note; Go reads
+    // it leniently): only the trusted key's line must be canonical (openCheckpoint).
+    const read = readBase64(parts[1]);
+    if (read === null) fail(step, `${where}: ${show(parts[1])} is not valid base64`);
+    const blob = read.bytes;
     if (blob.length < 5) fail(step, `${where}: ${blob.length} bytes, too short for a key hash`);
-    return { name: parts[0], hash: blob.slice(0, 4), signature: blob.slice(4) };
+    return { name: parts[0], hash: blob.slice(0, 4), signature: blob.slice(4), canonical: read.canonical };
   });
   return { text: body, signatures };
 }
@@ -239,6 +258,7 @@ export async function openCheckpoint(signed, logKey) {
   let verified = false;
   for (const sig of note.signatures) {
     if (sig.name !== logKey.name || !equal(sig.hash, logKey.hash)) continue; // another key's
+    if (!sig.canonical) fail(step, `the signature by ${logKey.name} is not canonical base64`);
     if (!(await ed25519Verify(logKey.key, sig.signature, encoder.encode(note.text)))) {
       fail(step, `the signature by ${logKey.name} does not verify: the checkpoint was changed`);
     }

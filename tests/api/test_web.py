@@ -20,7 +20,7 @@ import nacl.signing
 import pytest
 
 from api.client import verify_title
-from encd.checkpoint import Checkpoint
+from encd.checkpoint import Checkpoint, cosign
 from encd.errors import VerificationError
 from encd.events import sign_text
 from encd.keys import SigningKey
@@ -28,6 +28,7 @@ from encd.logentry import LogEntry
 from encd.note import parse_note, sign_note
 from tests.api.conftest import World
 from tests.api.test_lifecycle import pledge_body
+from tests.kit import loosened
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -479,6 +480,31 @@ def test_malformed_receipts_fail_as_in_python(world: World, doc_id: str, page: A
             name,
             page.inner_text("#verdict"),
         )
+    assert page.errors == []
+
+
+def test_another_key_s_line_in_lenient_base64_is_ignored_as_in_python(
+    world: World, doc_id: str, page: Any
+) -> None:
+    """signed-note: a line by a key the checker does not know is ignored, however its base64
+    is spelled; the trusted log key's own line must be canonical."""
+    answer = world.client("bank").title(doc_id)
+    proof = answer["tlog_proof"]
+    signed = proof[proof.index("\n\n") + 2 :]
+    text = signed[: signed.index("\n\n") + 1].encode()
+    stranger = SigningKey("w3.example", bytes(range(4, 36)))
+    with_odd = {**answer, "tlog_proof": proof + loosened(cosign(text, stranger, 1)).decode()}
+    verify_title(with_odd, world.log_key.public)
+    assert paste(page, world, with_odd) == "checked", page.inner_text("#verdict")
+
+    line = next(line for line in proof.split("\n") if line.startswith("\u2014 "))
+    odd_line = loosened(f"{line}\n".encode()).decode().rstrip("\n")
+    mine = {**answer, "tlog_proof": proof.replace(line, odd_line)}
+    with pytest.raises(VerificationError, match="not canonical base64"):
+        verify_title(mine, world.log_key.public)
+    assert paste(page, world, mine) == "failed"
+    assert page.get_attribute("#result", "data-step") == "checkpoint"
+    assert "not canonical base64" in page.inner_text("#verdict")
     assert page.errors == []
 
 
