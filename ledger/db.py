@@ -53,6 +53,13 @@ def make_engine(url: str, *, writer: bool = False, durable: bool = True) -> Engi
         ) from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
+        if parsed.query:
+            # pysqlite would ignore them (with a warning), or with uri=true open the file
+            # another way (read-only, shared memory); a ledger's file is opened one way.
+            names = ", ".join(sorted(parsed.query))
+            raise InvalidInput(
+                "database url", f"an SQLite URL takes no query arguments, got {names}"
+            )
         return _sqlite_engine(url, writer, durable)
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
