@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -109,8 +110,11 @@ def load_or_init(
     made: list[Path] = []  # what to take away again if the directory cannot be completed
     try:
         if not data_dir.exists():
-            data_dir.mkdir(parents=True)
-            made.append(data_dir)
+            # each directory made, outermost first, so that an undo takes away them all
+            missing = [data_dir, *itertools.takewhile(lambda p: not p.exists(), data_dir.parents)]
+            for directory in reversed(missing):
+                directory.mkdir()
+                made.append(directory)
             os.chmod(data_dir, 0o700)  # (mkdir's mode would be masked by the umask)
         for key, name in ((log_key, "log.key"), (operator_key, "operator.key")):
             key.save(data_dir / name)

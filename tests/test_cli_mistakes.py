@@ -474,6 +474,10 @@ def test_a_data_dir_whose_ledger_cannot_be_started_is_taken_away(tmp_path: Path)
     )
     assert code == 1 and "FAIL: cannot open the ledger" in out, out
     assert not data.exists()
+    nested = tmp_path / "new" / "parents" / "d"  # the parents it made go too
+    code, out = encd("init", "--data-dir", str(nested), "--db", nowhere)
+    assert code == 1 and "FAIL: cannot open the ledger" in out, out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], out
     code, out = encd("init", "--data-dir", str(data), "--operator-name", "Right Name")
     assert code == 0 and out.startswith(f"Created {data}/"), out
     assert json.loads((data / "service.json").read_text())["operator_name"] == "Right Name"
