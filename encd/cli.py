@@ -52,11 +52,29 @@ app = typer.Typer(
 console = Console()
 err = Console(stderr=True)
 
+
+def _nonempty_path(value: str | Path) -> Path:
+    """A path option's value: an empty one would be read as the directory "."."""
+    if str(value) == "":
+        raise typer.BadParameter("a path must not be empty")
+    return Path(value)
+
+
+def path_option(*names: str, **settings: Any) -> Any:
+    """``typer.Option`` for a path, refusing an empty one."""
+    return typer.Option(*names, parser=_nonempty_path, metavar="<path>", **settings)
+
+
+def path_argument(**settings: Any) -> Any:
+    """``typer.Argument`` for a path, refusing an empty one."""
+    return typer.Argument(parser=_nonempty_path, **settings)
+
+
 ServerOpt = Annotated[
     str, typer.Option("--server", envvar="ENCD_SERVER", help="The encd service's base URL.")
 ]
 KeyOpt = Annotated[
-    Path, typer.Option("--key", envvar="ENCD_KEY", help="Your private key file (PKCS#8 PEM).")
+    Path, path_option("--key", envvar="ENCD_KEY", help="Your private key file (PKCS#8 PEM).")
 ]
 PartyOpt = Annotated[
     str, typer.Option("--party", envvar="ENCD_PARTY", help="Your party id (USCC or LEI).")
@@ -416,7 +434,7 @@ def _reason_phrase(status: int) -> str:
 @app.command()
 def keygen(
     party: Annotated[str, typer.Argument(help="The party id the key will belong to.")],
-    out: Annotated[Path, typer.Option("--out", help="Where to write the private key.")],
+    out: Annotated[Path, path_option("--out", help="Where to write the private key.")],
     encrypt: Annotated[bool, typer.Option(help="Encrypt with ENCD_KEY_PASSPHRASE.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -446,7 +464,7 @@ def keygen(
 
 @app.command()
 def init(
-    data_dir: Annotated[Path, typer.Option(help="Data directory.")] = Path("encd-data"),
+    data_dir: Annotated[Path, path_option(help="Data directory.")] = Path("encd-data"),
     origin: Annotated[
         str | None,
         typer.Option(
@@ -483,7 +501,7 @@ def init(
 
 @app.command()
 def serve(
-    data_dir: Annotated[Path, typer.Option(help="Data directory.")] = Path("encd-data"),
+    data_dir: Annotated[Path, path_option(help="Data directory.")] = Path("encd-data"),
     db: Annotated[str | None, typer.Option(help="Database URL (or ENCD_DATABASE_URL).")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[
@@ -520,7 +538,7 @@ def serve(
     ] = 30.0,
     witnesses: Annotated[
         Path | None,
-        typer.Option(
+        path_option(
             help="The witnesses to send each new checkpoint to, one 'witness <cosigner vkey> "
             "<URL>' line each (default: witnesses.txt in the data directory, if there is one).",
         ),
@@ -578,7 +596,7 @@ def serve(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Where to write the bundle and policy.")] = Path(
+    out: Annotated[Path, path_option(help="Where to write the bundle and policy.")] = Path(
         "encd-demo"
     ),
 ) -> None:
@@ -617,7 +635,7 @@ witness_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(witness_app, name="witness")
-WitnessDirArg = Annotated[Path, typer.Argument(help="The witness's directory.")]
+WitnessDirArg = Annotated[Path, path_argument(help="The witness's directory.")]
 
 
 @witness_app.command("init")
@@ -817,7 +835,7 @@ def _submit(
 
 @app.command()
 def issue(
-    content: Annotated[Path, typer.Argument(help="Document content, JSON or YAML.")],
+    content: Annotated[Path, path_argument(help="Document content, JSON or YAML.")],
     holder: Annotated[str, typer.Option(help="The first holder's party id.")],
     server: ServerOpt = DEFAULT_SERVER,
     key: KeyOpt = Path("key.pem"),
@@ -1141,7 +1159,7 @@ def milestone(
 @app.command()
 def amend(
     doc: str,
-    content: Annotated[Path, typer.Argument(help="The new content, JSON or YAML.")],
+    content: Annotated[Path, path_argument(help="The new content, JSON or YAML.")],
     server: ServerOpt = DEFAULT_SERVER,
     key: KeyOpt = Path("key.pem"),
     party: PartyOpt = "",
@@ -1313,7 +1331,7 @@ def export(
     all_: Annotated[bool, typer.Option("--all", help="The full ledger (auditors).")] = False,
     out: Annotated[
         Path | None,
-        typer.Option(help="Output file (default: <document id>.encd, or ledger.encd)."),
+        path_option(help="Output file (default: <document id>.encd, or ledger.encd)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output file.")] = False,
     witnessed: Annotated[
@@ -1335,7 +1353,7 @@ def export(
     ] = None,
     policy: Annotated[
         Path | None,
-        typer.Option(
+        path_option(
             help="With --witnessed: count only the cosignatures of this audit policy's "
             "witnesses, and ask for its quorum (docs/verification.md).",
         ),
@@ -1446,13 +1464,11 @@ def _replaceable(target: Path, force: bool) -> None:
 
 @app.command()
 def audit(
-    path: Annotated[Path, typer.Argument(help="A document bundle or a full export.")],
-    policy: Annotated[
-        Path | None, typer.Option(help="Trust policy (docs/verification.md).")
-    ] = None,
+    path: Annotated[Path, path_argument(help="A document bundle or a full export.")],
+    policy: Annotated[Path | None, path_option(help="Trust policy (docs/verification.md).")] = None,
     trusted_checkpoint: Annotated[
         Path | None,
-        typer.Option(
+        path_option(
             help="A checkpoint you already trust; the bundle's must be consistent with it."
         ),
     ] = None,

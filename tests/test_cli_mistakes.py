@@ -985,3 +985,22 @@ def test_an_empty_passphrase_is_no_passphrase(tmp_path: Path) -> None:
         "title", "DOC-1", *as_bank("http://127.0.0.1:1", locked), env={"ENCD_KEY_PASSPHRASE": ""}
     )
     assert code == 2 and f"FAIL: {locked} is encrypted: set ENCD_KEY_PASSPHRASE" in out, out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("title", "CQ-1", "--key", "", "--party", BANK),
+        ("keygen", BANK, "--out", ""),
+        ("init", "--data-dir", ""),
+        ("audit", ""),
+        ("witness", "init", "", "--name", "w.example/w1", "--log", "x"),
+        ("export", "CQ-1", "--out", "", "--party", BANK),
+    ],
+)
+def test_an_empty_path_is_refused_by_name_not_read_as_the_current_directory(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    code, out = encd(*args)
+    assert code == 2 and "a path must not be empty" in out, out
+    assert list(tmp_path.iterdir()) == []
