@@ -9,9 +9,11 @@
         ledger.db          the SQLite ledger (unless ENCD_DATABASE_URL points elsewhere)
 
 and appends the ledger's first event: the operator registering itself.  Its event id is
-then recorded in service.json as ``genesis``: from then on a ledger that is missing, empty
-or begins with another event is refused, where starting it afresh would have the log key
-sign a second history (a fork) after a lost ledger or a mistyped database URL.
+then recorded in service.json as ``genesis`` (``null`` until then): from then on a ledger
+that is missing, empty or begins with another event is refused, where starting it afresh
+would have the log key sign a second history (a fork) after a lost ledger or a mistyped
+database URL.  A service.json with no ``genesis`` member at all was written by an earlier
+encd, which began the ledger at once: its ledger is held to exist in the same way.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from encd.events import make_event
 from encd.identifiers import check_legal_id
 from encd.keys import SigningKey, check_key_name
 from encd.validation import show
+from ledger.db import has_schema
 from ledger.ledger import Ledger
 
 # A valid USCC (check character included) used when no operator id is given:
@@ -52,6 +55,10 @@ class Service:
     operator_key: SigningKey
     created: bool
     genesis: str | None = None  # the event id of the log's first entry, once recorded
+    #: the ledger has been begun: ``genesis`` is recorded, or service.json predates it (an
+    #: encd before 2026-12-04 wrote no ``genesis`` and began the ledger at once); a new
+    #: data directory's service.json holds ``"genesis": null`` until its ledger begins
+    begun: bool = False
     made: tuple[Path, ...] = ()  # what load_or_init created, for ``undo``
 
     @property
@@ -100,12 +107,14 @@ def load_or_init(
         _check_name(operator_name)
     log_key = SigningKey.generate(origin)
     operator_key = SigningKey.generate(operator_id)
-    config = {
+    name = operator_name or DEFAULT_OPERATOR_NAME
+    config: dict[str, str | None] = {
         "origin": origin,
         "operator_id": operator_id,
-        "operator_name": operator_name or DEFAULT_OPERATOR_NAME,
+        "operator_name": name,
         "log_vkey": log_key.public.vkey,
         "operator_vkey": operator_key.public.vkey,
+        "genesis": None,  # (recorded when the ledger begins)
     }
     made: list[Path] = []  # what to take away again if the directory cannot be completed
     try:
@@ -135,7 +144,7 @@ def load_or_init(
         data_dir,
         origin,
         operator_id,
-        config["operator_name"],
+        name,
         log_key,
         operator_key,
         created=True,
@@ -199,6 +208,7 @@ def _load(
         reason = exc.message if isinstance(exc, InvalidInput) else str(exc)
         raise InvalidInput("service.json", f"{config_path}: {reason}") from None
     genesis = config.get("genesis")
+    begun = "genesis" not in config or genesis is not None
     if genesis is not None and not (
         isinstance(genesis, str) and re.fullmatch("[0-9a-f]{64}", genesis)
     ):
@@ -232,6 +242,7 @@ def _load(
         operator_key,
         created=False,
         genesis=genesis,
+        begun=begun,
     )
 
 
@@ -269,7 +280,7 @@ def ensure_genesis(ledger: Ledger, service: Service, now: datetime) -> None:
     service.json has recorded the first is refused (an InvalidInput): a new genesis would
     have the log key sign a second history."""
     if ledger.size() == 0:
-        if service.genesis is not None:
+        if service.begun:
             raise InvalidInput("ledger", f"it is empty, but {_began(service)}")
         _append_genesis(ledger, service, now)
     first = ledger.entries(0, 1)[0][1]
@@ -280,11 +291,17 @@ def ensure_genesis(ledger: Ledger, service: Service, now: datetime) -> None:
 
 
 def missing_ledger(url: str, service: Service) -> str | None:
-    """Why the ledger at ``url`` cannot be this data directory's, before it is opened (and
-    an SQLite file made): the file does not exist where service.json has a genesis."""
+    """Why the ledger at ``url`` cannot be this data directory's, before it is opened (an
+    SQLite file made, a schema created): where its ledger has begun (``Service.begun``),
+    an SQLite file that does not exist, or a database without encd's schema, is a ledger
+    elsewhere or lost."""
+    if not service.begun:
+        return None
     path = _sqlite_file(url)
-    if service.genesis is not None and path is not None and not os.path.exists(path):
+    if path is not None and not os.path.exists(path):
         return f"it does not exist, but {_began(service)}"
+    if not has_schema(url):
+        return f"it is empty (no encd tables), but {_began(service)}"
     return None
 
 
@@ -323,11 +340,18 @@ def first_start(data_dir: Path) -> Iterator[None]:
 
 
 def _began(service: Service) -> str:
+    config = service.data_dir / "service.json"
+    if service.genesis is not None:
+        began = f"{config} records that this log began with event {service.genesis[:16]}…"
+    else:
+        began = (
+            f"{config} was written by an encd that recorded no genesis, and that began "
+            "this log's ledger with it"
+        )
     return (
-        f"{service.data_dir / 'service.json'} records that this log began with event "
-        f"{(service.genesis or '')[:16]}…: starting it afresh would have its log key sign a "
-        "second history (a fork).  Restore the ledger, or give its URL with --db or "
-        "ENCD_DATABASE_URL; a new log needs a new data directory"
+        f"{began}: starting it afresh would have its log key sign a second history (a "
+        "fork).  Restore the ledger, or give its URL with --db or ENCD_DATABASE_URL; a new "
+        "log needs a new data directory (one that never served may simply be removed)"
     )
 
 

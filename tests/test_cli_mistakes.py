@@ -446,7 +446,8 @@ def test_a_lost_ledger_is_refused_not_begun_again_under_the_same_log_key(
 
     ledger.write_bytes(b"")
     code, out = encd("init", "--data-dir", str(data))
-    assert code == 2 and "it is empty, but" in out, out
+    assert code == 2 and "it is empty (no encd tables), but" in out, out
+    assert ledger.read_bytes() == b""  # refused before any schema was made in it
 
     typo = tmp_path / "ledgr.db"
     code, out = encd("init", "--data-dir", str(data), "--db", f"sqlite:///{typo}")
@@ -458,9 +459,23 @@ def test_a_lost_ledger_is_refused_not_begun_again_under_the_same_log_key(
     code, out = encd("init", "--data-dir", str(data))
     assert code == 2 and f"it begins with event {genesis[:16]}" in out, out
 
-    # a data directory from before the genesis was recorded gets it at its next start
+    # a data directory from before the genesis was recorded: its ledger, lost or not
+    # named, is refused too (its first start made it); found, it gets its genesis recorded
     del config["genesis"]
     (data / "service.json").write_text(json.dumps(config))
+    ledger.rename(tmp_path / "moved.db")
+    for command in ("init", "serve"):
+        port = ("--port", "0") if command == "serve" else ()
+        code, out = encd(command, "--data-dir", str(data), *port)
+        assert code == 2 and "it does not exist, but" in out, out
+        assert "was written by an encd that recorded no genesis" in out, out
+        assert not ledger.exists()
+    ledger.write_bytes(b"")
+    code, out = encd("serve", "--data-dir", str(data), "--port", "0")
+    assert code == 2 and "it is empty (no encd tables), but" in out, out
+    assert ledger.read_bytes() == b""
+    (tmp_path / "moved.db").rename(ledger)
+    assert "genesis" not in json.loads((data / "service.json").read_text())
     code, out = encd("init", "--data-dir", str(data))
     assert code == 0 and out.startswith(f"Found {data}/"), out
     assert json.loads((data / "service.json").read_text())["genesis"] == genesis
