@@ -268,6 +268,12 @@ def _key(name: str, path: Path, vkey: object) -> SigningKey:
     except OSError as exc:
         raise InvalidInput("data dir", f"cannot read {path}: {exc.strerror}") from None
     except InvalidInput as exc:
+        if "password" in exc.message.lower():
+            raise InvalidInput(
+                "data dir",
+                f"{path} is encrypted: the service reads its data directory's keys unattended, "
+                "so they are kept unencrypted (mode 0600, in a directory of mode 0700)",
+            ) from None
         raise InvalidInput("data dir", f"{path}: {exc.message}") from None
     if vkey is not None and vkey != key.public.vkey:
         raise InvalidInput("data dir", f"{path} is not the key service.json names ({vkey})")

@@ -191,7 +191,14 @@ def load_key(party: str, path: Path) -> SigningKey:
         fail(f"key file {path} is not a regular file", 2)
     try:
         warn_if_others_read(path)
-        return SigningKey.load(party, path, os.fsencode(passphrase) if passphrase else None)
+        try:
+            return SigningKey.load(party, path, os.fsencode(passphrase) if passphrase else None)
+        except InvalidInput as exc:
+            if not (passphrase and "not encrypted" in exc.message):
+                raise
+            # one ENCD_KEY_PASSPHRASE for every command: a clear key (a data directory's
+            # operator.key, say) is read as it is
+            return SigningKey.load(party, path)
     except FileNotFoundError:
         fail(f"key file {path} does not exist", 2)
     except OSError as exc:

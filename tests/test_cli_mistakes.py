@@ -1019,3 +1019,26 @@ def test_an_empty_path_is_refused_by_name_not_read_as_the_current_directory(
     code, out = encd(*args)
     assert code == 2 and "a path must not be empty" in out, out
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_clear_key_is_read_with_encd_key_passphrase_set(tmp_path: Path) -> None:
+    """One ENCD_KEY_PASSPHRASE serves every command: a clear key (a data directory's
+    operator.key beside an encrypted party key) is read as it is."""
+    clear = tmp_path / "clear.key"
+    SigningKey.generate(BANK).save(clear)
+    code, out = encd(
+        "title", "DOC-1", *as_bank("http://127.0.0.1:1", clear), env={"ENCD_KEY_PASSPHRASE": "pw"}
+    )
+    assert code == 1 and "key file" not in out and "127.0.0.1:1" in out, out
+
+
+def test_an_encrypted_data_dir_key_is_named_with_why(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    code, out = encd("init", "--data-dir", str(data))
+    assert code == 0, out
+    key = SigningKey.load("91500000MA6000001G", data / "operator.key")
+    (data / "operator.key").unlink()
+    key.save(data / "operator.key", b"pw")
+    code, out = encd("serve", "--data-dir", str(data), env={"ENCD_KEY_PASSPHRASE": "pw"})
+    assert code == 2, out
+    assert f"{data / 'operator.key'} is encrypted: the service reads its data directory's" in out
