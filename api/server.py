@@ -216,8 +216,10 @@ def serve_app(
     port: int,
     log_level: str = "info",
     request_timeout: float = REQUEST_TIMEOUT,
+    pages: bool = True,
 ) -> None:
-    """Serve ``app`` in this process until interrupted; ``WorkerFailed`` if it cannot start."""
+    """Serve ``app`` in this process until interrupted; ``WorkerFailed`` if it cannot start.
+    ``pages``: it serves encd's web pages, and says where once it listens."""
     try:
         listener = _socket(host, port)
         listener.listen(2048)
@@ -227,6 +229,7 @@ def serve_app(
         app, log_level=log_level, http=http_protocol(request_timeout), lifespan="on"
     )
     server = _SaysWhere(config)
+    server.pages = pages
     with listener:
         server.run(sockets=[listener])
     if not server.started:  # its lifespan failed: uvicorn has logged why
@@ -241,13 +244,16 @@ class _SaysWhere(uvicorn.Server):
     """A uvicorn server given its listening socket, which says where it listens once it
     has started (uvicorn says so only for the sockets it opens itself)."""
 
+    pages = True  # and where encd's web pages are (a witness has none)
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started and sockets:
             host, port = sockets[0].getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
             _say(f"running on http://{shown}:{port} (CTRL+C to stop)")
-            _say_pages(shown, port)
+            if self.pages:
+                _say_pages(shown, port)
 
 
 def run_workers(

@@ -482,7 +482,10 @@ def init(
     operator_id: Annotated[str | None, typer.Option(help="The operator's USCC or LEI.")] = None,
     operator_name: Annotated[str | None, typer.Option(help="The operator's name.")] = None,
     db: Annotated[
-        str | None, typer.Option(help="Database URL (default: SQLite in the data dir).")
+        str | None,
+        typer.Option(
+            help="Database URL (default: ENCD_DATABASE_URL, else SQLite in the data dir)."
+        ),
     ] = None,
 ) -> None:
     """Create the data directory, the log key and the operator key, and the ledger."""
@@ -699,7 +702,7 @@ def witness_serve(
         fail(exc.message, 2)
     say(f"witness {witness.cosigner.vkey}", err)
     try:
-        serve_app(create_witness_app(witness), host, port)
+        serve_app(create_witness_app(witness), host, port, pages=False)
     except WorkerFailed as exc:
         fail(str(exc), 1)
 

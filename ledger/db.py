@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -26,6 +27,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -219,7 +222,19 @@ def migrate(engine: Engine) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        try:
+            command.upgrade(config, "head")
+        except CommandError as exc:
+            unknown = re.fullmatch(r"Can't locate revision identified by '(.*)'", str(exc))
+            if unknown is None:
+                raise
+            newest = ScriptDirectory.from_config(config).get_current_head()
+            raise InvalidInput(
+                "ledger",
+                f"its schema is at revision {unknown.group(1)!r}, which this encd does not know "
+                f"(its newest is {newest!r}): a newer encd upgraded it.  Run that version, or "
+                "restore a backup made before the upgrade",
+            ) from None
 
 
 def has_schema(url: str) -> bool:

@@ -77,6 +77,7 @@ def test_a_bank_s_witness_cosigns_a_served_log(tmp_path: Path, database_url: str
     (witness_dir / "witness.key").chmod(0o640)
     with witness_serving(witness_dir) as (witness_url, said):
         assert f"warning: {witness_dir / 'witness.key'} can be read by others" in "".join(said)
+        assert "web pages" not in "".join(said)  # a witness serves none
         (tmp_path / "data" / "witnesses.txt").write_text(f"{line} {witness_url}\n")
         with serve(tmp_path / "data", database_url, "--workers", "2") as served:
             assert any(

@@ -107,7 +107,8 @@ def witnessed_by(state: State, witnessed: str, witness: list[str] | None) -> tup
     if not counted:
         raise NotFound(
             "this service sends its checkpoints to no witness, so none is cosigned: ask for "
-            "the latest checkpoint (without witnessed), or name witnesses with witness=<key ID>"
+            "the latest checkpoint (leave out witnessed, or encd export's --witnessed), or name "
+            "witnesses with witness=<key ID> (encd export: --policy)"
         )
     if wanted > len(counted):
         whose = "named" if named else "this service sends its checkpoints to"

@@ -7,6 +7,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, insert, select
 
+from encd.errors import InvalidInput
 from ledger.db import MIGRATIONS, make_engine, migrate
 from ledger.schema import CARGO
 
@@ -68,3 +69,20 @@ def test_0004_names_two_live_documents_that_cover_one_cargo(database_url: str) -
         assert len(_cargo(engine)) == 2, "nothing was rewritten"
     finally:
         engine.dispose()
+
+
+def test_a_schema_newer_than_this_encd_is_refused_by_name(database_url: str) -> None:
+    """A ledger a newer encd upgraded: the refusal says so, not Alembic's 'Can't locate'."""
+    engine = make_engine(database_url)
+    migrate(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0999'")
+    with pytest.raises(InvalidInput) as info:
+        migrate(engine)
+    assert info.value.field == "ledger"
+    assert "schema is at revision '0999', which this encd does not know" in info.value.message
+    assert "a newer encd upgraded it" in info.value.message
+    with engine.begin() as connection:  # unchanged
+        found = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    assert found == "0999"
+    engine.dispose()
