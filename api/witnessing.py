@@ -312,6 +312,8 @@ class WitnessPusher:
     def _exchange(self, witness: WitnessEndpoint, known: _Known, note: bytes, size: int) -> str:
         old = known.size or 0
         for _ in range(3):  # a 409 tells the witness's size: once more from there
+            if old > size:  # another server of this ledger may have sent a newer checkpoint
+                note, size = self._latest()
             if old > size:
                 return (
                     f"the witness has cosigned a tree of {old} entries and this log has "

@@ -297,6 +297,25 @@ def test_a_witness_that_holds_a_longer_history_is_reported(
     assert outcome.startswith("the witness has cosigned a tree of 40 entries and this log has 1")
 
 
+def test_a_witness_ahead_of_a_stale_view_is_not_taken_for_a_lost_history(
+    tmp_path: Path, ledger: Ledger, witness_url: str
+) -> None:
+    """Two servers of one ledger each push: one may hold a checkpoint older than the one
+    the other has just had cosigned.  The witness's larger size is then checked against
+    the ledger's latest, not reported as entries lost."""
+    cast = corridor_cast()
+    ledger.append(cast.register_event(cast.actor("operator")))
+    stale = ledger.checkpoint()
+    grow(ledger, 3)
+    endpoint = WitnessEndpoint(cosigner(tmp_path), witness_url)
+    key_id = endpoint.key.key_id
+    with WitnessPusher(ledger, [endpoint]) as other:
+        assert other.push_once() == {key_id: "cosigned"}  # the other server: size 4
+    with WitnessPusher(ledger, [endpoint]) as pusher:
+        assert pusher._push(endpoint, stale, size_of(stale)) == "cosigned"
+    assert size_of(ledger.witnessed_checkpoint()) == ledger.size() == 4
+
+
 def test_the_witnesses_file_names_each_fault_by_line(tmp_path: Path) -> None:
     key = CosignerKey.of(SigningKey("w.example/w", bytes(32)))
     good = f"# the bank's witness\n\nwitness {key.vkey} https://w.example/  # the bank's\n"
