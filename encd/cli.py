@@ -730,7 +730,6 @@ def party_register(
     from typing import get_args
 
     from encd.events import make_event
-    from encd.keys import PublicKey
     from encd.parties import MAX_KEYS, RoleName
 
     check_party(party_id, "PARTY_ID")
@@ -740,15 +739,7 @@ def party_register(
     for given in role:
         if given not in known:
             fail(f"--role: expected one of {', '.join(known)}, got {show(given)}", 2)
-    keys = []
-    for i, text in enumerate(vkey):
-        try:
-            found = PublicKey.from_vkey(text.strip())  # (a key pasted with a newline)
-        except InvalidInput as exc:
-            fail(f"--vkey ({i + 1}): {exc.reason}", 2)
-        if found.name != party_id:
-            fail(f"--vkey ({i + 1}): a key of {found.name}, not of {party_id}", 2)
-        keys.append(found.vkey)
+    keys = [_party_vkey(text, party_id, f"--vkey ({i + 1})") for i, text in enumerate(vkey)]
     for option, values in (("--role", role), ("--vkey", keys), ("--agent-for", agent_for or [])):
         if len(set(values)) != len(values):
             fail(f"{option}: {next(v for v in values if values.count(v) > 1)} is given twice", 2)
@@ -769,6 +760,112 @@ def party_register(
     )
     result = run(lambda: c.register(raw))
     emit(result, as_json, f"OK: registered {party_id} ({', '.join(role)})")
+
+
+def _party_vkey(text: str, party_id: str, option: str) -> str:
+    from encd.keys import PublicKey
+
+    try:
+        found = PublicKey.from_vkey(text.strip())  # (a key pasted with a newline)
+    except InvalidInput as exc:
+        fail(f"{option}: {exc.reason}", 2)
+    if found.name != party_id:
+        fail(f"{option}: a key of {found.name}, not of {party_id}", 2)
+    return found.vkey
+
+
+def _party_key_id(text: str, party_id: str, option: str) -> str:
+    name, plus, digits = text.rpartition("+")
+    if not (plus and name == party_id and re.fullmatch("[0-9a-f]{8}", digits)):
+        fail(
+            f"{option}: expected a key id {party_id}+<8 lowercase hex digits>, got {show(text)}", 2
+        )
+    return text
+
+
+def _party_change(
+    server: str,
+    key: Path,
+    party: str,
+    party_id: str,
+    type_: str,
+    body: dict[str, Any],
+    as_json: bool,
+    said: str,
+) -> None:
+    """Sign ``type_`` on ``party_id``'s chain, after its head as the service shows it."""
+    from encd.events import make_event
+
+    c = client(server, key, party)
+    answer = run(lambda: c.party(party_id))
+    if got(answer, "id", kind=str) != party_id:
+        fail(f"the service answered about another party than {party_id}")
+    raw = make_event(
+        [c.key],
+        type=type_,
+        party=party_id,
+        seq=got(answer, "seq", kind=int) + 1,
+        prev=got(answer, "head", kind=str),
+        time=datetime.now(UTC),
+        body=body,
+    )
+    result = run(lambda: c.party_event(party_id, raw))
+    emit(result, as_json, said)
+
+
+@party_app.command("add-key")
+def party_add_key(
+    party_id: Annotated[str, typer.Argument(help="The party's USCC or LEI.")],
+    vkey: Annotated[str, typer.Option(help="The verifier key to add (encd keygen prints it).")],
+    server: ServerOpt = DEFAULT_SERVER,
+    key: KeyOpt = Path("key.pem"),
+    party: PartyOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a key to a party (signed by the party or the operator)."""
+    check_party(party_id, "PARTY_ID")
+    body = {"key": _party_vkey(vkey, party_id, "--vkey")}
+    _party_change(
+        server, key, party, party_id, "add_key", body, as_json, f"OK: key added to {party_id}"
+    )
+
+
+@party_app.command("rotate-key")
+def party_rotate_key(
+    party_id: Annotated[str, typer.Argument(help="The party's USCC or LEI.")],
+    old: Annotated[str, typer.Option(help="The key id to revoke (<party id>+<8 hex digits>).")],
+    new: Annotated[str, typer.Option(help="The verifier key that replaces it.")],
+    server: ServerOpt = DEFAULT_SERVER,
+    key: KeyOpt = Path("key.pem"),
+    party: PartyOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Replace a party's key by a new one in one event (signed by the party or the operator)."""
+    check_party(party_id, "PARTY_ID")
+    body = {
+        "old": _party_key_id(old, party_id, "--old"),
+        "new": _party_vkey(new, party_id, "--new"),
+    }
+    said = f"OK: {old} revoked and a new key added to {party_id}"
+    _party_change(server, key, party, party_id, "rotate_key", body, as_json, said)
+
+
+@party_app.command("revoke-key")
+def party_revoke_key(
+    party_id: Annotated[str, typer.Argument(help="The party's USCC or LEI.")],
+    key_id: Annotated[str, typer.Argument(help="The key id to revoke.")],
+    server: ServerOpt = DEFAULT_SERVER,
+    key: KeyOpt = Path("key.pem"),
+    party: PartyOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a party's key: it signs nothing from then on (signed by the party or the
+    operator; a party's last active key is rotated, not revoked)."""
+    check_party(party_id, "PARTY_ID")
+    body = {"key_id": _party_key_id(key_id, party_id, "KEY_ID")}
+    _party_change(
+        server, key, party, party_id, "revoke_key", body, as_json, f"OK: {key_id} revoked"
+    )
 
 
 @party_app.command("show")

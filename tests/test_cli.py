@@ -281,3 +281,46 @@ def test_serve_refuses_an_authority_that_is_not_host_and_port(tmp_path: Path) ->
     assert code == 2
     assert "--authority (ENCD_AUTHORITY): expected host[:port]" in out
     assert not (tmp_path / "log.key").exists(), "nothing is created for a bad setting"
+
+
+def test_a_party_adds_rotates_and_revokes_its_keys_from_the_command_line(
+    service: tuple[str, Path],
+) -> None:
+    url, tmp = service
+    operator = json.loads((tmp / "data" / "service.json").read_text())["operator_id"]
+    bank = "91500000676129728J"
+    vkeys = {}
+    for n in (1, 2, 3):
+        code, out = encd("keygen", bank, "--out", str(tmp / f"k{n}.key"), "--json")
+        assert code == 0, out
+        vkeys[n] = json.loads(out)["vkey"]
+    key_id = {n: "+".join(vkey.split("+")[:2]) for n, vkey in vkeys.items()}
+    as_op = ["--server", url, "--key", str(tmp / "data" / "operator.key"), "--party", operator]
+
+    def as_bank(n: int) -> list[str]:
+        return ["--server", url, "--key", str(tmp / f"k{n}.key"), "--party", bank]
+
+    args = ("--name", "Bank", "--role", "bank", "--vkey", vkeys[1])
+    code, out = encd("party", "register", bank, *args, *as_op)
+    assert code == 0, out
+    code, out = encd("party", "add-key", bank, "--vkey", vkeys[2], *as_bank(1))
+    assert code == 0 and f"OK: key added to {bank}" in out, out
+    code, out = encd(
+        "party", "rotate-key", bank, "--old", key_id[1], "--new", vkeys[3], *as_bank(2)
+    )
+    assert code == 0 and f"OK: {key_id[1]} revoked" in out, out
+    code, out = encd("party", "show", bank, *as_bank(1))  # a revoked key signs nothing
+    assert code == 1 and "401" in out, out
+    code, out = encd("party", "revoke-key", bank, key_id[2], *as_op)  # the operator may
+    assert code == 0 and f"OK: {key_id[2]} revoked" in out, out
+    code, out = encd("party", "revoke-key", bank, key_id[3], *as_bank(3))
+    assert code == 1 and "is the last active key" in out and "rotate it" in out, out
+    code, out = encd("party", "show", bank, *as_bank(3))
+    assert code == 0, out
+    shown = [line.split()[1:] for line in out.splitlines() if line.startswith("key ")]
+    assert shown == [[vkeys[1], "(revoked)"], [vkeys[2], "(revoked)"], [vkeys[3]]], out
+    # checked before anything is sent
+    code, out = encd("party", "add-key", bank, "--vkey", vkeys[3].replace(bank, operator))
+    assert code == 2 and "--vkey: " in out, out
+    code, out = encd("party", "revoke-key", bank, "nope")
+    assert code == 2 and f"KEY_ID: expected a key id {bank}+<8 lowercase hex digits>" in out, out
