@@ -16,6 +16,7 @@ import dataclasses
 import errno
 import json
 import logging
+import logging.config
 import multiprocessing
 import multiprocessing.process
 import os
@@ -531,6 +532,9 @@ def _sequencer(settings_json: str, lifeline: socket.socket) -> None:  # pragma: 
     until SIGTERM or until ``lifeline`` closes (the process that started it is gone)."""
     settings = Settings.from_json(json.loads(settings_json))
     assert settings.sequencer is not None
+    # its witness pusher logs as the workers do (uvicorn's logging, which uvicorn sets up
+    # in the processes it runs, not in this one)
+    logging.config.dictConfig(uvicorn.config.LOGGING_CONFIG)
     service = load_or_init(settings.data_dir, settings.origin)
     with Ledger(settings.url, service.log_key, clock=settings.clock) as ledger:
         server = SequencerServer(ledger, settings.sequencer)
