@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import operator
 import os
 import threading
@@ -216,6 +217,17 @@ class _Pending:
     future: Future[Receipt] = field(default_factory=Future)
 
 
+_log = logging.getLogger("uvicorn.error")  # (the service's log, as uvicorn sets it up)
+
+
+def _store_failure(exc: BaseException, events: int) -> StoreError:
+    """What the submitters of a batch the store refused are told: that nothing of it was
+    logged, not the database's own words (they may quote another party's data); those go
+    to the service's log."""
+    _log.error("a batch of %d events was rolled back: %s", events, exc)
+    return StoreError("store failure: the batch was rolled back, nothing of it is logged")
+
+
 @dataclass
 class _Batch:
     """What one batch has staged so far (nothing is written until the end)."""
@@ -225,6 +237,9 @@ class _Batch:
     new_documents: set[str] = field(default_factory=set)
     claimed: dict[str, str] = field(default_factory=dict)
     released: set[str] = field(default_factory=set)
+    #: every key released in the batch, even if claimed again since: its stored row (if
+    #: any) is deleted before the claims are inserted
+    deleted: set[str] = field(default_factory=set)
     events: list[tuple[int, Admitted, int]] = field(default_factory=list)
     ids: dict[str, int] = field(default_factory=dict)
     nodes: dict[tuple[int, int], bytes] = field(default_factory=dict)
@@ -518,7 +533,7 @@ class Ledger:
                 outcomes = self._write_batch(pending)
             except Exception as exc:  # the whole batch is rolled back
                 self._size = -1
-                error = exc if isinstance(exc, Error) else StoreError(f"store failure: {exc}")
+                error = exc if isinstance(exc, Error) else _store_failure(exc, len(pending))
                 for item in pending:
                     if not item.future.done():
                         item.future.set_exception(error)
@@ -643,6 +658,7 @@ class Ledger:
             for key in admitted.released:
                 batch.claimed.pop(key, None)
                 batch.released.add(key)
+                batch.deleted.add(key)
             for key in admitted.claimed:
                 batch.released.discard(key)
                 batch.claimed[key] = doc.id
@@ -697,7 +713,7 @@ class Ledger:
             updates,
         )
         self._step("after_documents")
-        driver.many("DELETE FROM cargo WHERE key = ?", [(k,) for k in sorted(batch.released)])
+        driver.many("DELETE FROM cargo WHERE key = ?", [(k,) for k in sorted(batch.deleted)])
         driver.many("INSERT INTO cargo (key, doc_id) VALUES (?, ?)", sorted(batch.claimed.items()))
         # who has been party to each document: rows this process knows are stored are
         # skipped; any other pair is inserted unless it is there already

@@ -85,7 +85,7 @@ def _encode(outcome: Receipt | BaseException) -> tuple[Any, ...]:
     if isinstance(outcome, Receipt):
         return ("receipt", outcome)
     if not isinstance(outcome, Error) or type(outcome).__name__ not in _ERRORS:
-        outcome = StoreError(f"store failure: {outcome}")
+        outcome = StoreError("store failure: the batch was rolled back, nothing of it is logged")
     return ("error", type(outcome).__name__, dict(outcome.__dict__))
 
 

@@ -413,6 +413,35 @@ def test_cargo_already_covered_is_refused_in_the_same_batch_and_after(
     assert f"is already covered by live document {DOC}" in str(later.value)
 
 
+def test_cargo_released_and_claimed_again_in_one_batch_moves_to_the_new_document(
+    database_url: str, cast: Cast
+) -> None:
+    """A container freed (void) and taken by a new document in the same batch: both apply,
+    and the stored index names the new document (the flush deleted no row, and the
+    insert broke the key: the whole batch, bystanders too, was refused)."""
+    with Ledger(database_url, LOG_KEY) as ledger:
+        load(ledger, cast)
+        raw = issue_event(cast)
+        cast.append(raw)
+        ledger.append(raw)
+        void = cast.doc_event(DOC, "void", {}, [cast.actor("carrier"), cast.actor("exporter")])
+        cast.append(void)
+        content = corridor_document()
+        content["id"] = "CQ-REUSE-0001"
+        again = cast.doc_event(
+            "CQ-REUSE-0001",
+            "issue",
+            {"content": content, "holder": cast.actor("buyer").id},
+            [cast.actor("carrier")],
+        )
+        cast.append(again)
+        outcomes = ledger.append_many([void, again])
+        assert all(isinstance(o, Receipt) for o in outcomes), outcomes
+    container = "container:" + corridor_document()["containers"][0]["number"]
+    with Ledger(database_url, LOG_KEY) as reopened:  # as stored, nothing cached
+        assert reopened.cargo_owner(container) == "CQ-REUSE-0001"
+
+
 def _stored_state(ledger: Ledger, doc_id: str) -> dict[str, object]:
     with ledger.reader.connect() as conn:
         text = conn.execute(
