@@ -1174,11 +1174,14 @@ class Ledger:
         rows = self.reads.rows("SELECT doc_id FROM cargo WHERE key = ?", (key,))
         return str(rows[0][0]) if rows else None
 
-    def events_of(self, subject: str) -> list[tuple[int, int, bytes]]:
-        """(log index, sequenced_at, raw bytes) of a document's or party's events, in order."""
+    def events_of(self, subject: str, chain: str = "doc") -> list[tuple[int, int, bytes]]:
+        """(log index, sequenced_at, raw bytes) of a document's (``chain`` "doc") or a
+        party's ("party") events, in order.  The chain counts: a document may bear the id
+        of a party."""
         rows = self.reads.rows(
-            "SELECT log_index, sequenced_at, raw FROM event WHERE subject = ? ORDER BY seq",
-            (subject,),
+            "SELECT log_index, sequenced_at, raw FROM event WHERE subject = ? AND chain = ?"
+            " ORDER BY seq",
+            (subject, chain),
         )
         return [(int(r[0]), int(r[1]), bytes(r[2])) for r in rows]
 

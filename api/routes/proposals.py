@@ -210,7 +210,7 @@ def _applied_otherwise(state: State, complete: Event) -> Receipt | None:
     """The receipt of the event logged with ``complete``'s text under other signatures
     (a carrier's and its agent's, posted at once), if there is one: then the proposal
     applied, and the post that lost the race says so."""
-    for _, _, raw in state.ledger.events_of(complete.subject):
+    for _, _, raw in state.ledger.events_of(complete.subject, complete.chain):
         logged = Event.parse(raw)
         if logged.seq == complete.seq and logged.text == complete.text:
             return state.ledger.receipt(logged.id)

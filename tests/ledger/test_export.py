@@ -123,6 +123,26 @@ def test_a_document_bundle_holds_its_events_and_the_parties_they_depend_on(
     assert report.checkpoint.size == ledger.size()
 
 
+def test_a_document_bearing_a_party_s_id_bundles_only_its_own_events(
+    ledger: Ledger, cast: Cast
+) -> None:
+    """A document id may be a party id (both are letters, digits and '-'): the document's
+    events are its chain's only, so its bundle holds each entry once and verifies."""
+    named = cast.actor("exporter").id
+    content = copy.deepcopy(corridor_document())
+    content["id"] = named
+    issue(cast, content)
+    step(cast, "pledge", pledge(cast), "exporter", "bank", doc=named)
+    load(ledger, cast.log)
+    assert [Event.parse(raw).type for _, _, raw in ledger.events_of(named)] == ["issue", "pledge"]
+    assert [Event.parse(raw).type for _, _, raw in ledger.events_of(named, "party")] == ["register"]
+    bundle = bundle_of(ledger, named)
+    indexes = [e.index for e in Bundle.parse(bundle).entries]
+    assert indexes == sorted(set(indexes))
+    report = verify_bundle(bundle, TRUSTED)
+    assert report.documents[named] == ledger.title(named)[0]
+
+
 def test_key_changes_travel_with_the_bundle(ledger: Ledger, cast: Cast) -> None:
     """The exporter rotates its key before endorsing: the rotation is in the bundle."""
     issue(cast)
