@@ -174,6 +174,10 @@ class EncdApp(FastAPI):
             )
             await response(scope, receive, send)
             return
+        if "\x00" in scope["path"]:  # (PostgreSQL's text cannot hold one: a 500 there)
+            response = problem(404, "not-found", "no resource has a NUL character in its path")
+            await response(scope, receive, send)
+            return
         if scope["method"] == "HEAD" and scope["path"] != STREAM:
             # HEAD is GET without the body (RFC 9110 §9.3.2): routed as GET, and uvicorn,
             # which saw HEAD, sends no body.  The signature covers the method sent.

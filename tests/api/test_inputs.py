@@ -335,6 +335,18 @@ def test_unknown_document(world: World, doc_id: str) -> None:
     problem_of(get(auditor, "/v1/proposals/" + "0" * 64), 404, "not-found")
     problem_of(get(auditor, "/v1/parties/91500000MA7000000K"), 404, "not-found")
     problem_of(get(auditor, "/v1/no/such/route"), 404, "not-found")
+    # a NUL in the path (PostgreSQL's text cannot hold one: it was a 500 there)
+    for path in (
+        "/v1/documents/%00",
+        "/v1/documents/CQ%00/title",
+        "/v1/documents/%00/events",
+        "/v1/documents/%00/bundle",
+        "/v1/parties/%00",
+        "/v1/events/%00/receipt",
+        "/v1/proposals/%00",
+    ):
+        problem = problem_of(get(auditor, path), 404, "not-found")
+        assert problem["detail"] == "no resource has a NUL character in its path", path
     # not the title's route, though they start and end as it does (the service answers that
     # route before its routing layer: these must still reach the layer's 404)
     for path in ("/v1/documents//title", f"/v1/documents/{doc_id}/extra/title"):
