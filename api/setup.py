@@ -52,7 +52,9 @@ class Service:
     operator_id: str
     operator_name: str
     log_key: SigningKey
-    operator_key: SigningKey
+    #: None once the ledger has begun and operator.key was moved off the server: the
+    #: service signs with it only the ledger's first event (the operator's registration)
+    operator_key: SigningKey | None
     created: bool
     genesis: str | None = None  # the event id of the log's first entry, once recorded
     #: the ledger has been begun: ``genesis`` is recorded, or service.json predates it (an
@@ -60,6 +62,7 @@ class Service:
     #: data directory's service.json holds ``"genesis": null`` until its ledger begins
     begun: bool = False
     made: tuple[Path, ...] = ()  # what load_or_init created, for ``undo``
+    operator_vkey: str = ""  # the operator key's verifier key (as service.json has it)
 
     @property
     def log_key_path(self) -> Path:
@@ -149,6 +152,7 @@ def load_or_init(
         operator_key,
         created=True,
         made=tuple(made),
+        operator_vkey=operator_key.public.vkey,
     )
 
 
@@ -230,9 +234,10 @@ def _load(
         if value is not None and value != held:
             raise InvalidInput(field, f"{data_dir} {what} {held!r}, not {value!r} ({hint})")
     log_key = _key(config["origin"], data_dir / "log.key", config.get("log_vkey"))
-    operator_key = _key(
-        config["operator_id"], data_dir / "operator.key", config.get("operator_vkey")
-    )
+    operator_path = data_dir / "operator.key"
+    operator_key: SigningKey | None = None
+    if not (begun and config.get("operator_vkey") and not os.path.lexists(operator_path)):
+        operator_key = _key(config["operator_id"], operator_path, config.get("operator_vkey"))
     return Service(
         data_dir,
         config["origin"],
@@ -243,6 +248,7 @@ def _load(
         created=False,
         genesis=genesis,
         begun=begun,
+        operator_vkey=operator_key.public.vkey if operator_key else str(config["operator_vkey"]),
     )
 
 
@@ -386,6 +392,8 @@ def _record_genesis(service: Service, event_id: str) -> None:
 
 
 def _append_genesis(ledger: Ledger, service: Service, now: datetime) -> None:
+    if service.operator_key is None:  # (only a begun ledger may be without it)
+        raise InvalidInput("data dir", f"{service.operator_key_path} is missing")
     raw = make_event(
         [service.operator_key],
         type="register",

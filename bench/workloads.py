@@ -70,6 +70,7 @@ def new_world(data_dir: Path) -> World:
 
 
 def registration(service: Service, actor: Actor) -> bytes:
+    assert service.operator_key is not None  # (a data directory the benchmark made)
     body: dict[str, Any] = {
         "name": actor.name,
         "roles": actor.roles,

@@ -505,7 +505,8 @@ def init(
     verb = "Created" if service.created else "Found"
     say(f"{verb} {data_dir}/" + (" (mode 0700)" if service.created else ""))
     say(f"  log key       {service.log_key_path}  {service.log_key.public.vkey}")
-    say(f"  operator key  {service.operator_key_path}  party {service.operator_id}")
+    where = service.operator_key_path if service.operator_key else "kept elsewhere"
+    say(f"  operator key  {where}  party {service.operator_id}")
     say(f"  ledger        {settings.redacted_url()}")
 
 

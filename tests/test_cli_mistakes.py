@@ -1042,3 +1042,31 @@ def test_an_encrypted_data_dir_key_is_named_with_why(tmp_path: Path) -> None:
     code, out = encd("serve", "--data-dir", str(data), env={"ENCD_KEY_PASSPHRASE": "pw"})
     assert code == 2, out
     assert f"{data / 'operator.key'} is encrypted: the service reads its data directory's" in out
+
+
+def test_operator_key_may_leave_the_server_once_the_ledger_has_begun(tmp_path: Path) -> None:
+    """The service signs with operator.key only the ledger's first event: afterwards the
+    operator keeps it elsewhere, and whoever reads the data directory cannot use it."""
+    from api.client import Client
+    from api.server import running
+    from api.settings import Settings
+    from api.setup import load_or_init
+
+    data = tmp_path / "d"
+    code, out = encd("init", "--data-dir", str(data))
+    assert code == 0, out
+    config = json.loads((data / "service.json").read_text())
+    (data / "operator.key").rename(tmp_path / "operator.key")
+    code, out = encd("init", "--data-dir", str(data))
+    assert code == 0 and "operator key kept elsewhere" in out, out
+    settings = Settings(data_dir=data, database_url=f"sqlite:///{data / 'ledger.db'}")
+    operator = SigningKey.load(config["operator_id"], tmp_path / "operator.key")
+    with running(settings) as url, Client(url, operator) as client:
+        assert client.service()["operator_key"] == config["operator_vkey"]
+        assert client.party(config["operator_id"])["roles"] == ["operator"]
+
+    fresh = tmp_path / "fresh"  # a ledger not begun yet needs it, to begin
+    load_or_init(fresh)
+    (fresh / "operator.key").unlink()
+    code, out = encd("init", "--data-dir", str(fresh))
+    assert code == 2 and f"{fresh / 'operator.key'} is missing" in out, out

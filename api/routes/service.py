@@ -41,6 +41,6 @@ def service(state: StateDep) -> dict[str, Any]:
         "origin": s.origin,
         "log_key": s.log_key.public.vkey,
         "operator": s.operator_id,
-        "operator_key": s.operator_key.public.vkey,
+        "operator_key": s.operator_vkey,
         "log_size": state.ledger.size(),
     }
