@@ -128,9 +128,9 @@ def load_or_init(
                 directory.mkdir()
                 made.append(directory)
             os.chmod(data_dir, 0o700)  # (mkdir's mode would be masked by the umask)
-        for key, name in ((log_key, "log.key"), (operator_key, "operator.key")):
-            key.save(data_dir / name)
-            made.append(data_dir / name)
+        for key, file in ((log_key, "log.key"), (operator_key, "operator.key")):
+            key.save(data_dir / file)
+            made.append(data_dir / file)
         partial = data_dir / "service.json.partial"  # service.json appears whole or not
         made.append(partial)
         partial.write_text(json.dumps(config, indent=2) + "\n")

@@ -10,19 +10,20 @@ import hashlib
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from encd.cli import app
-from encd.events import envelope_text
+from encd.events import Event, envelope_text
 from encd.keys import SigningKey
 
 BANK = "91500000676129728J"
@@ -496,6 +497,10 @@ def test_a_data_dir_whose_ledger_cannot_be_started_is_taken_away(tmp_path: Path)
     code, out = encd("init", "--data-dir", str(data), "--operator-name", "Right Name")
     assert code == 0 and out.startswith(f"Created {data}/"), out
     assert json.loads((data / "service.json").read_text())["operator_name"] == "Right Name"
+    with closing(sqlite3.connect(data / "ledger.db")) as db:
+        (raw,) = db.execute("SELECT raw FROM event WHERE log_index = 0").fetchone()
+    genesis = Event.parse(bytes(raw))  # the operator registered under the name given
+    assert (genesis.type, genesis.body["name"]) == ("register", "Right Name")
 
     there = tmp_path / "there"  # a directory that existed stays, emptied of what init made
     there.mkdir()
