@@ -452,8 +452,7 @@ def keygen(
     if not encrypt and os.environ.get("ENCD_KEY_PASSPHRASE"):
         fail(
             "ENCD_KEY_PASSPHRASE is set but --encrypt is not given: give --encrypt to encrypt "
-            "the key with it, or unset it to write the key in clear (every command would "
-            "refuse a clear key while it is set)",
+            "the key with it, or unset it to write the key in clear",
             2,
         )
     key = SigningKey.generate(check_party(party, "PARTY"))
