@@ -218,6 +218,7 @@ class _Pending:
 
 
 _log = logging.getLogger("uvicorn.error")  # (the service's log, as uvicorn sets it up)
+ROLLED_BACK = "store failure: the batch was rolled back, nothing of it is logged"
 
 
 def _store_failure(exc: BaseException, events: int) -> StoreError:
@@ -225,7 +226,7 @@ def _store_failure(exc: BaseException, events: int) -> StoreError:
     logged, not the database's own words (they may quote another party's data); those go
     to the service's log."""
     _log.error("a batch of %d events was rolled back: %s", events, exc)
-    return StoreError("store failure: the batch was rolled back, nothing of it is logged")
+    return StoreError(ROLLED_BACK)
 
 
 @dataclass
@@ -236,10 +237,9 @@ class _Batch:
     documents: dict[str, DocumentState] = field(default_factory=dict)
     new_documents: set[str] = field(default_factory=set)
     claimed: dict[str, str] = field(default_factory=dict)
+    #: every key released in the batch, even if claimed again since (``claimed`` then
+    #: says whose it is): its stored row, if any, is deleted before the claims are inserted
     released: set[str] = field(default_factory=set)
-    #: every key released in the batch, even if claimed again since: its stored row (if
-    #: any) is deleted before the claims are inserted
-    deleted: set[str] = field(default_factory=set)
     events: list[tuple[int, Admitted, int]] = field(default_factory=list)
     ids: dict[str, int] = field(default_factory=dict)
     nodes: dict[tuple[int, int], bytes] = field(default_factory=dict)
@@ -658,9 +658,7 @@ class Ledger:
             for key in admitted.released:
                 batch.claimed.pop(key, None)
                 batch.released.add(key)
-                batch.deleted.add(key)
             for key in admitted.claimed:
-                batch.released.discard(key)
                 batch.claimed[key] = doc.id
 
     def _flush(self, conn: Connection, driver: _Driver, batch: _Batch) -> None:
@@ -713,7 +711,7 @@ class Ledger:
             updates,
         )
         self._step("after_documents")
-        driver.many("DELETE FROM cargo WHERE key = ?", [(k,) for k in sorted(batch.deleted)])
+        driver.many("DELETE FROM cargo WHERE key = ?", [(k,) for k in sorted(batch.released)])
         driver.many("INSERT INTO cargo (key, doc_id) VALUES (?, ?)", sorted(batch.claimed.items()))
         # who has been party to each document: rows this process knows are stored are
         # skipped; any other pair is inserted unless it is there already

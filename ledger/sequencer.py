@@ -42,7 +42,7 @@ from typing import Any
 from encd.errors import Conflict, Error, InvalidInput, RuleViolation, VerificationError
 from encd.events import Event
 from encd.parties import Party, Preverified, preverify
-from ledger.ledger import Ledger, NotFound, Receipt, StoreError
+from ledger.ledger import ROLLED_BACK, Ledger, NotFound, Receipt, StoreError
 
 _LENGTH = struct.Struct(">I")
 _ERRORS: dict[str, type[Error]] = {
@@ -85,7 +85,7 @@ def _encode(outcome: Receipt | BaseException) -> tuple[Any, ...]:
     if isinstance(outcome, Receipt):
         return ("receipt", outcome)
     if not isinstance(outcome, Error) or type(outcome).__name__ not in _ERRORS:
-        outcome = StoreError("store failure: the batch was rolled back, nothing of it is logged")
+        outcome = StoreError(ROLLED_BACK)
     return ("error", type(outcome).__name__, dict(outcome.__dict__))
 
 
