@@ -16,12 +16,14 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import re
 import secrets
 import signal
 import stat
 import sys
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -911,9 +913,19 @@ def _submit(
     body: dict[str, Any],
     as_json: bool,
     propose: bool = False,
+    retry_stale: bool = False,
 ) -> None:
     doc_id(doc)
     c = client(server, key, party)
+    if retry_stale:
+        receipt = run(lambda: _submit_at_head(c, doc, type_, body))
+        emit(
+            receipt,
+            as_json,
+            f"OK: {type_} logged at index {got(receipt, 'log_index', kind=int)} "
+            f"(event {got(receipt, 'event_id', kind=str)})",
+        )
+        return
     raw = run(lambda: c.next_event(doc, type_, body))
     if propose:
         result = run(lambda: c.propose(raw))
@@ -938,6 +950,25 @@ def _submit(
         f"OK: {type_} logged at index {got(receipt, 'log_index', kind=int)} "
         f"(event {got(receipt, 'event_id', kind=str)})",
     )
+
+
+STALE_RETRIES = 8
+
+
+def _submit_at_head(c: Any, doc: str, type_: str, body: dict[str, Any]) -> Any:
+    """Sign ``body`` against the document's head and submit it; when another event took
+    that head first (409 stale-event), sign against the new head and try again.  Only for
+    events whose meaning does not depend on what came before them (a milestone)."""
+    from api.client import ProblemError
+
+    for attempt in range(1, STALE_RETRIES):
+        try:
+            return c.submit(c.next_event(doc, type_, body))
+        except ProblemError as exc:
+            if exc.problem.get("type") != "urn:encd:problem:stale-event":
+                raise
+            time.sleep(random.uniform(0.01, 0.05) * attempt)  # the others go on meanwhile
+    return c.submit(c.next_event(doc, type_, body))
 
 
 @app.command()
@@ -1260,7 +1291,7 @@ def milestone(
         parse_time(body["at"], "at")
     except InvalidInput as exc:
         fail(f"{where.get(exc.field, '--' + exc.field)}: {exc.reason}", 2)
-    _submit(server, key, party, doc, "milestone", body, as_json)
+    _submit(server, key, party, doc, "milestone", body, as_json, retry_stale=True)
 
 
 @app.command()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +23,7 @@ from api.client import Client, ProblemError
 from api.server import running
 from api.settings import Settings
 from encd.cli import app
+from encd.events import Event
 from encd.keys import SigningKey
 from tests.kit import corridor_document
 from tests.serving import serve
@@ -324,3 +327,45 @@ def test_a_party_adds_rotates_and_revokes_its_keys_from_the_command_line(
     assert code == 2 and "--vkey: " in out, out
     code, out = encd("party", "revoke-key", bank, "nope")
     assert code == 2 and f"KEY_ID: expected a key id {bank}+<8 lowercase hex digits>" in out, out
+
+
+def test_concurrent_milestones_of_one_carrier_all_land(service: tuple[str, Path]) -> None:
+    """Several `encd milestone` at once against one document: each signs against the head
+    it read, all but one find it taken (409 stale-event), and each tries again on the new
+    head until it lands; a milestone means the same whatever came before it."""
+    url, tmp = service
+    operator = json.loads((tmp / "data" / "service.json").read_text())["operator_id"]
+    content = corridor_document()
+    carrier, exporter = content["carrier"]["legal_id"], content["consignor"]["legal_id"]
+    for pid, role in ((carrier, "carrier"), (exporter, "trader")):
+        code, out = encd("keygen", pid, "--out", str(tmp / f"{role}.key"), "--json")
+        assert code == 0, out
+        code, out = encd(
+            "party", "register", pid, "--name", role, "--role", role,
+            "--vkey", json.loads(out)["vkey"], "--server", url,
+            "--key", str(tmp / "data" / "operator.key"), "--party", operator,
+        )  # fmt: skip
+        assert code == 0, out
+    (tmp / "content.json").write_text(json.dumps(content))
+    as_carrier = ["--server", url, "--key", str(tmp / "carrier.key"), "--party", carrier]
+    code, out = encd("issue", str(tmp / "content.json"), "--holder", exporter, *as_carrier)
+    assert code == 0, out
+
+    places = ["Luoqi", "Qinzhou", "Beibu Gulf", "Singapore", "Port Klang"]
+    command = [sys.executable, "-m", "encd.cli", "milestone", DOC, "--kind", "other"]
+    runs = [
+        subprocess.Popen(
+            [*command, "--locode", "CNQZH", "--place", place, *as_carrier],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for place in places
+    ]
+    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0] * len(places), outputs
+    code, out = encd("history", DOC, *as_carrier, "--json")
+    assert code == 0, out
+    events = [Event.parse(item["event"].encode()) for item in json.loads(out)["events"]]
+    logged = [e.body["location"]["name"] for e in events if e.type == "milestone"]
+    assert sorted(logged) == sorted(places), out
