@@ -1288,7 +1288,10 @@ def milestone(
     _checked(body, "milestone", {**_options(body), **where})
     try:
         parse_model(Place, body["location"], "location")
-        parse_time(body["at"], "at")
+        if (parse_time(body["at"], "at") - datetime.now(UTC)).total_seconds() > 300:
+            raise InvalidInput(
+                "at", f"{body['at']} is in the future: a milestone is recorded once it happened"
+            )
     except InvalidInput as exc:
         fail(f"{where.get(exc.field, '--' + exc.field)}: {exc.reason}", 2)
     _submit(server, key, party, doc, "milestone", body, as_json, retry_stale=True)

@@ -55,7 +55,7 @@ from sqlalchemy.exc import IntegrityError
 from encd.checkpoint import Checkpoint, sign_checkpoint
 from encd.document import Document
 from encd.errors import Error, InvalidInput
-from encd.events import Event
+from encd.events import Event, format_time, parse_time
 from encd.keys import SigningKey
 from encd.logentry import LogEntry
 from encd.merkle import (
@@ -218,6 +218,27 @@ class _Pending:
 
 
 _log = logging.getLogger("uvicorn.error")  # (the service's log, as uvicorn sets it up)
+FUTURE_SKEW_MS = 300_000  # as far ahead as a request signature's `created` may be
+
+
+def _not_ahead(event: Event, now_ms: int) -> None:
+    """Refuse an event dated, or a milestone placed, more than FUTURE_SKEW_MS after the
+    log's clock: a signer's clock set wrong, which the log would otherwise keep for good.
+    (Not a title rule: a replay does not know when an event was submitted.)"""
+    limit = now_ms + FUTURE_SKEW_MS
+    moments = [("time", event.time)]
+    if event.type == "milestone":
+        moments.append(("body.at", parse_time(event.body["at"], "body.at")))
+    for name, moment in moments:
+        if moment.timestamp() * 1000 > limit:
+            clock = datetime.fromtimestamp(now_ms / 1000, UTC).replace(microsecond=0)
+            raise InvalidInput(
+                name,
+                f"{format_time(moment)} is more than {FUTURE_SKEW_MS // 1000} s after the log's "
+                f"clock ({format_time(clock)}): is the signer's clock right?",
+            )
+
+
 ROLLED_BACK = "store failure: the batch was rolled back, nothing of it is logged"
 
 
@@ -589,6 +610,7 @@ class Ledger:
                 # (2) admit against the state just before it
                 try:
                     admitted = self._admit(conn, batch, event, cargo, item.preverified)
+                    _not_ahead(event, sequenced_at)
                 except Error as exc:
                     outcomes.append(exc)
                     continue

@@ -688,6 +688,10 @@ OTHER = "91500000MA5UCQ7L66"
             "--at: expected an RFC 3339 UTC time",
         ),
         (
+            ["milestone", "DOC-1", *MILESTONE, "--at", "2062-05-01T08:00:00Z"],
+            "--at: 2062-05-01T08:00:00Z is in the future",
+        ),
+        (
             ["party", "register", OTHER, "--name", "N", "--role", "wizard", "--vkey", "v"],
             "--role: expected one of carrier",
         ),

@@ -7,18 +7,20 @@ import json
 import random
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from encd.checkpoint import open_checkpoint
 from encd.errors import Conflict, InvalidInput, RuleViolation, VerificationError
+from encd.events import format_time
 from encd.logentry import LogEntry
 from encd.merkle import root_naive, verify_consistency, verify_inclusion
 from encd.title import dump_state
 from encd.tlogproof import TlogProof
 from ledger.ledger import Ledger, Receipt
-from tests.kit import Actor, Cast, corridor_cast, corridor_document, seeded_key
+from tests.kit import T0, Actor, Cast, corridor_cast, corridor_document, seeded_key
 
 LOG_KEY = seeded_key("encd.test/log", "log")
 DOC = corridor_document()["id"]
@@ -491,3 +493,36 @@ def test_the_stored_state_is_the_replayed_one_along_a_long_chain(
             reopened.append(raw)
             assert _stored_state(reopened, DOC) == dump_state(cast.replay.documents[DOC])
         assert len(cast.replay.documents[DOC].endorsements) == 16
+
+
+def test_an_event_dated_or_placed_after_the_log_s_clock_is_refused(
+    database_url: str, cast: Cast
+) -> None:
+    """A signer's clock set wrong (a year typed 2062) would be in the log for good: an
+    event more than 300 s after the log's clock, or a milestone placed there, is refused,
+    naming the field; a few minutes ahead is a clock's ordinary drift."""
+    now = T0 + timedelta(days=30)
+    with Ledger(database_url, LOG_KEY, clock=lambda: now) as ledger:
+        load(ledger, cast)
+        issue = issue_event(cast)
+        cast.append(issue)
+        ledger.append(issue)
+        size = ledger.size()
+
+        def milestone(signed: datetime, at: datetime) -> bytes:
+            cast.clock = signed - timedelta(seconds=1)  # doc_event ticks it once
+            place = {"locode": "CNQZH", "name": "Qinzhou"}
+            body = {"kind": "arrived", "location": place, "at": format_time(at)}
+            return cast.doc_event(DOC, "milestone", body, [cast.actor("carrier")])
+
+        ahead = now + timedelta(seconds=301)
+        with pytest.raises(InvalidInput) as dated:
+            ledger.append(milestone(ahead, now))
+        assert dated.value.field == "time" and "after the log's clock" in str(dated.value)
+        with pytest.raises(InvalidInput) as placed:
+            ledger.append(milestone(now, ahead))
+        assert placed.value.field == "body.at" and format_time(ahead) in str(placed.value)
+        assert ledger.size() == size
+        drift = now + timedelta(seconds=240)
+        ledger.append(milestone(drift, drift))
+        assert ledger.size() == size + 1
