@@ -46,6 +46,10 @@ class Unreachable(Error):
     """The service could not be reached, or did not answer in time."""
 
 
+class StreamClosed(Error):
+    """The service ended an event stream (the key it was opened with is no longer active)."""
+
+
 class BadAnswer(Error):
     """The service answered, but not as the API says it answers: a body that is not JSON,
     an answer without a field it always has, a bundle of another media type."""
@@ -218,6 +222,7 @@ class Client:
 
         The server sends a comment at least every 15 s, so a stream silent for
         ``read_timeout`` seconds is dead: httpx.ReadTimeout says so (None waits forever).
+        StreamClosed: the server ended it, the key it was opened with no longer active.
         """
         import json
 
@@ -229,9 +234,17 @@ class Client:
             if response.status_code >= 400:
                 response.read()
                 raise _problem(response)
+            kind = "message"
             for line in response.iter_lines():
-                if line.startswith("data: "):
-                    yield json.loads(line[6:])
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    data = json.loads(line[6:])
+                    if kind == "encd-closed":
+                        raise StreamClosed(f"the service ended the event stream: {data['reason']}")
+                    yield data
+                elif not line:
+                    kind = "message"
 
     # --- building events -------------------------------------------------------------------
 

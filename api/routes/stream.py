@@ -5,7 +5,9 @@
 Each message: ``id: <log index>``, ``event: encd-event``, ``data:`` a JSON
 object {index, sequenced_at, event_id, chain, subject, type, seq, event}
 where ``event`` is the event's exact text.  A comment line every 15 s keeps
-the connection open.  The stream reads the store, so it works across API
+the connection open.  When the caller's key is revoked (or rotated away), the
+stream ends after that party event with ``event: encd-closed`` and ``data:``
+{index, reason}: a revoked key reads nothing more, on a stream opened before too.  The stream reads the store, so it works across API
 processes; within one process a commit wakes it at once.
 """
 
@@ -22,11 +24,25 @@ from fastapi.responses import StreamingResponse
 from api.app import State
 from api.auth import Caller
 from api.routes.common import DECIMAL, MAX_INDEX, CallerDep, StateDep, can_read
+from encd.errors import Error
 from encd.events import Event
 from encd.parties import Role
 
 router = APIRouter(prefix="/v1", tags=["stream"])
 HEARTBEAT = 15.0
+
+
+def _signed_in_now(state: State, caller: Caller) -> Caller | None:
+    """The caller as the store holds it now (its roles may have changed), or None when the
+    key its stream was opened with is no longer active."""
+    name, _, key_hash = caller.key_id.rpartition("+")
+    try:
+        party, record = state.lookups.key(name, key_hash)
+    except Error:
+        return None
+    if record is None or record.revoked:
+        return None
+    return Caller(party, caller.key_id)
 
 
 def _visible(state: State, caller: Caller, event: Event) -> bool:
@@ -35,6 +51,20 @@ def _visible(state: State, caller: Caller, event: Event) -> bool:
     if event.is_party_event:
         return event.subject == caller.id
     return can_read(state, caller, event.subject)
+
+
+def _message(index: int, event_id: str, at: int, event: Event) -> bytes:
+    data = {
+        "index": index,
+        "sequenced_at": at,
+        "event_id": event_id,
+        "chain": event.chain,
+        "subject": event.subject,
+        "type": event.type,
+        "seq": event.seq,
+        "event": event.raw.decode(),
+    }
+    return f"id: {index}\nevent: encd-event\ndata: {json.dumps(data)}\n\n".encode()
 
 
 async def _messages(
@@ -52,19 +82,16 @@ async def _messages(
             for index, event_id, at, raw in rows:
                 cursor = index + 1
                 event = Event.parse(raw)
-                if not _visible(state, caller, event):  # one indexed read, at most
-                    continue
-                data = {
-                    "index": index,
-                    "sequenced_at": at,
-                    "event_id": event_id,
-                    "chain": event.chain,
-                    "subject": event.subject,
-                    "type": event.type,
-                    "seq": event.seq,
-                    "event": raw.decode(),
-                }
-                yield f"id: {index}\nevent: encd-event\ndata: {json.dumps(data)}\n\n".encode()
+                if _visible(state, caller, event):  # one indexed read, at most
+                    yield _message(index, event_id, at, event)
+                if event.is_party_event and event.subject == caller.id:  # its keys or roles
+                    now = await asyncio.to_thread(_signed_in_now, state, caller)
+                    if now is None:
+                        reason = f"key {caller.key_id} is no longer active (log index {index})"
+                        data = json.dumps({"index": index, "reason": reason})
+                        yield f"event: encd-closed\ndata: {data}\n\n".encode()
+                        return
+                    caller = now
             if rows:
                 continue
             wake.clear()

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.client import Client, ProblemError
+from api.client import Client, ProblemError, StreamClosed
 from encd.events import make_event, sign_text
 from encd.keys import SigningKey
 from tests.api.conftest import World
@@ -228,3 +228,38 @@ def test_stream_needs_a_signed_request(world: World) -> None:
     with nobody, pytest.raises(ProblemError) as refused:
         next(nobody.stream())
     assert refused.value.status == 401
+
+
+def test_a_stream_ends_when_its_key_is_revoked(world: World, doc_id: str) -> None:
+    """A revoked key reads nothing more, on a stream it opened before too: the stream
+    passes on the revocation, then ends with `encd-closed`, before the next transfer."""
+    pledge_and_release(world, doc_id)
+    start = world.operator.service()["log_size"] - 1
+    bank = Listener(world, "bank", last_event_id=start)
+    try:
+        client = world.client("bank")
+        added = add_key(world, "bank")
+        me = client.party(client.key.name)
+        extra = SigningKey(client.key.name, bytes(range(32)))  # the key add_key added
+        revoke = make_event(
+            [extra],
+            type="revoke_key",
+            party=me["id"],
+            seq=me["seq"] + 1,
+            prev=me["head"],
+            time=T0,
+            body={"key_id": client.key.public.key_id},
+        )
+        with Client(world.url, extra) as again:
+            revoked = again.party_event(me["id"], revoke)["receipt"]
+        exporter = world.client("exporter")
+        exporter.submit(exporter.next_event(doc_id, "transfer", {"to": world.id("buyer")}))
+
+        seen = bank.until(revoked["event_id"])
+        assert [m["event_id"] for m in seen] == [added["event_id"], revoked["event_id"]]
+        with pytest.raises(StreamClosed) as ended:
+            bank.next()
+        assert client.key.public.key_id in str(ended.value)
+        assert f"log index {revoked['log_index']}" in str(ended.value)
+    finally:
+        bank.close()
