@@ -30,6 +30,7 @@ from encd.keys import PublicKey, SigningKey
 LABEL = "encd"
 REQUIRED = ("@method", "@authority", "@path", "@query")
 ALG = "ed25519"
+PARAMS = ("created", "nonce", "keyid", "alg")  # each once, in any order (RFC 9421 §2.3)
 
 _TOKEN = re.compile(r"[a-z*][a-z0-9_\-.*]*")
 _SF_STRING_CHARS = re.compile(r"[\x20-\x21\x23-\x5b\x5d-\x7e]*")
@@ -91,13 +92,19 @@ class SignatureParams:
     nonce: str
     keyid: str
     alg: str
+    order: tuple[str, ...] = PARAMS  # the parameters' order, as the signer wrote them
 
     def serialize(self) -> str:
+        """The inner list with its parameters, in the signer's order: RFC 9421 §2.3 signs
+        the Signature-Input member as sent, and any order of parameters is valid."""
         inner = " ".join(f'"{c}"' for c in self.components)
-        return (
-            f"({inner});created={self.created};nonce={_sf_string(self.nonce)};"
-            f"keyid={_sf_string(self.keyid)};alg={_sf_string(self.alg)}"
-        )
+        values = {
+            "created": str(self.created),
+            "nonce": _sf_string(self.nonce),
+            "keyid": _sf_string(self.keyid),
+            "alg": _sf_string(self.alg),
+        }
+        return f"({inner})" + "".join(f";{name}={values[name]}" for name in self.order)
 
 
 def _sf_string(value: str) -> str:
@@ -292,10 +299,11 @@ def parse_signature(signature_input: str | None, signature: str | None) -> Parse
         raise InvalidInput("signature-input", "keyid must be a quoted string")
     if type(alg) is not str or alg != ALG:
         raise InvalidInput("signature-input", f'alg must be the quoted string "{ALG}"')
-    unknown = set(raw_params) - {"created", "nonce", "keyid", "alg"}
+    unknown = set(raw_params) - set(PARAMS)
     if unknown:
         raise InvalidInput("signature-input", f"unexpected parameters {sorted(unknown)}")
-    params = SignatureParams(tuple(str(c) for c in components), created, nonce, keyid, alg)
+    covered = tuple(str(c) for c in components)
+    params = SignatureParams(covered, created, nonce, keyid, alg, tuple(raw_params))
     return ParsedSignature(params, value)
 
 

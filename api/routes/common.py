@@ -82,9 +82,16 @@ def can_read(state: State, caller: Caller, doc_id: str) -> bool:
 
 
 def require_reader(state: State, caller: Caller, doc_id: str) -> None:
+    """The document's content, history and bundle: its parties, auditors and operators, and
+    a party an open proposal on it waits for (a bank asked to take it in pledge)."""
+    from api.routes.proposals import waits_for
+
     state.ledger.title(doc_id)  # 404 first for a document that does not exist
-    if not can_read(state, caller, doc_id):
-        raise Forbidden(f"{caller.id} has not been party to {abridged(doc_id)}")
+    if not can_read(state, caller, doc_id) and not waits_for(state, caller.id, doc_id):
+        raise Forbidden(
+            f"{caller.id} has not been party to {abridged(doc_id)}, and no open proposal "
+            "on it waits for its signature"
+        )
 
 
 def require_subject(state: State, event: Event) -> None:

@@ -23,7 +23,15 @@ from api.client import EVENT_TYPE, Client, verify_title
 from api.server import running
 from api.settings import Settings
 from encd.events import make_event, sign_text
-from encd.httpsig import ALG, LABEL, REQUIRED, SignatureParams, content_digest, signature_base
+from encd.httpsig import (
+    ALG,
+    LABEL,
+    PARAMS,
+    REQUIRED,
+    SignatureParams,
+    content_digest,
+    signature_base,
+)
 from encd.httpsig import Request as SignedRequest
 from encd.keys import SigningKey
 from tests.api.conftest import World
@@ -77,6 +85,7 @@ def sign(
     keyid: str | None = None,
     created: int | None = None,
     body: bytes | None = None,
+    order: tuple[str, ...] = PARAMS,
 ) -> dict[str, str]:
     """RFC 9421 headers for ``call``, with any one part made wrong on purpose.
 
@@ -98,6 +107,7 @@ def sign(
         secrets.token_urlsafe(16),
         keyid or key.public.key_id,
         ALG,
+        order,
     )
     signature = key.sign(signature_base(request, params))
     headers["signature-input"] = f"{LABEL}={params.serialize()}"
@@ -768,3 +778,44 @@ def test_the_signed_path_is_the_path_as_sent(world: World, doc_id: str) -> None:
     plain = Call(buyer, "GET", "/v1/parties/" + party)
     response = buyer.http.get(escaped, headers=sign(plain))
     assert_problem(response, 401, "unauthorized", "a path signed in another spelling")
+
+
+def test_signature_parameters_in_any_order_are_accepted(world: World, doc_id: str) -> None:
+    """RFC 9421 §2.3 signs the Signature-Input member as sent: a library that writes
+    `keyid` and `alg` first signs over that order, and the service checks that."""
+    buyer = world.client("buyer")
+    call = Call(buyer, "GET", "/v1/parties/" + world.id("buyer"))
+    for order in (("keyid", "alg", "created", "nonce"), ("alg", "nonce", "keyid", "created")):
+        headers = sign(call, order=order)
+        assert headers["signature-input"].split(";")[1].startswith(order[0])
+        response = buyer.http.get(call.url, headers=headers)
+        assert response.status_code == 200, response.text
+        # the signature covers the order: the same member reordered is another request
+        first, *rest = headers["signature-input"].split(";")
+        moved = dict(headers, **{"signature-input": ";".join([first, *rest[1:], rest[0]])})
+        response = send(call, moved)
+        assert_problem(response, 401, "unauthorized", "parameters reordered")
+        assert "does not verify" in response.json()["detail"]
+
+
+def test_a_bank_asked_to_take_a_pledge_reads_the_document_while_the_proposal_is_open(
+    world: World, doc_id: str
+) -> None:
+    """The holder's proposal shows the bank it asks the collateral (content, history and
+    bundle, to audit before signing); a bank that proposes to itself is shown nothing, and
+    the view ends with the proposal."""
+    document = f"/v1/documents/{doc_id}"
+    paths = [document, f"{document}/events", f"{document}/bundle"]
+    bank, bank2 = world.client("bank"), world.client("bank2")
+    for path in paths:
+        assert_problem(get(bank, path), 403, "forbidden", f"bank GET {path} unasked")
+    own = bank2.propose(bank2.next_event(doc_id, "pledge", pledge_body(world, "bank2")))
+    assert own["state"] == "open" and own["missing"], own
+    open_proposal(world, doc_id)  # the exporter asks the bank
+    for path in paths:
+        assert get(bank, path).status_code == 200, f"bank GET {path} asked"
+        assert_problem(get(bank2, path), 403, "forbidden", f"bank2 GET {path} self-proposed")
+    carrier = world.client("carrier")
+    carrier.submit(carrier.next_event(doc_id, "milestone", MILESTONE))  # the head moves on
+    for path in paths:
+        assert_problem(get(bank, path), 403, "forbidden", f"bank GET {path} after")
