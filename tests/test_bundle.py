@@ -79,7 +79,7 @@ def milestone_body(kind: str = "departed") -> dict[str, Any]:
     return {
         "kind": kind,
         "location": {"locode": "CNCKG", "name": "Luoqi Railway Port, Jiangjin"},
-        "at": "2026-05-01T09:00:00Z",
+        "at": "2026-05-01T08:00:00Z",
     }
 
 
