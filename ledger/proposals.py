@@ -81,13 +81,13 @@ def find(ledger: Ledger, pid: str) -> Proposal | None:
         return None
 
 
-def open_proposals(ledger: Ledger, now_ms: int) -> list[Proposal]:
+def open_proposals(ledger: Ledger, now_ms: int, doc_id: str | None = None) -> list[Proposal]:
+    """The proposals still open at ``now_ms``, oldest first; only ``doc_id``'s if given."""
+    query = select(PROPOSAL).where(PROPOSAL.c.state == OPEN, PROPOSAL.c.expires_at > now_ms)
+    if doc_id is not None:
+        query = query.where(PROPOSAL.c.doc_id == doc_id)
     with ledger.reader.connect() as conn:
-        rows = conn.execute(
-            select(PROPOSAL)
-            .where(PROPOSAL.c.state == OPEN, PROPOSAL.c.expires_at > now_ms)
-            .order_by(PROPOSAL.c.created_at)
-        ).all()
+        rows = conn.execute(query.order_by(PROPOSAL.c.created_at)).all()
     return [_row(r) for r in rows]
 
 

@@ -124,9 +124,7 @@ def waits_for(state: State, party_id: str, doc_id: str) -> bool:
     """Whether an open proposal on the document still needs ``party_id``'s signature, and
     is signed by a party to the document: by proposing, that party shows the document to
     the one it asks (a bank reads the collateral it is asked to take, before signing)."""
-    for proposal in store.open_proposals(state.ledger, _now_ms(state)):
-        if proposal.doc_id != doc_id:
-            continue
+    for proposal in store.open_proposals(state.ledger, _now_ms(state), doc_id):
         view = _view(state, proposal)
         asked = any(party_id in r["parties"] for r in view["required"])
         if view["state"] != OPEN or not asked or party_id in view["signed_by"]:
