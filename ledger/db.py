@@ -3,7 +3,8 @@
 SQLite runs in WAL mode with ``synchronous=FULL`` (a commit is durable when
 it returns) and every write transaction starts with ``BEGIN IMMEDIATE``, so
 writers are serialised by the database.  On PostgreSQL the sequencer takes a
-transaction-level advisory lock (see ledger.ledger).
+transaction-level advisory lock (see ledger.ledger), and its writer sessions
+set ``synchronous_commit = on`` whatever the server's default.
 
 SQLite makes a writer that finds the lock taken sleep and retry (after 1, 2,
 5, 10, ... 100 ms), so a sequencer queued behind another process's batch
@@ -68,8 +69,35 @@ def make_engine(url: str, *, writer: bool = False, durable: bool = True) -> Engi
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=8)
+        engine = create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=8)
+        if writer and durable:
+            event.listen(engine, "connect", _synchronous_commit)
+        return engine
     raise InvalidInput("database url", f"expected sqlite:/// or postgresql://, got {backend}")
+
+
+def _synchronous_commit(dbapi_connection: Any, _record: Any) -> None:
+    """A receipt means a durable commit, whatever the server's default: a PostgreSQL set to
+    ``synchronous_commit = off`` answers a commit before its WAL is written, and a crash
+    of the server then loses receipted events (and the log key has signed them)."""
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit = on")
+    dbapi_connection.commit()
+
+
+def durability_warning(engine: Engine) -> str | None:
+    """What the store's own settings leave undurable, if anything: a PostgreSQL server with
+    ``fsync = off`` can lose committed transactions when its machine stops."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        fsync = conn.exec_driver_sql("SHOW fsync").scalar()
+    if str(fsync).lower() != "off":
+        return None
+    return (
+        "the PostgreSQL server runs with fsync = off: if its machine stops, receipted "
+        "events can be lost and the log would sign a fork; set fsync = on for a real ledger"
+    )
 
 
 def _sqlite_engine(url: str, writer: bool, durable: bool = True) -> Engine:

@@ -73,7 +73,7 @@ from encd.title import DocumentState, TitleChange, dump_state, load_state
 from encd.tlogproof import TlogProof
 from encd.tlogproof import encode as encode_tlog_proof
 from encd.validation import abridged
-from ledger.db import DirectReads, WriterLock, make_engine, migrate
+from ledger.db import DirectReads, WriterLock, durability_warning, make_engine, migrate
 from ledger.schema import (
     CHECKPOINT,
     COSIGNATURE,
@@ -333,6 +333,8 @@ class Ledger:
         self._sequencer_lock = WriterLock(url, "sequencer")
         migrate(self.writer)
         self._check_identity()
+        if (warning := durability_warning(self.writer)) is not None:
+            _log.warning("%s", warning)
         # Sequencer state: touched only by the sequencer thread (or under _state_lock).
         self._state_lock = threading.Lock()
         self._size = -1  # -1: reload from the store before the next batch

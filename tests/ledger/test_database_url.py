@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from encd.errors import InvalidInput
-from ledger.db import make_engine
+from encd.keys import SigningKey
+from ledger.db import durability_warning, make_engine
+from ledger.ledger import Ledger
 
 
 @pytest.mark.parametrize(
@@ -41,3 +43,21 @@ def test_a_plain_sqlite_file_url_is_taken(tmp_path: Path) -> None:
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     engine.dispose()
+
+
+def test_the_ledger_s_commits_are_durable_whatever_the_server_s_default(
+    database_url: str,
+) -> None:
+    """A receipt is handed out after a commit that survives a crash of the database: on
+    PostgreSQL the writer's sessions set synchronous_commit on (the test server's default
+    is off), SQLite runs synchronous=FULL; a server without fsync is named at start."""
+    ledger_key = SigningKey("encd.test/log", bytes(32))
+    with Ledger(database_url, ledger_key) as ledger, ledger.writer.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+            fsync = conn.exec_driver_sql("SHOW fsync").scalar()
+            warning = durability_warning(ledger.writer)
+            assert (warning is not None) == (fsync == "off")
+        else:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+            assert durability_warning(ledger.writer) is None
