@@ -227,7 +227,10 @@ class NonceStore:
         ]
         statement = self._insert_sql(len(first))
         with self._write_lock:
-            connection = self._connection or self._connect()
+            try:
+                connection = self._connection or self._connect()
+            except self._dbapi_error as exc:  # e.g. "the database system is shutting down"
+                raise DBAPIError.instance("connect", [], exc, self._dbapi_error) from exc
             try:
                 cursor = connection.cursor()
                 try:

@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 import pytest
+import sqlalchemy.exc
 
 from ledger.db import make_engine, migrate
 from ledger.ledger import StoreError
@@ -178,3 +179,26 @@ def test_a_closed_store_takes_no_claims(store_url: str) -> None:
     assert future.result(10)  # answered before the store closed
     with pytest.raises(StoreError):
         store.submit("alice+00", "nonce-0002", NOW)
+
+
+def test_a_store_that_cannot_be_reached_is_a_store_error_not_a_driver_s(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's connection failing to open (PostgreSQL shutting down) is raised as
+    SQLAlchemy's OperationalError, which the service answers 503; the driver's own
+    exception went through as a 500."""
+    store = NonceStore(store_url, WINDOW)
+    dbapi = store.engine.dialect.loaded_dbapi
+
+    def shutting_down() -> Any:
+        raise dbapi.OperationalError("the database system is shutting down")
+
+    monkeypatch.setattr(store, "_connection", None)
+    monkeypatch.setattr(store.engine, "raw_connection", shutting_down)
+    try:
+        with pytest.raises(sqlalchemy.exc.OperationalError, match="shutting down"):
+            store.use("alice+00", "nonce-0001", NOW)
+        monkeypatch.undo()
+        assert store.use("alice+00", "nonce-0001", NOW)  # and once it answers, it works
+    finally:
+        store.close()
