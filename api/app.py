@@ -12,6 +12,7 @@ from functools import partial
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -25,6 +26,7 @@ from api.problems import (
     handle_disconnect,
     handle_error,
     handle_http,
+    handle_store_down,
     handle_validation,
     problem,
     went_away,
@@ -321,6 +323,7 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, handle_validation)
     app.add_exception_handler(StarletteHTTPException, handle_http)
     app.add_exception_handler(ClientDisconnect, handle_disconnect)
+    app.add_exception_handler(OperationalError, handle_store_down)
     app.add_exception_handler(Exception, handle_error)
     app.add_middleware(BodyLimit, limit=settings.max_body)
 

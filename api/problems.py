@@ -9,6 +9,7 @@ where they help: ``field`` (which input broke which rule), ``rule``,
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import Request
@@ -19,6 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from encd.errors import Conflict, Error, InvalidInput, RuleViolation, VerificationError
 from encd.validation import given
+
+_log = logging.getLogger("uvicorn.error")  # the service's log, as uvicorn sets it up
 
 MEDIA_TYPE = "application/problem+json"
 
@@ -132,6 +135,20 @@ def from_error(error: Exception, request: Request | None = None) -> JSONResponse
 
 
 async def handle_error(request: Request, exc: Exception) -> JSONResponse:
+    return from_error(exc, request)
+
+
+async def handle_store_down(request: Request, exc: Exception) -> JSONResponse:
+    """The store not answering (down, shutting down, locked, its disk full): a 503 for the
+    client and one line in the service's log, not a traceback, and the connection kept
+    (a handler for ``Exception`` answers, then re-raises, and the server closes it)."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0:1]
+    _log.warning(
+        "%s %s: the store is not answering: %s",
+        request.method,
+        request.url.path,
+        reason[0] if reason else type(exc).__name__,
+    )
     return from_error(exc, request)
 
 

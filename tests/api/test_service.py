@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import stat
 import threading
@@ -11,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import create_engine
@@ -200,6 +202,44 @@ def test_a_store_that_does_not_answer_is_503_not_500(settings: Settings, tmp_pat
             assert httpx.get(url + "/readyz").status_code == 200
     finally:
         ledger.close()
+
+
+def test_a_signed_request_while_the_store_is_down_is_503_and_keeps_its_connection(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The party read of a signed request fails: 503 problem, one WARNING line and no
+    traceback, and the client's kept-alive connection serves its next request (it was
+    closed, and the next request on it reset)."""
+    service = load_or_init(settings.data_dir, settings.origin)
+    ledger = Ledger(settings.url, service.log_key)
+    assert service.operator_key is not None
+    logged: list[logging.LogRecord] = []
+    log = logging.getLogger("uvicorn.error")  # (uvicorn's loggers do not reach the root's)
+    keep = logging.Handler()
+    keep.emit = logged.append  # type: ignore[method-assign]
+    try:
+        with serving(create_app(settings, ledger)) as url, Client(url, service.operator_key) as op:
+            log.addHandler(keep)  # once uvicorn has set its loggers up
+            assert op.party(service.operator_id)["id"] == service.operator_id
+            nowhere = f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'ledger.db'}"
+            working, ledger.reader = ledger.reader, create_engine(nowhere)
+            direct, ledger.reads = ledger.reads, DirectReads(ledger.reader)
+            try:
+                for _ in range(2):
+                    with pytest.raises(ProblemError) as down:
+                        op.party(service.operator_id)
+                    assert down.value.status == 503
+                    assert down.value.problem["detail"] == "the store is not answering; try again"
+            finally:
+                ledger.reads.close()
+                ledger.reader.dispose()
+                ledger.reader, ledger.reads = working, direct
+            assert op.party(service.operator_id)["id"] == service.operator_id
+    finally:
+        ledger.close()
+        log.removeHandler(keep)
+    assert any("the store is not answering" in r.getMessage() for r in logged), logged
+    assert not any(r.exc_info for r in logged), "a traceback was logged"
 
 
 def test_the_walkthrough_in_docs_api_md_runs(settings: Settings) -> None:
