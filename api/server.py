@@ -270,8 +270,10 @@ def run_workers(
     SIGTERM, after starting ``first`` (a function and its arguments: the sequencer) in a
     process of its own; ``first`` is also given, last, a socket that reads end-of-file
     when this process is gone.  A process that dies is started again, unless it dies within
-    ``WORKER_MIN_LIFE`` seconds of starting (it cannot start: the store is unreachable,
-    say): then every process is stopped and ``WorkerFailed`` raised.
+    ``WORKER_MIN_LIFE`` seconds of the service's start (it cannot start: the store is
+    unreachable, say): then every process is stopped and ``WorkerFailed`` raised.  A
+    replacement that dies so is tried again after 2, 4, ... up to 30 seconds.  On SIGINT
+    or SIGTERM the workers are stopped first, then ``first``.
 
     This process listens and accepts; each connection it accepts goes, over a Unix socket
     (SCM_RIGHTS), to the worker holding the fewest open connections (``Dispatcher``).
@@ -317,6 +319,9 @@ def run_workers(
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     procs: list[tuple[multiprocessing.process.BaseProcess, float]] = []
+    replaced: set[int] = set()  # the processes that are replacements, not first starts
+    quick: dict[int, int] = {}  # replacements that died as they started, in a row
+    due: dict[int, float] = {}  # when each such one is started again
     failed = ""
     try:
         procs = [start(i, again=False) for i in range(workers + (first is not None))]
@@ -325,36 +330,64 @@ def run_workers(
         _say(f"running on http://{shown}:{port} in {workers} worker processes")
         _say_pages(shown, port)
         while not failed and not stopping.wait(0.5):
+            now = time.monotonic()
             for i, (proc, started) in enumerate(procs):
                 if proc.is_alive() or stopping.is_set():
                     continue
-                if time.monotonic() - started < WORKER_MIN_LIFE:
+                if i in due:
+                    if now >= due[i]:
+                        del due[i]
+                        procs[i] = start(i, again=True)
+                    continue
+                if now - started >= WORKER_MIN_LIFE:
+                    quick.pop(i, None)
+                elif i not in replaced:  # the first start: it cannot start, say why
                     failed = (
                         f"process {proc.pid} exited (code {proc.exitcode}) as it started"
                         " (its own output above says why)"
                     )
                     break
+                else:  # a replacement that cannot start yet (the store is down, say)
+                    quick[i] = quick.get(i, 0) + 1
+                    wait = min(RESTART_WAIT_MAX, 2.0 ** quick[i])
+                    _say(
+                        f"process {proc.pid} exited (code {proc.exitcode}) as it started: "
+                        f"starting another in {wait:g} s"
+                    )
+                    due[i] = now + wait
+                    continue
                 _say(f"process {proc.pid} exited (code {proc.exitcode}): starting another")
+                replaced.add(i)
                 procs[i] = start(i, again=True)
     finally:
         dispatcher.close()  # no new connections from here on
+        # The workers first, which finish the requests they hold (their submissions need the
+        # sequencer), then the sequencer, which ignores SIGINT (a Ctrl-C reaches every process).
+        behind = procs[:1] if first is not None else []
+        _stop([proc for proc, _ in procs[len(behind) :]])
         for lifeline in lifelines:
             lifeline.close()
-        for proc, _ in procs:
-            if proc.is_alive():
-                os.kill(proc.pid or 0, signal.SIGTERM)
-        for proc, _ in procs:
-            proc.join(timeout=30)
-            if proc.is_alive():  # pragma: no cover - a worker that does not stop
-                proc.kill()
-                proc.join()
+        _stop([proc for proc, _ in behind])
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if failed:
         raise WorkerFailed(failed)
 
 
+def _stop(procs: list[multiprocessing.process.BaseProcess]) -> None:
+    """SIGTERM to each process still running, then wait for them all (30 s, then SIGKILL)."""
+    for proc in procs:
+        if proc.is_alive():
+            os.kill(proc.pid or 0, signal.SIGTERM)
+    for proc in procs:
+        proc.join(timeout=30)
+        if proc.is_alive():  # pragma: no cover - a process that does not stop
+            proc.kill()
+            proc.join()
+
+
 WORKER_MIN_LIFE = 5.0  # seconds
+RESTART_WAIT_MAX = 30.0  # seconds between tries to start a replacement that cannot start
 
 
 class WorkerFailed(RuntimeError):
@@ -550,7 +583,9 @@ def _sequencer(settings_json: str, lifeline: socket.socket) -> None:  # pragma: 
             server.close()
 
         signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        # a Ctrl-C reaches every process of the group: the workers stop first, finishing
+        # what they hold, and then the process that started them sends SIGTERM here
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         threading.Thread(target=watch, name="encd-lifeline", daemon=True).start()
         try:
             with long_running():  # its document cache, out of the collector's way

@@ -368,3 +368,86 @@ def test_a_client_gone_mid_body_is_no_server_error(served: Served) -> None:
     assert httpx.get(f"{served.url}/log/checkpoint").text == before
     logged = "".join(served.output)
     assert "Traceback" not in logged and "Exception in ASGI" not in logged, logged
+
+
+def test_a_replacement_that_dies_as_it_starts_is_tried_again(served: Served) -> None:
+    """A process that replaces a dead one and dies as it starts (its store down, say) does
+    not stop the service: another is started after a wait, and the service appends again.
+    (Only a process of the service's own start that dies so stops it: it cannot start.)"""
+    world, docs, heads = corridor(served, 1)
+    time.sleep(5.5)  # past the service's start
+    before = served.workers()
+    os.kill(before[-1], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while not (new := set(served.workers()) - set(before)):
+        assert time.monotonic() < deadline, "no replacement was started"
+        time.sleep(0.05)
+    (replacement,) = new
+    os.kill(replacement, signal.SIGKILL)  # within its first seconds
+    while "as it started: starting another in 2 s" not in "".join(served.output):
+        assert time.monotonic() < deadline, "".join(served.output)
+        time.sleep(0.1)
+    while len(served.workers()) < len(before):
+        assert time.monotonic() < deadline, "the replacement's replacement did not start"
+        assert served.process.poll() is None, "".join(served.output)
+        time.sleep(0.1)
+    raw, key = docs.transfer(heads[0])
+    for _ in range(50):
+        try:
+            with Client(served.url, key) as client:
+                receipt = client.submit(raw)
+            break
+        except (httpx.TransportError, ProblemError) as exc:
+            if isinstance(exc, ProblemError) and exc.status != 503:
+                raise
+            time.sleep(0.2)
+    else:
+        raise AssertionError("no submission went through")
+    verify_receipt(receipt, world.log_key.public)
+    close(world)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_stopping_finishes_what_the_workers_hold(
+    tmp_path: Path, database_url: str, stop: signal.Signals
+) -> None:
+    """SIGTERM to `encd serve` (a supervisor), or SIGINT to its whole process group (a
+    Ctrl-C): the workers stop first, answering the submissions they hold with receipts, and
+    the sequencer after them; no submission gets a 503 for a sequencer already gone.
+    (Whether a submission is in flight at the signal is up to the scheduler; stopped all
+    at once, about one in three hundred got that 503, and the stop took 30 s.)"""
+    with serve(tmp_path / "data", database_url, "--workers", str(WORKERS)) as served:
+        world, docs, heads = corridor(served, 8)
+        answers: list[int | str] = []
+        started = threading.Barrier(len(heads) + 1)
+
+        def submit(head: Head) -> None:
+            started.wait()
+            while True:
+                raw, key = docs.transfer(head)
+                try:
+                    with Client(served.url, key) as client:
+                        client.submit(raw)
+                    answers.append(201)
+                except ProblemError as exc:
+                    answers.append(exc.status)
+                    return
+                except Exception as exc:  # the service stopped taking connections
+                    answers.append(type(exc).__name__)
+                    return
+
+        threads = [threading.Thread(target=submit, args=(head,)) for head in heads]
+        for thread in threads:
+            thread.start()
+        started.wait()
+        time.sleep(1.0)
+        # a Ctrl-C reaches every process of the terminal's group at once
+        group = [served.process.pid, *served.workers()] if stop == signal.SIGINT else []
+        for pid in group or [served.process.pid]:
+            os.kill(pid, stop)
+        for thread in threads:
+            thread.join(timeout=60)
+        assert served.process.wait(timeout=60) == 0, "".join(served.output)
+    assert answers.count(201) > 0
+    assert not [a for a in answers if a not in (201, "Unreachable")], answers
+    close(world)
