@@ -227,31 +227,38 @@ class NonceStore:
         ]
         statement = self._insert_sql(len(first))
         with self._write_lock:
-            try:
-                connection = self._connection or self._connect()
-            except self._dbapi_error as exc:  # e.g. "the database system is shutting down"
-                raise DBAPIError.instance("connect", [], exc, self._dbapi_error) from exc
-            try:
-                cursor = connection.cursor()
+            for retry in (True, False):
+                kept = self._connection is not None
                 try:
-                    if self._postgres:
-                        cursor.execute("SET LOCAL synchronous_commit = off")
-                    else:
-                        cursor.execute("BEGIN IMMEDIATE")
-                    if now >= self._next_sweep:
-                        cursor.execute(self._sweep_sql, (int(now * 1000),))
-                    cursor.execute(statement, rows)
-                    inserted = cursor.fetchall()
-                finally:
-                    cursor.close()
-                connection.commit()
-            except self._dbapi_error as exc:
-                self._discard(connection)
-                # As SQLAlchemy would have raised it (a store not answering is a 503).
-                raise DBAPIError.instance(statement, rows, exc, self._dbapi_error) from exc
-            except BaseException:
-                self._discard(connection)
-                raise
+                    connection = self._connection or self._connect()
+                except self._dbapi_error as exc:  # e.g. "the database system is shutting down"
+                    raise DBAPIError.instance("connect", [], exc, self._dbapi_error) from exc
+                begun = False  # nothing of this transaction reached the server before that
+                try:
+                    cursor = connection.cursor()
+                    try:
+                        if self._postgres:
+                            cursor.execute("SET LOCAL synchronous_commit = off")
+                        else:
+                            cursor.execute("BEGIN IMMEDIATE")
+                        begun = True
+                        if now >= self._next_sweep:
+                            cursor.execute(self._sweep_sql, (int(now * 1000),))
+                        cursor.execute(statement, rows)
+                        inserted = cursor.fetchall()
+                    finally:
+                        cursor.close()
+                    connection.commit()
+                    break
+                except self._dbapi_error as exc:
+                    self._discard(connection)
+                    if retry and kept and not begun and self._postgres:
+                        continue  # a kept connection the server dropped (it restarted): anew
+                    # As SQLAlchemy would have raised it (a store not answering is a 503).
+                    raise DBAPIError.instance(statement, rows, exc, self._dbapi_error) from exc
+                except BaseException:
+                    self._discard(connection)
+                    raise
         if now >= self._next_sweep:
             self._next_sweep = now + self.window
         return {id(first[(str(key_id), str(nonce))]) for key_id, nonce in inserted}

@@ -202,3 +202,25 @@ def test_a_store_that_cannot_be_reached_is_a_store_error_not_a_driver_s(
         assert store.use("alice+00", "nonce-0001", NOW)  # and once it answers, it works
     finally:
         store.close()
+
+
+def test_a_kept_connection_the_server_dropped_is_opened_anew(store_url: str) -> None:
+    """After a PostgreSQL restart the writer's kept connection is dead: the first write finds
+    that before anything of it reached the server, and writes on a new connection instead
+    of failing a request (the first signed request after a restart got a 503)."""
+    store = NonceStore(store_url, WINDOW)
+    try:
+        assert store.use("alice+00", "nonce-0001", NOW)
+        if not store._postgres:
+            pytest.skip("PostgreSQL only: an SQLite file has no server to restart")
+        pid = store._connection.dbapi_connection.info.backend_pid
+        engine = make_engine(store_url)
+        try:  # as a restart of the server leaves it
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        finally:
+            engine.dispose()
+        assert store.use("alice+00", "nonce-0002", NOW)
+        assert not store.use("alice+00", "nonce-0001", NOW)
+    finally:
+        store.close()
