@@ -21,15 +21,20 @@ A read open to every registered party (the title) may run while (7) is recorded
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from fastapi import Request
 
 from api.problems import Forbidden, Unauthorized
-from encd.errors import Error, InvalidInput
+from encd.errors import Error, InvalidInput, VerificationError
 from encd.httpsig import Request as SignedRequest
-from encd.httpsig import check_content_digest, parse_signature, verify_request
+from encd.httpsig import (
+    check_content_digest,
+    normal_authority,
+    parse_signature,
+    verify_request,
+)
 from encd.parties import Party, Role
 from encd.validation import show
 
@@ -129,13 +134,14 @@ async def _checked(request: Request, *, at_once: bool) -> tuple[Caller, str, Awa
     except InvalidInput as exc:
         raise Unauthorized(exc.message) from None
     params = parsed.params
-    authority = request.headers.get("host", "")
+    host = request.headers.get("host", "")
+    authority = normal_authority(host)
     pinned = state.settings.authorities
-    if pinned and authority.lower() not in pinned:  # (2): signed for another deployment
+    if pinned and authority not in pinned:  # (2): signed for another deployment
         names = sorted(pinned)
         raise Unauthorized(
             f"@authority: expected {' or '.join(names)} (the names this service answers to), "
-            f"got {show(authority)} (the Host header)",
+            f"got {show(host)} (the Host header)",
             field="@authority",
             expected=names,
         )
@@ -165,7 +171,14 @@ async def _checked(request: Request, *, at_once: bool) -> tuple[Caller, str, Awa
         headers={k.lower(): v for k, v in request.headers.items()},
     )
     try:
-        verify_request(signed, parsed, record.key, has_body=bool(body))  # (5)
+        try:  # (5)
+            verify_request(signed, parsed, record.key, has_body=bool(body))
+        except VerificationError:
+            if host.lower() == authority:
+                raise
+            # A Host that keeps a default port, signed as written rather than normalized.
+            signed = replace(signed, authority=host)
+            verify_request(signed, parsed, record.key, has_body=bool(body))
         if body:  # (6)
             check_content_digest(request.headers.get("content-digest"), body)
     except Error as exc:

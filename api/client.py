@@ -26,7 +26,7 @@ from encd.bundle import verify_bundle
 from encd.checkpoint import Checkpoint
 from encd.errors import Error, InvalidInput, VerificationError
 from encd.events import Event, make_event
-from encd.httpsig import Request, content_digest, sign_request
+from encd.httpsig import Request, content_digest, normal_authority, sign_request
 from encd.keys import PublicKey, SigningKey
 from encd.logentry import LogEntry
 from encd.tlogproof import TlogProof
@@ -87,7 +87,11 @@ class Client:
     # --- transport -------------------------------------------------------------------------
 
     def signed_headers(self, method: str, path: str, query: str, body: bytes) -> dict[str, str]:
-        authority = self.authority or urlsplit(self.base_url).netloc
+        if self.authority:
+            authority = normal_authority(self.authority)
+        else:
+            url = urlsplit(self.base_url)
+            authority = normal_authority(url.netloc, url.scheme)
         headers: dict[str, str] = {}
         if body:
             headers["content-digest"] = content_digest(body)

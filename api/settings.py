@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from encd.errors import InvalidInput
+from encd.httpsig import normal_authority
 from encd.validation import show
 from ledger.db import DATABASE_URL_ENV
 
@@ -24,7 +25,8 @@ def _now() -> datetime:
 
 
 def authority(name: str) -> str:
-    """``name`` as the service compares a request's ``@authority``: ``host[:port]``, lower case."""
+    """``name`` as the service compares a request's ``@authority``: ``host[:port]``, lower case,
+    without a default port (80 or 443, see ``normal_authority``)."""
     normal = name.strip().lower()
     if not _AUTHORITY.fullmatch(normal):
         raise InvalidInput(
@@ -32,7 +34,7 @@ def authority(name: str) -> str:
             "expected host[:port] (e.g. ledger.example.com or 127.0.0.1:8080), "
             f"got {show(name) if normal else 'an empty name'}",
         )
-    return normal
+    return normal_authority(normal)
 
 
 def parse_authorities(text: str) -> frozenset[str]:

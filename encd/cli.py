@@ -292,7 +292,7 @@ _BASE_URL = re.compile(r"(https?)://([^/?#@\s]+?)(?::([1-9][0-9]{0,4}))?/?")
 def base_url(server: str) -> bool:
     """Whether ``server`` is a service's base URL: http or https, a host (DNS name, IPv4
     or bracketed IPv6) and a port 1-65535 written without a leading zero (the
-    ``@authority`` signed is the URL's, and the service compares it as written)."""
+    ``@authority`` signed is the URL's ``host[:port]``, without a default port)."""
     import ipaddress
 
     match = _BASE_URL.fullmatch(server)

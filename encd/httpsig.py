@@ -40,6 +40,22 @@ _SF_INTEGER = re.compile(r"-?\d{1,15}")
 _SF_TOKEN = re.compile(r"[A-Za-z*][A-Za-z0-9:/!#$%&'*+\-.^_`|~]*")
 
 
+DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def normal_authority(authority: str, scheme: str | None = None) -> str:
+    """``host[:port]`` as ``@authority`` covers it (RFC 9421 §2.2.3): lower case, without
+    the scheme's default port (RFC 9110 §4.2.3), as HTTP libraries write the Host header.
+    ``scheme`` None, for a server that cannot tell what a proxy in front of it was sent:
+    either default port (80 or 443) is dropped."""
+    value = authority.lower()
+    host, colon, port = value.rpartition(":")
+    if not colon or not host or not port.isdigit() or (":" in host and not host.endswith("]")):
+        return value
+    defaults = DEFAULT_PORTS.values() if scheme is None else (DEFAULT_PORTS.get(scheme.lower()),)
+    return host if port in defaults else value
+
+
 def content_digest(body: bytes) -> str:
     """RFC 9530 Content-Digest with SHA-256."""
     return f"sha-256=:{base64.b64encode(hashlib.sha256(body).digest()).decode()}:"

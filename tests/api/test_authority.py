@@ -22,7 +22,13 @@ from api.settings import Settings, parse_authorities
 from encd.errors import InvalidInput
 from encd.events import make_event
 from encd.httpsig import Request as SignedRequest
-from encd.httpsig import content_digest, sign_request
+from encd.httpsig import (
+    content_digest,
+    normal_authority,
+    parse_signature,
+    sign_request,
+    verify_request,
+)
 from encd.keys import SigningKey
 from tests.api.conftest import World
 from tests.kit import T0, uscc
@@ -170,6 +176,9 @@ def test_without_the_setting_any_authority_is_taken(world: World) -> None:
         ("ledger.example.com", {"ledger.example.com"}),
         (" Ledger.Example.COM , 127.0.0.1:8080", {"ledger.example.com", "127.0.0.1:8080"}),
         ("[::1]:8080,LOCALHOST", {"[::1]:8080", "localhost"}),
+        # a default port is no part of the name (RFC 9110 §4.2.3)
+        ("ledger.example.com:443,ledger.example.com:80", {"ledger.example.com"}),
+        ("[::1]:443", {"[::1]"}),
     ],
 )
 def test_authorities_setting(text: str, names: set[str]) -> None:
@@ -186,3 +195,68 @@ def test_authorities_setting_refuses_what_is_not_host_and_port(text: str) -> Non
         parse_authorities(text)
     assert refused.value.field == "authority"
     assert "expected host[:port]" in refused.value.reason
+
+
+@pytest.mark.parametrize(
+    ("written", "scheme", "normal"),
+    [
+        ("Ledger.Example.COM", None, "ledger.example.com"),
+        ("ledger.example.com:443", "https", "ledger.example.com"),
+        ("ledger.example.com:80", "http", "ledger.example.com"),
+        ("ledger.example.com:443", "http", "ledger.example.com:443"),
+        ("ledger.example.com:80", "https", "ledger.example.com:80"),
+        ("ledger.example.com:443", None, "ledger.example.com"),
+        ("ledger.example.com:8443", None, "ledger.example.com:8443"),
+        ("[2001:db8::1]:443", None, "[2001:db8::1]"),
+        ("[2001:db8::443]", None, "[2001:db8::443]"),
+        ("127.0.0.1:80", None, "127.0.0.1"),
+        ("", None, ""),
+        (":443", None, ":443"),
+    ],
+)
+def test_the_authority_a_signature_covers_drops_the_default_port(
+    written: str, scheme: str | None, normal: str
+) -> None:
+    assert normal_authority(written, scheme) == normal
+
+
+def test_the_client_signs_the_authority_its_host_header_names() -> None:
+    """httpx writes ``Host: ledger.example.com`` for ``https://ledger.example.com:443``:
+    the client signs that, not the port it was given."""
+    key = SigningKey(uscc("91500000MA7000000"), bytes(32))
+    with Client("https://Ledger.Example.com:443", key) as client:
+        headers = client.signed_headers("GET", "/v1/service", "", b"")
+        sent = client.http.build_request("GET", "/v1/service").headers["host"]
+    assert sent == "ledger.example.com"
+    parsed = parse_signature(headers["signature-input"], headers["signature"])
+    verify_request(SignedRequest("GET", sent, "/v1/service", "", {}), parsed, key.public, False)
+
+
+def test_a_host_header_that_keeps_a_default_port_is_taken_either_way(settings: Settings) -> None:
+    """A library may send ``Host: ledger.example.com:443`` and sign ``ledger.example.com``
+    (RFC 9421 §2.2.3), or sign the Host as written; both verify, pinned or not."""
+    pinned = replace(settings, authorities=parse_authorities(f"{PUBLIC}:443"))
+    assert pinned.authorities == {PUBLIC}
+    with running(pinned) as url:
+        service = httpx.get(url + "/v1/service").json()
+        key = SigningKey.load(service["operator"], pinned.data_dir / "operator.key")
+        path = f"/v1/parties/{service['operator']}"
+        with httpx.Client(base_url=url) as http:
+            for signed_for, host in [
+                (PUBLIC, f"{PUBLIC}:443"),
+                (f"{PUBLIC}:443", f"{PUBLIC}:443"),
+                (PUBLIC, PUBLIC),
+                (PUBLIC, f"{PUBLIC.upper()}:80"),
+            ]:
+                headers = signed(key, "GET", path, signed_for=signed_for, host=host)
+                answer = http.get(path, headers=headers)
+                assert answer.status_code == 200, (signed_for, host, answer.text)
+            # the port still counts when it is not a default one, and so does the name
+            for signed_for, host in [(f"{PUBLIC}:8443", f"{PUBLIC}:8443"), (PUBLIC, "x.example")]:
+                headers = signed(key, "GET", path, signed_for=signed_for, host=host)
+                refused = problem(http.get(path, headers=headers), 401, "unauthorized")
+                assert refused["field"] == "@authority"
+            # signed with a default port that the Host header does not send: does not verify
+            headers = signed(key, "GET", path, signed_for=f"{PUBLIC}:443", host=PUBLIC)
+            refused = problem(http.get(path, headers=headers), 401, "unauthorized")
+            assert "does not verify" in refused["detail"]
