@@ -32,7 +32,7 @@ from api.problems import (
     went_away,
 )
 from api.settings import Settings
-from api.setup import Service, ensure_genesis, load_or_init, missing_ledger
+from api.setup import MarkKeeper, Service, ensure_genesis, load_or_init, missing_ledger
 from api.submitter import Submitter
 from api.witnessing import WitnessPusher, parse_witnesses
 from encd.collector import long_running
@@ -288,6 +288,8 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
         watch = StoreWatch(state, settings.stream_watch) if settings.stream_watch > 0 else None
         # the appending process sends checkpoints to the witnesses (a sequencer process does)
         pusher = None if settings.sequencer is not None else witness_pusher(settings, opened)
+        # and keeps the newest checkpoint in the data directory (see ensure_extends_mark)
+        keeper = None if settings.sequencer is not None else MarkKeeper(opened, settings.data_dir)
         app.state.encd = state
         # What start-up built (the app, the models, SQLAlchemy's tables and caches) lives as
         # long as the service: out of the collector's way, so a full collection under load
@@ -300,6 +302,8 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
             finally:
                 if pusher is not None:
                     pusher.close()
+                if keeper is not None:
+                    keeper.close()
                 sequencer.listeners.remove(state.notify)
                 sequencer.listeners.remove(state.metrics.observe_batch)
                 if watch is not None:

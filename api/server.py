@@ -42,6 +42,7 @@ from api.problems import MEDIA_TYPE as PROBLEM_TYPE
 from api.problems import TITLES
 from api.settings import Settings
 from api.setup import (
+    MarkKeeper,
     Service,
     ensure_genesis,
     first_start,
@@ -572,6 +573,7 @@ def _sequencer(settings_json: str, lifeline: socket.socket) -> None:  # pragma: 
     with Ledger(settings.url, service.log_key, clock=settings.clock) as ledger:
         server = SequencerServer(ledger, settings.sequencer)
         pusher = witness_pusher(settings, ledger)
+        keeper = MarkKeeper(ledger, settings.data_dir)
 
         def stop(signum: int, _frame: object) -> None:
             server.close()
@@ -593,6 +595,7 @@ def _sequencer(settings_json: str, lifeline: socket.socket) -> None:  # pragma: 
         finally:
             if pusher is not None:
                 pusher.close()
+            keeper.close()
 
 
 def _worker(

@@ -7,6 +7,7 @@
         operator.key       the operator party's Ed25519 key (PKCS#8 PEM, 0600)
         service.json       origin, operator id and name, the two verifier keys
         ledger.db          the SQLite ledger (unless ENCD_DATABASE_URL points elsewhere)
+        checkpoint         the newest checkpoint of the log seen (see ensure_extends_mark)
 
 and appends the ledger's first event: the operator registering itself.  Its event id is
 then recorded in service.json as ``genesis`` (``null`` until then): from then on a ledger
@@ -25,15 +26,19 @@ import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from encd.errors import InvalidInput
+from encd.checkpoint import Checkpoint, open_checkpoint
+from encd.errors import Error, InvalidInput, VerificationError
 from encd.events import make_event
 from encd.identifiers import check_legal_id
 from encd.keys import SigningKey, check_key_name
+from encd.merkle import verify_consistency
+from encd.note import parse_note
 from encd.validation import show
 from ledger.db import has_schema
 from ledger.ledger import Ledger
@@ -300,6 +305,144 @@ def ensure_genesis(ledger: Ledger, service: Service, now: datetime) -> None:
         _record_genesis(service, first)
     elif first != service.genesis:
         raise InvalidInput("ledger", f"it begins with event {first[:16]}…, but {_began(service)}")
+    ensure_extends_mark(ledger, service)
+
+
+# --- the newest checkpoint seen signed -----------------------------------------------------
+
+MARK_FILE = "checkpoint"  # <data dir>/checkpoint: the newest checkpoint this service has seen
+MARK_INTERVAL = 1.0  # seconds between looks at the ledger's newest checkpoint
+
+
+def ensure_extends_mark(ledger: Ledger, service: Service) -> None:
+    """Refuse a ledger that does not extend the checkpoint kept in ``<data dir>/checkpoint``
+    (an InvalidInput): an older copy of the ledger (a backup restored), or another history,
+    whose next checkpoints would have the log key sign a fork.  Then keep the ledger's
+    newest checkpoint there.  A file that does not open as a checkpoint of this log's key
+    is replaced, with a warning."""
+    path = service.data_dir / MARK_FILE
+    newest = ledger.checkpoint()
+    head = open_checkpoint(newest, service.log_key.public)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        data = None
+    except OSError as exc:
+        raise InvalidInput("data dir", f"cannot read {path}: {exc.strerror}") from None
+    if data is not None:
+        try:
+            mark = open_checkpoint(data, service.log_key.public)
+        except Error as exc:
+            logging.getLogger("encd").warning(
+                "encd: %s is not a checkpoint of this log (%s): it is replaced by the ledger's "
+                "newest",
+                path,
+                exc.message,
+            )
+        else:
+            _check_extends(ledger, head, mark, path)
+            if mark.size >= head.size:
+                return  # (the same tree: nothing newer to keep)
+    keep_mark(path, newest)
+
+
+def _check_extends(ledger: Ledger, head: Checkpoint, mark: Checkpoint, path: Path) -> None:
+    remedy = (
+        "Its next checkpoints would have the log key sign a second history (a fork) that "
+        "holders of receipts and the witnesses would see.  Restore a copy of the ledger that "
+        "is not older, or give its URL with --db or ENCD_DATABASE_URL.  To serve this copy "
+        f"all the same, knowing that the entries it lacks are lost, remove {path}"
+    )
+    if head.size < mark.size:
+        raise InvalidInput(
+            "ledger",
+            f"it holds {_entries(head.size)}, but this log has signed a checkpoint of "
+            f"{_entries(mark.size)} ({path}): it is an older copy.  {remedy}",
+        )
+    try:
+        if head.size == mark.size:
+            if head.root != mark.root:
+                raise VerificationError("the two roots differ")
+        else:
+            proof = ledger.consistency(mark.size, head.size) if mark.size else []
+            verify_consistency(mark.size, head.size, proof, mark.root, head.root)
+    except Error:
+        raise InvalidInput(
+            "ledger",
+            f"its tree of {_entries(head.size)} does not extend the checkpoint of "
+            f"{_entries(mark.size)} this log has signed ({path}): it holds another history.  "
+            f"{remedy}",
+        ) from None
+
+
+def _entries(count: int) -> str:
+    return f"{count} entry" if count == 1 else f"{count} entries"
+
+
+def keep_mark(path: Path, note: bytes) -> None:
+    """Write ``note`` (a signed checkpoint) to ``path``, whole or not at all, on disk."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, "wb") as out:
+            out.write(note)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(partial, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise
+
+
+class MarkKeeper:
+    """Keeps ``<data dir>/checkpoint`` up with the ledger: every ``interval`` seconds, in a
+    thread of the process that appends, the ledger's newest checkpoint is written there if
+    it is newer than the one written last (once more as it stops).  A file that cannot be
+    written is warned of once, and tried again each round."""
+
+    def __init__(self, ledger: Ledger, data_dir: Path, interval: float = MARK_INTERVAL) -> None:
+        self.ledger = ledger
+        self.path = data_dir / MARK_FILE
+        self.interval = interval
+        self._size = -1
+        self._failing = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="encd-mark", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.keep()
+
+    def keep(self) -> None:
+        log = logging.getLogger("encd")
+        try:
+            note = self.ledger.checkpoint()
+            size = Checkpoint.parse(parse_note(note, strict=False).text).size
+            if size <= self._size:
+                return
+            keep_mark(self.path, note)
+        except OSError as exc:
+            if not self._failing:
+                log.warning(
+                    "encd: cannot keep the newest checkpoint in %s (%s): a restored older "
+                    "ledger would not be noticed at the next start",
+                    self.path,
+                    exc.strerror,
+                )
+            self._failing = True
+            return
+        except Exception:  # the store is away: the next round tries again
+            return
+        if self._failing:
+            log.warning("encd: the newest checkpoint is kept in %s again", self.path)
+        self._failing = False
+        self._size = size
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.keep()
 
 
 def missing_ledger(url: str, service: Service) -> str | None:

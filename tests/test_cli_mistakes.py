@@ -482,6 +482,99 @@ def test_a_lost_ledger_is_refused_not_begun_again_under_the_same_log_key(
     assert json.loads((data / "service.json").read_text())["genesis"] == genesis
 
 
+def _register_newcomers(data: Path, names: list[str]) -> int:
+    """Append one party registration per name, signed by the data directory's operator key,
+    straight to its SQLite ledger (as the service would); the log's size after them."""
+    from datetime import UTC, datetime
+
+    from encd.events import make_event
+    from ledger.ledger import Ledger
+    from tests.kit import uscc
+
+    config = json.loads((data / "service.json").read_text())
+    log_key = SigningKey.load(config["origin"], data / "log.key")
+    operator = SigningKey.load(config["operator_id"], data / "operator.key")
+    with Ledger(f"sqlite:///{data / 'ledger.db'}", log_key) as ledger:
+        for name in names:
+            party = uscc(f"91500000MA7{hashlib.sha256(name.encode()).hexdigest()[:6].upper()}")
+            newcomer = SigningKey(party, hashlib.sha256(name.encode()).digest())
+            ledger.append(
+                make_event(
+                    [operator],
+                    type="register",
+                    party=party,
+                    seq=0,
+                    prev=None,
+                    time=datetime.now(UTC),
+                    body={"name": name, "roles": ["trader"], "keys": [newcomer.public.vkey]},
+                )
+            )
+        return ledger.size()
+
+
+def _kept_size(data: Path) -> int:
+    """The tree size of the checkpoint kept in ``<data dir>/checkpoint``."""
+    text = (data / "checkpoint").read_bytes().split(b"\n\n")[0]
+    return int(text.split(b"\n")[1])
+
+
+def test_an_older_copy_of_the_ledger_or_another_history_is_refused(tmp_path: Path) -> None:
+    """Restoring a backup older than the log would have the log key sign a fork: the newest
+    checkpoint is kept in the data directory, and a ledger that does not extend it is
+    refused until the operator removes that file."""
+    data = tmp_path / "d"
+    ledger = data / "ledger.db"
+    code, out = encd("init", "--data-dir", str(data))
+    assert code == 0, out
+    assert _kept_size(data) == 1
+    backup = ledger.read_bytes()  # (the service is stopped: the file is the whole ledger)
+
+    assert _register_newcomers(data, ["Alpha Trading", "Beta Trading"]) == 3
+    code, out = encd("init", "--data-dir", str(data))  # extends the kept one: kept anew
+    assert code == 0 and _kept_size(data) == 3, out
+    newest = ledger.read_bytes()
+    signed = (data / "checkpoint").read_bytes()
+
+    ledger.write_bytes(backup)
+    for command in ("init", "serve"):
+        port = ("--port", "0") if command == "serve" else ()
+        code, out = encd(command, "--data-dir", str(data), *port)
+        assert code == 2, out
+        assert (
+            f"FAIL: refusing the ledger sqlite:///{ledger}: it holds 1 entry, but this log has "
+            f"signed a checkpoint of 3 entries ({data / 'checkpoint'}): it is an older copy"
+        ) in out, out
+        assert "fork" in out and f"remove {data / 'checkpoint'}" in out, out
+    assert ledger.read_bytes() == backup  # nothing was appended or signed
+    assert (data / "checkpoint").read_bytes() == signed
+
+    # the operator, knowing, removes the file: the copy is served and grows another history
+    (data / "checkpoint").unlink()
+    code, out = encd("init", "--data-dir", str(data))
+    assert code == 0 and _kept_size(data) == 1, out
+    assert _register_newcomers(data, ["Gamma Trading", "Delta Trading", "Omega Trading"]) == 4
+    # ... which the checkpoint of the first history (3 entries) does not lead to
+    (data / "checkpoint").write_bytes(signed)
+    code, out = encd("init", "--data-dir", str(data))
+    assert code == 2, out
+    assert (
+        "its tree of 4 entries does not extend the checkpoint of 3 entries this log has signed"
+    ) in out and "another history" in out, out
+
+    # the newest copy is taken again, and so is a copy that extends what is kept
+    ledger.write_bytes(newest)
+    code, out = encd("init", "--data-dir", str(data))
+    assert code == 0 and _kept_size(data) == 3, out
+    assert _register_newcomers(data, ["Epsilon Trading"]) == 4
+    code, out = encd("init", "--data-dir", str(data))
+    assert code == 0 and _kept_size(data) == 4, out
+
+    # a file that is not a checkpoint of this log is replaced, with a warning
+    (data / "checkpoint").write_bytes(b"not a checkpoint\n")
+    code, out = encd("init", "--data-dir", str(data))
+    assert code == 0 and _kept_size(data) == 4, out
+
+
 def test_a_data_dir_whose_ledger_cannot_be_started_is_taken_away(tmp_path: Path) -> None:
     data = tmp_path / "d"
     nowhere = f"sqlite:///{tmp_path / 'no' / 'such' / 'ledger.db'}"

@@ -24,6 +24,7 @@ import pytest
 from api.client import Client, ProblemError
 from api.media import EVENT_TYPE
 from bench.workloads import Documents, Head
+from encd.checkpoint import open_checkpoint
 from encd.events import Event, event_id, make_event
 from encd.keys import PublicKey, SigningKey
 from encd.logentry import LogEntry
@@ -451,3 +452,29 @@ def test_stopping_finishes_what_the_workers_hold(
     assert answers.count(201) > 0
     assert not [a for a in answers if a not in (201, "Unreachable")], answers
     close(world)
+
+
+@pytest.mark.parametrize("args", [(), ("--workers", str(WORKERS))], ids=["one", "workers"])
+def test_the_newest_checkpoint_is_kept_in_the_data_directory(
+    tmp_path: Path, database_url: str, args: tuple[str, ...]
+) -> None:
+    """The appending process keeps <data dir>/checkpoint up with the log (about once a
+    second), so that the next start finds out a restored older ledger."""
+    kept = tmp_path / "data" / "checkpoint"
+
+    def kept_size(log_key: PublicKey) -> int:
+        return open_checkpoint(kept.read_bytes(), log_key).size
+
+    with serve(tmp_path / "data", database_url, *args) as running:
+        world, _, _ = corridor(running, 2)
+        log_key = world.log_key.public
+        size = open_checkpoint(world.operator.checkpoint(), log_key).size
+        assert size > 1
+        deadline = time.monotonic() + 30
+        while kept_size(log_key) < size and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert kept_size(log_key) == size
+        close(world)
+    # (one process ends as uvicorn does after a graceful stop: by the SIGTERM it caught)
+    assert running.process.returncode in (0, -signal.SIGTERM), "".join(running.output)
+    assert kept_size(log_key) == size
