@@ -88,7 +88,7 @@ def tile(path: str, state: StateDep) -> Response:
     leaves_per_hash = 1 << (8 * level)
     available = size // leaves_per_hash - index * TILE_WIDTH  # complete hashes at that level
     wanted = width or TILE_WIDTH
-    if available < wanted or (width is not None and available >= TILE_WIDTH):
+    if available < wanted:  # (a partial tile stays, the prefix of the full one it became)
         raise NotFoundProblem(f"tile {path} does not exist at tree size {size}")
     tile = state.ledger.tile(level, index, wanted)
     return Response(tile, media_type="application/octet-stream", headers=IMMUTABLE)
@@ -98,7 +98,7 @@ def _entries(state: StateDep, index: int, width: int | None, size: int) -> Respo
     start = index * TILE_WIDTH
     wanted = width or TILE_WIDTH
     available = size - start
-    if available < wanted or (width is not None and available >= TILE_WIDTH):
+    if available < wanted:
         raise NotFoundProblem(
             f"entry bundle {index} of width {wanted} does not exist at size {size}"
         )

@@ -128,6 +128,12 @@ def test_tiles_entries_and_proofs_reproduce_the_checkpoint(big_log: World) -> No
     # a narrower partial tile is the one a client at an older, smaller checkpoint needs
     older = fetch(world, "/log/tile/0/001.p/5")
     assert older.status_code == 200 and older.content == partial.content[: 5 * HASH_SIZE]
+    # once full, a tile's partial forms stay: what a client at an older checkpoint reads
+    # (golang.org/x/mod/sumdb/tlog never falls back to the full tile)
+    for width_then in (1, 10, 255):
+        then = fetch(world, f"/log/tile/0/000.p/{width_then}")
+        assert then.status_code == 200 and then.content == tile0.content[: width_then * HASH_SIZE]
+        assert then.headers["cache-control"] == "public, max-age=31536000, immutable"
     # a tile at a path never changes: caches may keep it; the checkpoint they must not
     for answer in (tile0, partial, older):
         assert answer.headers["cache-control"] == "public, max-age=31536000, immutable"
@@ -158,6 +164,9 @@ def test_tiles_entries_and_proofs_reproduce_the_checkpoint(big_log: World) -> No
     assert bundle0.status_code == bundle1.status_code == 200
     assert bundle0.headers["cache-control"] == bundle1.headers["cache-control"]
     assert "immutable" in bundle0.headers["cache-control"]
+    bundle0_then = fetch(world, "/log/tile/entries/000.p/10")
+    assert bundle0_then.status_code == 200
+    assert split_entries(bundle0_then.content) == split_entries(bundle0.content)[:10]
     entries = split_entries(bundle0.content) + split_entries(bundle1.content)
     assert len(entries) == size
     assert all(len(e) == ENTRY_SIZE for e in entries)
@@ -193,7 +202,6 @@ def test_tiles_entries_and_proofs_reproduce_the_checkpoint(big_log: World) -> No
     for path in (
         "/log/tile/0/001",  # the second tile is not full yet
         "/log/tile/0/001.p/58",  # wider than the tree
-        "/log/tile/0/000.p/10",  # a full tile has no partial form
         "/log/tile/0/002.p/1",
         "/log/tile/0/001.p/0",
         "/log/tile/0/001.p/256",
@@ -209,7 +217,6 @@ def test_tiles_entries_and_proofs_reproduce_the_checkpoint(big_log: World) -> No
         "/log/tile/a/000",
         "/log/tile/entries/001",
         "/log/tile/entries/001.p/58",
-        "/log/tile/entries/000.p/10",
         "/log/tile/entries/abc",
         # one path for each tile: these name the partial tile served above, but not as
         # tlog-tiles writes it (other scripts' digits, a leading x000 group, a level "00")
