@@ -337,6 +337,15 @@ class WitnessPusher:
                         f"409 at size {old}: the witness holds another root for that size "
                         "(it was shown another history of this log)"
                     )
+                if held < old:  # it cosigned a larger tree before: its state is lost
+                    _log.warning(
+                        "witness %s: holds a tree of %d entries, fewer than the %d it "
+                        "cosigned before: it lost its state (sending it this log again "
+                        "from there)",
+                        witness.key.key_id,
+                        held,
+                        old,
+                    )
                 known.size = old = held
                 continue
             if answer.status_code == 409:  # (without a size: the same size, another root)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import gzip
+import logging
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -430,3 +432,39 @@ def _register_and_wait_for(
             return Client(url, cast.actor("auditor").key), served
         assert time.monotonic() < deadline, served.decode()
         time.sleep(0.05)
+
+
+def test_a_witness_that_lost_its_state_is_reported_and_caught_up(
+    tmp_path: Path, ledger: Ledger, log_key: SigningKey
+) -> None:
+    """A witness answering 409 with a smaller tree than it cosigned before forgot what it
+    held (its cosignatures prove less until it catches up): a warning, then the log again."""
+    made = init_witness(tmp_path / "w", "witness.bank.example/w1", [log_key.public.vkey])
+    shutil.copytree(made.path, tmp_path / "w-new")  # the same key, nothing held yet
+    cast = corridor_cast()
+    for label in ("operator", "carrier", "exporter"):
+        ledger.append(cast.register_event(cast.actor(label)))
+    key_id = made.cosigner.key_id
+    with running_app(create_witness_app(load_witness(made.path))) as url:
+        pusher = WitnessPusher(ledger, [WitnessEndpoint(made.cosigner, url)])
+        assert pusher.push_once() == {key_id: "cosigned"}
+    for label in ("buyer", "bank"):
+        ledger.append(cast.register_event(cast.actor(label)))
+    with running_app(create_witness_app(load_witness(tmp_path / "w-new"))) as url:
+        pusher.witnesses = (WitnessEndpoint(made.cosigner, url),)  # (moved, state lost)
+        logged: list[logging.LogRecord] = []
+        log = logging.getLogger("uvicorn.error")  # (uvicorn's loggers do not reach the root's)
+        keep = logging.Handler(logging.WARNING)
+        keep.emit = logged.append  # type: ignore[method-assign]
+        log.addHandler(keep)
+        try:
+            assert pusher.push_once() == {key_id: "cosigned"}
+        finally:
+            log.removeHandler(keep)
+        pusher.close()
+    said = [r.getMessage() for r in logged if "lost its state" in r.getMessage()]
+    assert said == [
+        f"witness {key_id}: holds a tree of 0 entries, fewer than the 3 it cosigned before: "
+        "it lost its state (sending it this log again from there)"
+    ]
+    assert size_of(ledger.witnessed_checkpoint()) == ledger.size() == 5
