@@ -41,6 +41,7 @@ import nacl.signing
 
 from encd.errors import InvalidInput, VerificationError
 from encd.keys import (
+    ED25519,
     PUBLIC_KEY_SIZE,
     SIGNATURE_SIZE,
     PublicKey,
@@ -238,7 +239,10 @@ class CosignerKey:
 
     @classmethod
     def from_vkey(cls, text: str) -> CosignerKey:
-        """Parse a cosigner verifier key; checks its type (0x04) and key ID."""
+        """Parse a cosigner verifier key; checks its type and key ID.  Type 0x04 is the
+        cosigner key; a plain Ed25519 verifier key (type 0x01, its ID over 0x01) is taken as
+        the cosigner key of the same name and public key, as Go's
+        ``NewVerifierForCosignatureV1`` takes it: its cosignatures carry the 0x04 key ID."""
         parts = text.strip().split("+", 2)  # the base64 key may contain "+"
         if len(parts) != 3:
             raise InvalidInput("vkey", "expected <name>+<8 hex digits>+<base64 key>")
@@ -247,16 +251,20 @@ class CosignerKey:
         if not re.fullmatch(r"[0-9a-f]{8}", hash_hex):
             raise InvalidInput("vkey", f"key ID must be 8 lowercase hex digits, got {hash_hex!r}")
         blob = decode_base64(encoded, "vkey")
-        if not blob or blob[0] != COSIGNATURE_V1:
-            raise InvalidInput("vkey", "key type must be 0x04 (tlog-cosignature/v1 Ed25519)")
+        if not blob or blob[0] not in (COSIGNATURE_V1, ED25519):
+            raise InvalidInput(
+                "vkey",
+                "key type must be 0x04 (tlog-cosignature/v1 Ed25519) or 0x01 (Ed25519)",
+            )
         if len(blob) != 1 + PUBLIC_KEY_SIZE:
             raise InvalidInput(
                 "vkey", f"Ed25519 public key must be {PUBLIC_KEY_SIZE} bytes, got {len(blob) - 1}"
             )
         key = cls(name, blob[1:])
-        if key.hash.hex() != hash_hex:
+        expected = key_hash(name, key.raw, blob[0]).hex()
+        if expected != hash_hex:
             raise InvalidInput(
-                "vkey", f"key ID {hash_hex} does not match the key (expected {key.hash.hex()})"
+                "vkey", f"key ID {hash_hex} does not match the key (expected {expected})"
             )
         return key
 

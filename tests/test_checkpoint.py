@@ -272,8 +272,20 @@ def test_cosigner_vkey_errors() -> None:
         f"vkey: key ID 00000000 does not match the key (expected {w1.hash.hex()})"
     )
     with pytest.raises(InvalidInput) as info:
-        CosignerKey.from_vkey(W1.public.vkey)  # a type 0x01 (note signing) vkey
-    assert info.value.message == "vkey: key type must be 0x04 (tlog-cosignature/v1 Ed25519)"
+        CosignerKey.from_vkey(
+            f"{name}+{w1.hash.hex()}+" + base64.b64encode(b"\x02" + W1.public.raw).decode()
+        )
+    assert info.value.message == (
+        "vkey: key type must be 0x04 (tlog-cosignature/v1 Ed25519) or 0x01 (Ed25519)"
+    )
+    # a type 0x01 (note signing) vkey names the same cosigner, with its own ID checked
+    assert CosignerKey.from_vkey(W1.public.vkey) == w1
+    assert w1.vkey != W1.public.vkey and w1.key_id != W1.public.key_id
+    with pytest.raises(InvalidInput) as info:
+        CosignerKey.from_vkey(W1.public.vkey.replace(W1.public.hash.hex(), w1.hash.hex()))
+    assert info.value.message == (
+        f"vkey: key ID {w1.hash.hex()} does not match the key (expected {W1.public.hash.hex()})"
+    )
 
 
 def test_cosignature_round_trip() -> None:
