@@ -189,6 +189,7 @@ class DirectReads:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[Any] = []
+        self._owners: dict[int, threading.Thread] = {}  # id(connection): the thread it is for
         self._sql: dict[str, str] = {}
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -218,6 +219,7 @@ class DirectReads:
         """Close every thread's connection (a thread that reads again gets a new one)."""
         with self._lock:
             connections, self._connections = self._connections, []
+            self._owners.clear()
         for connection in connections:
             with contextlib.suppress(Exception):
                 connection.close()
@@ -234,7 +236,17 @@ class DirectReads:
                 raise
         # (SQLite's connections are made with isolation_level None: autocommit already)
         with self._lock:
+            # the connections of threads that have ended go (a thread pool replaces its
+            # threads over the weeks a service runs: each kept two files and a page cache)
+            ended = [c for c in self._connections if not self._owners[id(c)].is_alive()]
+            for gone in ended:
+                self._connections.remove(gone)
+                del self._owners[id(gone)]
             self._connections.append(connection)
+            self._owners[id(connection)] = threading.current_thread()
+        for gone in ended:
+            with contextlib.suppress(Exception):
+                gone.close()
         self._local.connection = connection
         return connection
 
@@ -243,6 +255,7 @@ class DirectReads:
         with self._lock:
             if connection in self._connections:
                 self._connections.remove(connection)
+                del self._owners[id(connection)]
         with contextlib.suppress(Exception):
             connection.close()
 

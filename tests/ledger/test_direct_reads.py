@@ -81,3 +81,40 @@ def test_a_failing_read_is_the_drivers_error_as_sqlalchemy_raises_it(database_ur
         with pytest.raises(DBAPIError):
             ledger.reads.rows("SELECT no_such_column FROM event", ())
         assert ledger.reads.rows("SELECT count(*) FROM event", ())[0][0] >= 0
+
+
+def test_a_thread_that_ends_does_not_keep_its_connection(database_url: str) -> None:
+    """A service's thread pool replaces its threads over weeks: the connection each one read
+    on is closed once another thread connects, so open files do not grow with them."""
+    import os
+
+    def open_files() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    with Ledger(database_url, seeded_key("encd.test/log", 0)) as ledger:
+        ledger.size()
+        reads = ledger.reads
+
+        def read() -> None:
+            assert reads.rows("SELECT count(*) FROM event")[0][0] >= 0
+
+        def short_lived(count: int) -> None:
+            for _ in range(count):
+                thread = threading.Thread(target=read)
+                thread.start()
+                thread.join()
+
+        short_lived(5)
+        before = open_files()
+        short_lived(60)
+        assert open_files() <= before + 2  # (the last thread's, until the next one connects)
+        alive = threading.Thread(target=lambda: (read(), stop.wait()))
+        stop = threading.Event()
+        alive.start()
+        try:
+            short_lived(20)  # a thread still running keeps its connection, and can read on it
+            read_again: list[int] = []
+            threading.Thread(target=lambda: read_again.append(1)).start()
+        finally:
+            stop.set()
+            alive.join()
