@@ -77,12 +77,19 @@ def make_engine(url: str, *, writer: bool = False, durable: bool = True) -> Engi
     raise InvalidInput("database url", f"expected sqlite:/// or postgresql://, got {backend}")
 
 
+IDLE_IN_TRANSACTION = 10  # seconds a writer session may sit idle inside a transaction
+
+
 def _synchronous_commit(dbapi_connection: Any, _record: Any) -> None:
     """A receipt means a durable commit, whatever the server's default: a PostgreSQL set to
     ``synchronous_commit = off`` answers a commit before its WAL is written, and a crash
     of the server then loses receipted events (and the log key has signed them)."""
     with dbapi_connection.cursor() as cursor:
         cursor.execute("SET synchronous_commit = on")
+        # A process that stops between statements (frozen, paused, cut off without a FIN)
+        # must not hold the log's lock for good: the server ends its session, and the other
+        # hosts' sequencers go on; its own commit then fails, so nothing forks.
+        cursor.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}s'")
     dbapi_connection.commit()
 
 

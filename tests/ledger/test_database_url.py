@@ -55,6 +55,9 @@ def test_the_ledger_s_commits_are_durable_whatever_the_server_s_default(
     with Ledger(database_url, ledger_key) as ledger, ledger.writer.connect() as conn:
         if conn.dialect.name == "postgresql":
             assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+            # a frozen host does not hold the log's advisory lock for good
+            idle = conn.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar()
+            assert idle == "10s"
             fsync = conn.exec_driver_sql("SHOW fsync").scalar()
             warning = durability_warning(ledger.writer)
             assert (warning is not None) == (fsync == "off")
