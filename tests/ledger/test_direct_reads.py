@@ -108,13 +108,21 @@ def test_a_thread_that_ends_does_not_keep_its_connection(database_url: str) -> N
         before = open_files()
         short_lived(60)
         assert open_files() <= before + 2  # (the last thread's, until the next one connects)
-        alive = threading.Thread(target=lambda: (read(), stop.wait()))
+        # a thread still running is not reaped with the ended ones: it reads on afterwards
         stop = threading.Event()
+        read_again: list[bool] = []
+
+        def long_lived() -> None:
+            read()
+            stop.wait()
+            read()
+            read_again.append(True)
+
+        alive = threading.Thread(target=long_lived)
         alive.start()
         try:
-            short_lived(20)  # a thread still running keeps its connection, and can read on it
-            read_again: list[int] = []
-            threading.Thread(target=lambda: read_again.append(1)).start()
+            short_lived(20)
         finally:
             stop.set()
             alive.join()
+        assert read_again == [True]
