@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import ClassVar
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -43,6 +45,30 @@ from ledger.nonces import NonceStore
 from ledger.sequencer import RemoteSequencer
 
 VERSION = "0.1.0"
+
+
+class Stopping:
+    """Whether the server on this event loop has begun to stop, for the answers that would
+    otherwise never end (event streams): ``here()`` is the loop's; each such answer adds
+    the event it waits on to ``wakes``, and the server calls ``stop()`` as it stops."""
+
+    _loops: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Stopping]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self) -> None:
+        self.stopped = False
+        self.wakes: set[asyncio.Event] = set()
+
+    @classmethod
+    def here(cls) -> Stopping:
+        """The running event loop's."""
+        return cls._loops.setdefault(asyncio.get_running_loop(), cls())
+
+    def stop(self) -> None:
+        self.stopped = True
+        for wake in list(self.wakes):
+            wake.set()
 
 
 @dataclass

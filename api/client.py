@@ -227,6 +227,8 @@ class Client:
         The server sends a comment at least every 15 s, so a stream silent for
         ``read_timeout`` seconds is dead: httpx.ReadTimeout says so (None waits forever).
         StreamClosed: the server ended it, the key it was opened with no longer active.
+        The iteration ends when the service ends the stream as it stops: call again with
+        the last ``index`` yielded to resume.
         """
         import json
 

@@ -37,7 +37,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from api.app import MAX_HEAD, create_app, witness_pusher
+from api.app import MAX_HEAD, Stopping, create_app, witness_pusher
 from api.problems import MEDIA_TYPE as PROBLEM_TYPE
 from api.problems import TITLES
 from api.settings import Settings
@@ -62,6 +62,11 @@ SETTINGS_ENV = "ENCD_SERVE_SETTINGS"  # how the settings reach the worker proces
 #: body) from the moment the service is ready for it: the connection's start, or the end of
 #: the answer before on a kept-alive connection.
 REQUEST_TIMEOUT = 30.0
+
+
+#: Seconds a stopping server waits for the answers under way (an export, say) before it
+#: cancels them; event streams end at once (their clients resume with Last-Event-ID).
+GRACE = 30
 
 
 #: How long a connection refused as malformed is read (and dropped) after its answer.
@@ -228,7 +233,11 @@ def serve_app(
     except OSError as exc:
         raise WorkerFailed(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     config = uvicorn.Config(
-        app, log_level=log_level, http=http_protocol(request_timeout), lifespan="on"
+        app,
+        log_level=log_level,
+        http=http_protocol(request_timeout),
+        lifespan="on",
+        timeout_graceful_shutdown=GRACE,
     )
     server = _SaysWhere(config)
     server.pages = pages
@@ -242,7 +251,16 @@ def _say_pages(shown: str, port: int) -> None:
     _say(f"web pages: http://{shown}:{port}/ (the log, checking a title, signing an event)")
 
 
-class _SaysWhere(uvicorn.Server):
+class Server(uvicorn.Server):
+    """uvicorn's server, which ends the open event streams as it begins to stop (uvicorn
+    waits for every answer under way to end, and a stream's never would)."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        Stopping.here().stop()
+        await super().shutdown(sockets)
+
+
+class _SaysWhere(Server):
     """A uvicorn server given its listening socket, which says where it listens once it
     has started (uvicorn says so only for the sockets it opens itself)."""
 
@@ -376,12 +394,14 @@ def run_workers(
 
 
 def _stop(procs: list[multiprocessing.process.BaseProcess]) -> None:
-    """SIGTERM to each process still running, then wait for them all (30 s, then SIGKILL)."""
+    """SIGTERM to each process still running, then wait for them all (``GRACE`` and 10 s,
+    then SIGKILL)."""
     for proc in procs:
         if proc.is_alive():
             os.kill(proc.pid or 0, signal.SIGTERM)
+    deadline = time.monotonic() + GRACE + 10
     for proc in procs:
-        proc.join(timeout=30)
+        proc.join(timeout=max(0.0, deadline - time.monotonic()))
         if proc.is_alive():  # pragma: no cover - a process that does not stop
             proc.kill()
             proc.join()
@@ -603,12 +623,16 @@ def _worker(
 ) -> None:  # pragma: no cover
     """One worker process (run_workers): serves the connections the dispatcher hands it."""
     config = uvicorn.Config(
-        factory, factory=True, log_level=log_level, http=http_protocol(request_timeout)
+        factory,
+        factory=True,
+        log_level=log_level,
+        http=http_protocol(request_timeout),
+        timeout_graceful_shutdown=GRACE,
     )
     HandedServer(config, channel).run()
 
 
-class HandedServer(uvicorn.Server):
+class HandedServer(Server):
     """A uvicorn server with no listening socket of its own: it serves the connections that
     arrive on ``channel`` (see ``Dispatcher``), and says on it when each one closes.
 
@@ -752,8 +776,9 @@ def running_app(
         log_level="warning",
         lifespan="on",
         http=http_protocol(request_timeout),
+        timeout_graceful_shutdown=GRACE,
     )
-    server = uvicorn.Server(config)
+    server = Server(config)
     thread = threading.Thread(target=server.run, name="encd-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -8,7 +8,8 @@ where ``event`` is the event's exact text.  A comment line every 15 s keeps
 the connection open.  When the caller's key is revoked (or rotated away), the
 stream ends after that party event with ``event: encd-closed`` and ``data:``
 {index, reason}: a revoked key reads nothing more, on a stream opened before too.  The stream reads the store, so it works across API
-processes; within one process a commit wakes it at once.
+processes; within one process a commit wakes it at once.  As the service stops, every
+open stream ends with the comment ``: the service is stopping: resume with Last-Event-ID``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
-from api.app import State
+from api.app import State, Stopping
 from api.auth import Caller
 from api.routes.common import DECIMAL, MAX_INDEX, CallerDep, StateDep, can_read
 from encd.errors import Error
@@ -74,10 +75,15 @@ async def _messages(
     wake = asyncio.Event()
     waiter = (loop, wake)
     state.waiters.add(waiter)
+    stopping = Stopping.here()
+    stopping.wakes.add(wake)
     try:
         yield b": encd event stream\n\n"
         idle = 0.0
         while not await request.is_disconnected():
+            if stopping.stopped:
+                yield b": the service is stopping: resume with Last-Event-ID\n\n"
+                return
             rows = await asyncio.to_thread(state.ledger.entries, cursor, cursor + 500)
             for index, event_id, at, raw in rows:
                 cursor = index + 1
@@ -95,6 +101,8 @@ async def _messages(
             if rows:
                 continue
             wake.clear()
+            if stopping.stopped:
+                continue
             try:
                 await asyncio.wait_for(wake.wait(), timeout=state.settings.stream_poll)
             except TimeoutError:
@@ -104,6 +112,7 @@ async def _messages(
                     yield b": keep-alive\n\n"
     finally:
         state.waiters.discard(waiter)
+        stopping.wakes.discard(wake)
 
 
 @router.get("/stream")

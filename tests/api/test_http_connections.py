@@ -130,6 +130,39 @@ def test_an_event_stream_outlives_the_deadline(served: Served) -> None:
     close(world)
 
 
+def test_stopping_ends_the_open_event_streams(served: Served) -> None:
+    """SIGTERM with an event stream open: the stream ends cleanly, with a comment that
+    says why (its client resumes with Last-Event-ID, on another host or after the
+    restart), and the service stops.  Before, it waited for the stream to end, which it
+    never does: one process for ever, a worker until it was killed 30 s later."""
+    world, _, _ = corridor(served, 1)
+    lines: list[str] = []
+    listening = threading.Event()
+    ended: list[str] = []
+
+    def listen() -> None:
+        with Client(served.url, world.actors["bank"].key) as bank:
+            headers = bank.signed_headers("GET", "/v1/stream", "", b"")
+            try:
+                with bank.http.stream("GET", "/v1/stream", headers=headers) as response:
+                    for line in response.iter_lines():
+                        lines.append(line)
+                        listening.set()
+                ended.append("cleanly")
+            except httpx.HTTPError as exc:
+                ended.append(repr(exc))
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert listening.wait(30)
+    served.process.terminate()
+    listener.join(timeout=60)
+    assert ended == ["cleanly"], "".join(served.output)
+    assert lines[-2:] == [": the service is stopping: resume with Last-Event-ID", ""], lines
+    served.process.wait(timeout=60)
+    assert "Cancel" not in "".join(served.output)  # uvicorn's words when a grace runs out
+
+
 def test_the_command_line_default_is_the_services() -> None:
     import inspect
 
