@@ -80,6 +80,7 @@ class CargoRow(SQLModel, table=True):
 
 class ProposalRow(SQLModel, table=True):
     __tablename__ = "proposal"
+    __table_args__ = (Index("proposal_open", "state", "expires_at"),)
     id: str = Field(primary_key=True, max_length=64)
     doc_id: str = Field(max_length=64, index=True)
     type: str = Field(max_length=32)

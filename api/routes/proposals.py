@@ -61,6 +61,16 @@ def _closed(proposal: Proposal, now: int) -> ApiError:
     )
 
 
+def _overtaken(pid: str, moved_on: Conflict) -> Conflict:
+    """409 for a proposal the document has moved past, with its head now."""
+    return Conflict(
+        f"proposal {pid} can no longer apply, the document has moved on since it was "
+        f"written: {moved_on}",
+        moved_on.current_seq,
+        moved_on.current_head,
+    )
+
+
 def _now_ms(state: StateDep) -> int:
     return int(state.settings.clock().timestamp() * 1000)
 
@@ -97,7 +107,10 @@ def _view(
         event = Event.parse(assemble(proposal.text, proposal.signatures))
         slots = _required(state, event)
         if now == OPEN and _moved_on(state, event) is not None:
-            now = FAILED  # as a signature posted to it would find, and record
+            # as a signature posted to it would find; recorded, so that the next list of
+            # open proposals does not look again (it reads the document's whole history)
+            now = FAILED
+            store.finish(state.ledger, proposal.id, FAILED)
     except (InvalidInput, RuleViolation, NotFound):
         slots = []
     required = [{"who": label, "parties": sorted(allowed)} for label, allowed in slots]
@@ -149,25 +162,14 @@ async def _gather(
     now = _now_ms(state)
     existing = store.find(state.ledger, pid)
     if existing is not None and existing.current_state(now) != OPEN:
-        if _already_applied_with(existing, event):
-            # The same signatures again, after they applied it (an answer lost on its way):
-            # the proposal and the receipt its event got, as an event posted twice is answered.
-            assert existing.event_id is not None
-            first = replace(state.ledger.receipt(existing.event_id), duplicate=True)
-            return JSONResponse(_view(state, existing, first.to_json()), status_code=200)
-        raise _closed(existing, now)
+        return _closed_answer(state, existing, event, now)
     if expect is not None and existing is None:
         raise NotFound(f"no proposal {abridged(expect)}")
     moved_on = _moved_on(state, event)
     if moved_on is not None:
         if existing is not None:
             store.finish(state.ledger, pid, FAILED)
-        raise Conflict(
-            f"proposal {pid} can no longer apply, the document has moved on since it was "
-            f"written: {moved_on}",
-            moved_on.current_seq,
-            moved_on.current_head,
-        ) from None
+        raise _overtaken(pid, moved_on)
     merged = {s.key_id: s for s in (existing.signatures if existing else ())}
     merged.update({s.key_id: s for s in event.signatures})
     complete = Event.parse(assemble(event.text, merged.values()))
@@ -191,8 +193,8 @@ async def _gather(
     # Merged with what is stored under the proposal's lock: others may be signing it now,
     # through this server or another, and every signature acknowledged must be kept.
     proposal, created = store.gather(state.ledger, template, event.signatures, now)
-    if proposal.current_state(now) != OPEN:
-        raise _closed(proposal, now)
+    if proposal.current_state(now) != OPEN:  # closed since it was read: by a post elsewhere
+        return _closed_answer(state, proposal, event, now)  # with these signatures, perhaps
     complete = Event.parse(assemble(event.text, proposal.signatures))
     signers = {s.name for s in complete.signatures}
     receipt = None
@@ -210,6 +212,19 @@ async def _gather(
         receipt = done.to_json()
     status = 201 if created else 200
     return JSONResponse(_view(state, proposal, receipt), status_code=status)
+
+
+def _closed_answer(state: State, proposal: Proposal, event: Event, now: int) -> JSONResponse:
+    """The answer to ``event`` posted to ``proposal``, no longer open: if it applied with
+    these signatures already (an answer lost on its way, or the same post made to another
+    host at once), the proposal and the receipt its event got, as an event posted twice is
+    answered; otherwise a 409 that says how it closed."""
+    if not _already_applied_with(proposal, event):
+        moved_on = _moved_on(state, event) if proposal.state == FAILED else None
+        raise _closed(proposal, now) if moved_on is None else _overtaken(proposal.id, moved_on)
+    assert proposal.event_id is not None
+    first = replace(state.ledger.receipt(proposal.event_id), duplicate=True)
+    return JSONResponse(_view(state, proposal, first.to_json()), status_code=200)
 
 
 def _already_applied_with(proposal: Proposal, event: Event) -> bool:

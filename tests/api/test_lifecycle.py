@@ -6,11 +6,15 @@ import copy
 import time
 
 import pytest
+from sqlalchemy import select
 
 from api.client import ProblemError, verify_title, verify_title_replay
+from api.settings import Settings
 from encd.errors import VerificationError
 from encd.events import Event, make_event, sign_text
 from encd.keys import SigningKey
+from ledger.db import make_engine
+from ledger.schema import PROPOSAL
 from tests.api.conftest import World
 from tests.kit import T0, corridor_document
 
@@ -172,18 +176,22 @@ def test_a_title_answer_is_checked_against_the_documents_events(world: World) ->
             verify_title(answer, key, DOC)
 
 
-def test_a_proposal_the_document_has_moved_past_is_closed(world: World) -> None:
+def test_a_proposal_the_document_has_moved_past_is_closed(world: World, settings: Settings) -> None:
     """A pledge proposed and then overtaken by a transfer can never apply (its prev is no
-    longer the head): it leaves everyone's list, and a signature posted to it is a 409
-    with the head now, not a rule about who need not sign."""
+    longer the head): it leaves everyone's list, and is recorded as failed once a list
+    has found it so (each list looked again, reading the document's whole history); a
+    signature posted to it is a 409 with the head now, not a rule about who need not
+    sign."""
     issue(world)
     exporter, bank = world.client("exporter"), world.client("bank")
     proposal = exporter.propose(exporter.next_event(DOC, "pledge", pledge_body(world, "bank")))
     assert [p["id"] for p in bank.proposals()["proposals"]] == [proposal["id"]]
     exporter.submit(exporter.next_event(DOC, "transfer", {"to": world.id("buyer")}))
 
+    assert stored_state(settings, proposal["id"]) == "open"  # nobody has looked since
     for label in ("bank", "buyer", "exporter"):
         assert world.client(label).proposals()["proposals"] == [], label
+    assert stored_state(settings, proposal["id"]) == "failed"
     assert exporter.proposal(proposal["id"])["state"] == "failed"
     text = proposal["text"].encode()
     note = text + b"\n" + b"".join(s.line().encode() for s in sign_text(text, [bank.key]))
@@ -193,6 +201,15 @@ def test_a_proposal_the_document_has_moved_past_is_closed(world: World) -> None:
     assert refused.value.status == 409 and problem["current_seq"] == 1, problem
     assert "can no longer apply, the document has moved on" in problem["detail"], problem
     assert exporter.proposal(proposal["id"])["state"] == "failed"  # and it stays closed
+
+
+def stored_state(settings: Settings, proposal_id: str) -> str:
+    engine = make_engine(settings.url)
+    try:
+        with engine.connect() as conn:
+            return str(conn.scalar(select(PROPOSAL.c.state).where(PROPOSAL.c.id == proposal_id)))
+    finally:
+        engine.dispose()
 
 
 def test_a_stranger_to_a_proposal_is_told_who_signs_it(world: World) -> None:

@@ -27,6 +27,18 @@ def post(
     answers[name] = client.propose(raw)
 
 
+def countersign(
+    start: threading.Barrier,
+    answers: dict[str, Any],
+    name: str,
+    client: Client,
+    proposal_id: str,
+    raw: bytes,
+) -> None:
+    start.wait()
+    answers[name] = client.countersign(proposal_id, raw)
+
+
 def test_two_servers_keep_every_signature_of_a_proposal(
     world: World, doc_id: str, settings: Settings
 ) -> None:
@@ -105,3 +117,44 @@ def test_a_proposal_whose_text_applied_under_other_signatures_says_applied(
     assert answer["state"] == "applied", answer
     assert answer["receipt"]["event_id"] == logged["event_id"]
     assert agent.proposal(answer["id"])["state"] == "applied"
+
+
+def test_a_countersignature_posted_to_two_servers_at_once_gets_two_receipts(
+    world: World, doc_id: str, settings: Settings
+) -> None:
+    """The bank's countersignature, the last one, sent to both servers at once (a client
+    that retries on another host): one applies the pledge, the other answers as for a
+    post made twice, with the event's receipt; neither says the proposal is closed (it
+    could: a 409, when the first closed it between the second's two reads)."""
+    exporter, bank = world.client("exporter"), world.client("bank")
+    with running(settings) as other_url, Client(other_url, bank.key) as bank_there:
+        for trial in range(TRIALS):
+            body = {
+                "pledgee": world.id("bank"),
+                "loan_ref": f"LOAN-TWICE-{trial}",
+                "amount": "1000.00",
+                "currency": "USD",
+                "registry_ref": "PBOC-CRCS-2026-000001",
+                "maturity": "2026-08-01",
+            }
+            proposed = exporter.propose(exporter.next_event(doc_id, "pledge", body, time_=T0))
+            signed = exporter.next_event(doc_id, "pledge", body, [bank.key], time_=T0)
+            answers: dict[str, Any] = {}
+            start = threading.Barrier(2)
+
+            threads = [
+                threading.Thread(
+                    target=countersign,
+                    args=(start, answers, name, client, proposed["id"], signed),
+                )
+                for name, client in (("here", bank), ("there", bank_there))
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert set(answers) == {"here", "there"}, (trial, answers)
+            receipts = [answer["receipt"] for answer in answers.values()]
+            assert {r["event_id"] for r in receipts} == {exporter.title(doc_id)["head"]}
+            assert sorted(r["duplicate"] for r in receipts) == [False, True], (trial, answers)
+            bank.submit(bank.next_event(doc_id, "release", {}))  # for the next trial

@@ -86,3 +86,22 @@ def test_a_schema_newer_than_this_encd_is_refused_by_name(database_url: str) -> 
         found = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
     assert found == "0999"
     engine.dispose()
+
+
+def test_the_migrations_make_the_schema_the_code_declares(database_url: str) -> None:
+    """Every table, column and index ledger.schema declares (and nothing else) is what
+    the migrations build: an index declared without its migration would be missing from
+    every ledger made or upgraded by `encd init`."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from ledger.schema import SQLModel
+
+    engine = make_engine(database_url)
+    try:
+        migrate(engine)
+        with engine.connect() as conn:
+            differences = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    finally:
+        engine.dispose()
+    assert differences == []
