@@ -552,4 +552,11 @@ def _append_genesis(ledger: Ledger, service: Service, now: datetime) -> None:
             "keys": [service.operator_key.public.vkey],
         },
     )
-    ledger.append(raw)
+    try:
+        ledger.append(raw)
+    except Error:
+        if ledger.size() == 0:
+            raise
+        # another host of this service, started at the same moment on the same empty
+        # ledger, appended its genesis first: that one begins the log (ensure_genesis
+        # records it), as it would have had this host started a moment later

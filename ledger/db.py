@@ -30,7 +30,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -267,11 +267,21 @@ class DirectReads:
             connection.close()
 
 
+#: The PostgreSQL advisory lock (transaction-level) that a batch of appends holds
+#: (ledger.ledger), and a migration: one host at a time changes the schema, the others
+#: wait and then find it done, and no append runs during the change.
+ADVISORY_LOCK = 0x656E6364  # "encd"
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (creating it on an empty database)."""
+    """Bring the schema to the newest revision (creating it on an empty database).  On
+    PostgreSQL under the log's lock: hosts started at once on an empty database (or
+    upgraded at once) migrate one after another, not into each other."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK})
         config.attributes["connection"] = connection
         try:
             command.upgrade(config, "head")

@@ -73,7 +73,14 @@ from encd.title import DocumentState, TitleChange, dump_state, load_state
 from encd.tlogproof import TlogProof
 from encd.tlogproof import encode as encode_tlog_proof
 from encd.validation import abridged
-from ledger.db import DirectReads, WriterLock, durability_warning, make_engine, migrate
+from ledger.db import (
+    ADVISORY_LOCK,
+    DirectReads,
+    WriterLock,
+    durability_warning,
+    make_engine,
+    migrate,
+)
 from ledger.schema import (
     CHECKPOINT,
     COSIGNATURE,
@@ -83,7 +90,6 @@ from ledger.schema import (
     TREE_NODE,
 )
 
-ADVISORY_LOCK = 0x656E6364  # "encd"
 MAX_BATCH = 512
 DOC_CACHE = 20_000
 NODE_CACHE = 1_000_000  # tree nodes kept in memory (~150 MB at most)

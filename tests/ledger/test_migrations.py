@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, insert, select
 
 from encd.errors import InvalidInput
@@ -105,3 +108,39 @@ def test_the_migrations_make_the_schema_the_code_declares(database_url: str) -> 
     finally:
         engine.dispose()
     assert differences == []
+
+
+def test_hosts_started_at_once_on_an_empty_database_each_find_the_schema_built(
+    database_url: str,
+) -> None:
+    """Several hosts started (or upgraded) at the same moment on one database: each
+    migrates in turn, and finds the schema the first built.  (On PostgreSQL all but
+    one failed to start: "duplicate key value violates unique constraint
+    pg_type_typname_nsp_index", two CREATE TABLE alembic_version at once.)"""
+    hosts = 4
+    engines = [make_engine(database_url, writer=True) for _ in range(hosts)]
+    start = threading.Barrier(hosts)
+    failures: list[BaseException] = []
+
+    def host(engine: Engine) -> None:
+        start.wait()
+        try:
+            migrate(engine)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=host, args=(engine,)) for engine in engines]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        with engines[0].connect() as conn:
+            version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        assert version == ScriptDirectory.from_config(config).get_current_head()
+    finally:
+        for engine in engines:
+            engine.dispose()

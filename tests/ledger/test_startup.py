@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event
 
+from api.setup import ensure_genesis, load_or_init
 from ledger.ledger import Ledger
 from tests.kit import corridor_cast, seeded_key
 
@@ -62,3 +67,39 @@ def test_startup_does_not_grow_with_the_log(database_url: str) -> None:
     # a 1024-leaf tree has a one-node border, a 9-leaf one two nodes: start-up cost
     # depends on the bits of the size, not on the number of leaves
     assert at_large <= at_small + 2, (at_small, at_large)
+
+
+def test_hosts_beginning_one_ledger_at_once_agree_on_its_genesis(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Copies of one new data directory (service.json without a genesis yet) started at
+    the same moment on one empty ledger: the first genesis appended begins the log, and
+    every host records that one and starts.  (The others failed to start: their own
+    genesis, a second registration of the operator, was refused.)"""
+    original = load_or_init(tmp_path / "data")
+    assert original.genesis is None
+    hosts = 3
+    copies = [shutil.copytree(tmp_path / "data", tmp_path / f"host{n}") for n in range(hosts)]
+    start = threading.Barrier(hosts)
+    failures: list[BaseException] = []
+    now = datetime.now(UTC)
+
+    def host(n: int) -> None:
+        service = load_or_init(copies[n])
+        with Ledger(database_url, service.log_key) as ledger:
+            start.wait()
+            try:  # each a moment apart: each host's genesis event is its own
+                ensure_genesis(ledger, service, now - timedelta(seconds=n))
+            except BaseException as exc:
+                failures.append(exc)
+
+    threads = [threading.Thread(target=host, args=(n,)) for n in range(hosts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    with Ledger(database_url, original.log_key) as ledger:
+        assert ledger.size() == 1
+        first = ledger.entries(0, 1)[0][1]
+    assert {load_or_init(copy).genesis for copy in copies} == {first}
