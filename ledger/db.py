@@ -39,6 +39,10 @@ from encd.errors import InvalidInput
 DATABASE_URL_ENV = "ENCD_DATABASE_URL"
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT = 20.0  # seconds an SQLite statement waits for a lock another connection holds
+#: Bytes an SQLite write-ahead log is cut back to once checkpointed.  While a reader holds
+#: an old snapshot (a long export, say) the log cannot be checkpointed and grows; without
+#: a limit its file stayed that size for good.
+WAL_LIMIT = 64 * 1024 * 1024
 
 
 def default_url(data_dir: Path) -> str:
@@ -124,6 +128,7 @@ def _sqlite_engine(url: str, writer: bool, durable: bool = True) -> Engine:
         cursor.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+        cursor.execute(f"PRAGMA journal_size_limit={int(WAL_LIMIT)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+import ledger.db
 from encd.errors import InvalidInput
 from encd.keys import SigningKey
 from ledger.db import durability_warning, make_engine
@@ -43,6 +46,36 @@ def test_a_plain_sqlite_file_url_is_taken(tmp_path: Path) -> None:
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     engine.dispose()
+
+
+def test_an_sqlite_write_ahead_log_is_cut_back_once_a_long_reader_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader holding an old snapshot (a long export) keeps the WAL from being
+    checkpointed, so it grows; once the reader is done and the WAL checkpointed, its file
+    is cut back to ledger.db.WAL_LIMIT (it kept its largest size for good)."""
+    monkeypatch.setattr(ledger.db, "WAL_LIMIT", 1024 * 1024)
+    path = tmp_path / "l.db"
+    engine = make_engine(f"sqlite:///{path}", writer=True)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x BLOB)")
+        reader = sqlite3.connect(path, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM t").fetchall()  # holds its snapshot
+        for _ in range(150):
+            with engine.begin() as conn:
+                conn.exec_driver_sql("INSERT INTO t VALUES (?)", (os.urandom(40_000),))
+        grown = (tmp_path / "l.db-wal").stat().st_size
+        assert grown > 5 * 1024 * 1024
+        reader.execute("COMMIT")
+        reader.close()
+        for _ in range(3):  # the first commit checkpoints, the next starts the WAL anew
+            with engine.begin() as conn:
+                conn.exec_driver_sql("INSERT INTO t VALUES (?)", (b"small",))
+        assert (tmp_path / "l.db-wal").stat().st_size <= 1024 * 1024 < grown
+    finally:
+        engine.dispose()
 
 
 def test_the_ledger_s_commits_are_durable_whatever_the_server_s_default(
