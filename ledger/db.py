@@ -23,6 +23,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,35 @@ def _synchronous_commit(dbapi_connection: Any, _record: Any) -> None:
         # hosts' sequencers go on; its own commit then fails, so nothing forks.
         cursor.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}s'")
     dbapi_connection.commit()
+
+
+#: Seconds a host's clock may differ from its PostgreSQL server's before it is named.
+CLOCK_SKEW = 5.0
+
+
+def clock_warning(engine: Engine, now: datetime) -> str | None:
+    """What to warn of when this host's clock (``now``) and the PostgreSQL server's differ
+    by more than ``CLOCK_SKEW`` seconds: hosts that share a ledger time its entries, check
+    signature times and time out request nonces each by its own clock (None on SQLite,
+    which has no clock of its own)."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        server = conn.exec_driver_sql("SELECT clock_timestamp()").scalar()
+    if not isinstance(server, datetime):  # pragma: no cover - psycopg answers a datetime
+        return None
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    skew = (now - server).total_seconds()
+    if abs(skew) <= CLOCK_SKEW:
+        return None
+    way = "ahead of" if skew > 0 else "behind"
+    return (
+        f"this host's clock is {abs(skew):.0f} s {way} the PostgreSQL server's: hosts that "
+        "share a ledger must keep their clocks in step (NTP), or the log's times go back "
+        "and forth and a request nonce may be forgotten while another host still takes "
+        "its signature"
+    )
 
 
 def durability_warning(engine: Engine) -> str | None:

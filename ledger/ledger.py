@@ -77,6 +77,7 @@ from ledger.db import (
     ADVISORY_LOCK,
     DirectReads,
     WriterLock,
+    clock_warning,
     durability_warning,
     make_engine,
     migrate,
@@ -339,8 +340,9 @@ class Ledger:
         self._sequencer_lock = WriterLock(url, "sequencer")
         migrate(self.writer)
         self._check_identity()
-        if (warning := durability_warning(self.writer)) is not None:
-            _log.warning("%s", warning)
+        for warning in (durability_warning(self.writer), clock_warning(self.writer, clock())):
+            if warning is not None:
+                _log.warning("%s", warning)
         # Sequencer state: touched only by the sequencer thread (or under _state_lock).
         self._state_lock = threading.Lock()
         self._size = -1  # -1: reload from the store before the next batch

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,34 @@ def test_the_ledger_s_commits_are_durable_whatever_the_server_s_default(
         else:
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
             assert durability_warning(ledger.writer) is None
+
+
+@pytest.mark.parametrize("ahead", [0, 60, -60])
+def test_a_host_whose_clock_is_off_the_database_s_is_named_at_start(
+    database_url: str, ahead: int
+) -> None:
+    """Hosts sharing a PostgreSQL ledger each time its entries and nonces by their own
+    clock: a host more than a few seconds off the server's is named in a WARNING as its
+    ledger opens.  SQLite has no clock to compare with (one host)."""
+    ledger_key = SigningKey("encd.test/log", bytes(32))
+
+    def clock() -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=ahead)
+
+    logged: list[logging.LogRecord] = []
+    log = logging.getLogger("uvicorn.error")  # (uvicorn's loggers do not reach the root's)
+    keep = logging.Handler()
+    keep.emit = logged.append  # type: ignore[method-assign]
+    log.addHandler(keep)
+    try:
+        with Ledger(database_url, ledger_key, clock=clock):
+            pass
+    finally:
+        log.removeHandler(keep)
+    named = [r.getMessage() for r in logged if "this host's clock is" in r.getMessage()]
+    if ahead == 0 or not database_url.startswith("postgresql"):
+        assert named == []
+    else:
+        way = "ahead of" if ahead > 0 else "behind"
+        assert len(named) == 1 and f" {way} the PostgreSQL server's" in named[0], named
+        assert "NTP" in named[0]
