@@ -129,7 +129,11 @@ def _view(
         "event_id": proposal.event_id,
     }
     if receipt is not None:
+        index = receipt["log_index"]
         body["receipt"] = receipt
+        # the event as logged (its SHA-256 is the receipt's event_id), for a signer that
+        # holds only the text and its own signature
+        body["event"] = state.ledger.entries(index, index + 1)[0][3].decode()
     return body
 
 

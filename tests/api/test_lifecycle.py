@@ -11,7 +11,7 @@ from sqlalchemy import select
 from api.client import ProblemError, verify_title, verify_title_replay
 from api.settings import Settings
 from encd.errors import VerificationError
-from encd.events import Event, make_event, sign_text
+from encd.events import Event, event_id, make_event, sign_text
 from encd.keys import SigningKey
 from ledger.db import make_engine
 from ledger.schema import PROPOSAL
@@ -240,10 +240,19 @@ def test_a_signature_posted_again_after_it_applied_gets_the_first_receipt(world:
     note = text + b"\n" + b"".join(s.line().encode() for s in sign_text(text, [bank.key]))
     first = bank.countersign(proposal["id"], note)
     assert first["state"] == "applied"
+    # the event as logged, both signatures on it: what the receipt's event id names
+    logged = first["event"].encode()
+    assert event_id(logged) == first["receipt"]["event_id"] == first["event_id"]
+    assert Event.parse(logged).text == text
+    assert {s.name for s in Event.parse(logged).signatures} == {
+        world.id("exporter"),
+        world.id("bank"),
+    }
     size = exporter.service()["log_size"]
 
     again = bank.countersign(proposal["id"], note)
     assert again["state"] == "applied" and again["event_id"] == first["event_id"]
+    assert again["event"] == first["event"]
     assert again["receipt"] == {**first["receipt"], "duplicate": True}
     own = text + b"\n" + b"".join(s.line().encode() for s in sign_text(text, [exporter.key]))
     assert exporter.propose(own)["receipt"]["event_id"] == first["event_id"]
