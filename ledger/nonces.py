@@ -7,6 +7,12 @@ part of the log: they are written without waiting for the disk (SQLite
 ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``), and rows past
 their expiry are swept away as new ones arrive.
 
+A row expires two windows after its claim (a signature dated up to a window ahead is
+taken for a window after that), by the clock of the host that claimed it, and is swept a
+window later still, by the clock of the host that sweeps: hosts sharing a store whose
+clocks differ by less than a window never sweep a nonce that another still takes a
+signature for.  (Swept at its expiry, a host a second ahead of the others could.)
+
 On SQLite they live in a file of their own beside the ledger's
 (``<ledger>.nonces``): SQLite has one writer per file, and a request's
 nonce must not wait for the sequencer's batch, nor hold it up.
@@ -242,8 +248,8 @@ class NonceStore:
                         else:
                             cursor.execute("BEGIN IMMEDIATE")
                         begun = True
-                        if now >= self._next_sweep:
-                            cursor.execute(self._sweep_sql, (int(now * 1000),))
+                        if now >= self._next_sweep:  # a window late: see the module's text
+                            cursor.execute(self._sweep_sql, (int((now - self.window) * 1000),))
                         cursor.execute(statement, rows)
                         inserted = cursor.fetchall()
                     finally:

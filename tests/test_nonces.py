@@ -165,11 +165,29 @@ def test_expired_nonces_are_swept(store_url: str) -> None:
     store = NonceStore(store_url, WINDOW)
     try:
         assert store.use("alice+00", "nonce-0001", NOW)
-        later = NOW + 3 * WINDOW  # past the row's expiry (2 windows): swept, then new again
+        later = NOW + 4 * WINDOW  # past the row's expiry (2 windows) and a window's grace
         assert store.use("alice+00", "nonce-0002", later)
         assert store.use("alice+00", "nonce-0001", later)
     finally:
         store.close()
+
+
+def test_a_host_whose_clock_runs_ahead_does_not_sweep_a_nonce_another_still_takes(
+    store_url: str,
+) -> None:
+    """Two hosts on one store, one's clock 100 s ahead.  A request signed a window ahead
+    (the most the window allows) is taken here at NOW: its signature is good here until
+    NOW + 2 windows.  Shortly before that, the fast host sweeps; the replay here must
+    still be refused (it was taken: the fast host had swept the row at its expiry)."""
+    here, fast = NonceStore(store_url, WINDOW), NonceStore(store_url, WINDOW)
+    try:
+        assert here.use("alice+00", "nonce-0001", NOW)
+        replay_at = NOW + 2 * WINDOW - 50
+        assert fast.use("alice+00", "nonce-0002", replay_at + 100)  # (and it sweeps)
+        assert not here.use("alice+00", "nonce-0001", replay_at)
+    finally:
+        here.close()
+        fast.close()
 
 
 def test_a_closed_store_takes_no_claims(store_url: str) -> None:
