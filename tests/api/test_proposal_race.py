@@ -27,6 +27,17 @@ def post(
     answers[name] = client.propose(raw)
 
 
+def pledge(world: World, loan_ref: str) -> dict[str, str]:
+    return {
+        "pledgee": world.id("bank"),
+        "loan_ref": loan_ref,
+        "amount": "1000.00",
+        "currency": "USD",
+        "registry_ref": "PBOC-CRCS-2026-000001",
+        "maturity": "2026-08-01",
+    }
+
+
 def countersign(
     start: threading.Barrier,
     answers: dict[str, Any],
@@ -45,14 +56,7 @@ def test_two_servers_keep_every_signature_of_a_proposal(
     exporter, bank = world.client("exporter"), world.client("bank")
     with running(settings) as other_url, Client(other_url, bank.key) as bank_there:
         for trial in range(TRIALS):
-            body = {
-                "pledgee": world.id("bank"),
-                "loan_ref": f"LOAN-RACE-{trial}",
-                "amount": "1000.00",
-                "currency": "USD",
-                "registry_ref": "PBOC-CRCS-2026-000001",
-                "maturity": "2026-08-01",
-            }
+            body = pledge(world, f"LOAN-RACE-{trial}")
             by_holder = exporter.next_event(doc_id, "pledge", body, time_=T0)
             by_bank = exporter.next_event(doc_id, "pledge", body, [bank.key], time_=T0)
             answers: dict[str, Any] = {}
@@ -129,14 +133,7 @@ def test_a_countersignature_posted_to_two_servers_at_once_gets_two_receipts(
     exporter, bank = world.client("exporter"), world.client("bank")
     with running(settings) as other_url, Client(other_url, bank.key) as bank_there:
         for trial in range(TRIALS):
-            body = {
-                "pledgee": world.id("bank"),
-                "loan_ref": f"LOAN-TWICE-{trial}",
-                "amount": "1000.00",
-                "currency": "USD",
-                "registry_ref": "PBOC-CRCS-2026-000001",
-                "maturity": "2026-08-01",
-            }
+            body = pledge(world, f"LOAN-TWICE-{trial}")
             proposed = exporter.propose(exporter.next_event(doc_id, "pledge", body, time_=T0))
             signed = exporter.next_event(doc_id, "pledge", body, [bank.key], time_=T0)
             answers: dict[str, Any] = {}
