@@ -31,7 +31,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -308,6 +308,13 @@ class DirectReads:
 ADVISORY_LOCK = 0x656E6364  # "encd"
 
 
+def lock_log(connection: Connection) -> None:
+    """Take the log's lock for ``connection``'s transaction (PostgreSQL; on SQLite the
+    transaction's ``BEGIN IMMEDIATE`` is the lock)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK})
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (creating it on an empty database).  On
     PostgreSQL under the log's lock: hosts started at once on an empty database (or
@@ -315,8 +322,7 @@ def migrate(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK})
+        lock_log(connection)
         config.attributes["connection"] = connection
         try:
             command.upgrade(config, "head")

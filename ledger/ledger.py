@@ -47,7 +47,6 @@ from sqlalchemy import (
     Engine,
     insert,
     select,
-    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -74,11 +73,11 @@ from encd.tlogproof import TlogProof
 from encd.tlogproof import encode as encode_tlog_proof
 from encd.validation import abridged
 from ledger.db import (
-    ADVISORY_LOCK,
     DirectReads,
     WriterLock,
     clock_warning,
     durability_warning,
+    lock_log,
     make_engine,
     migrate,
 )
@@ -365,7 +364,7 @@ class Ledger:
         #: Test hook: called with a step name between the steps of a batch.
         self.fault: Callable[[str], None] | None = None
         with self._sequencer_lock, self.writer.begin() as conn:
-            self._lock_log(conn)
+            lock_log(conn)
             self._reload(conn)
             if self._size == 0 and not self._checkpoint:
                 self._checkpoint = self._write_checkpoint(conn, int(time.time() * 1000))
@@ -590,7 +589,7 @@ class Ledger:
         batch = _Batch()
         sequenced_at = int(self.clock().timestamp() * 1000)
         with self._sequencer_lock, self.writer.begin() as conn:
-            self._lock_log(conn)
+            lock_log(conn)
             self._sync(conn)
             driver = _Driver(conn)
             cargo = _CargoView(driver, batch)
@@ -855,10 +854,6 @@ class Ledger:
         return Receipt(str(row[0]), index, int(row[1]), note, tlog.to_bytes(), duplicate)
 
     # --- state the sequencer keeps --------------------------------------------------------
-
-    def _lock_log(self, conn: Connection) -> None:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK})
 
     def _stored_size(self, rows: Rows) -> int:
         last = rows("SELECT max(log_index) FROM event", ())[0][0]
