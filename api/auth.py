@@ -40,6 +40,7 @@ from encd.validation import show
 
 T = TypeVar("T")
 
+KEYID = "signature-input.keyid"  # the problem's field for a key that is unknown or revoked
 SIGNED_METHOD = "encd.method"  # the scope's key for the method sent, where routing took another
 
 
@@ -88,7 +89,9 @@ async def authenticate_while(request: Request, read: Callable[[], T]) -> T:
 
 
 def _replayed(nonce: str) -> Unauthorized:
-    return Unauthorized(f"nonce {nonce!r} was already used: a replayed request")
+    return Unauthorized(
+        f"nonce {nonce!r} was already used: a replayed request", field="signature-input.nonce"
+    )
 
 
 def _once(request: Request, names: tuple[str, ...]) -> None:
@@ -126,13 +129,16 @@ async def _checked(request: Request, *, at_once: bool) -> tuple[Caller, str, Awa
     state: State = request.app.state.encd
     body = await request.body()
     signature_input, signature = (request.headers.get(h) for h in ("signature-input", "signature"))
-    if not all(value is None or value.isascii() for value in (signature_input, signature)):
-        # Structured fields (RFC 8941) are ASCII; the parser below assumes as much.
-        raise Unauthorized("Signature-Input and Signature must be ASCII (RFC 8941)")
+    for header, value in (("signature-input", signature_input), ("signature", signature)):
+        if value is not None and not value.isascii():
+            # Structured fields (RFC 8941) are ASCII; the parser below assumes as much.
+            raise Unauthorized(
+                "Signature-Input and Signature must be ASCII (RFC 8941)", field=header
+            )
     try:  # (1)
         parsed = parse_signature(signature_input, signature)
     except InvalidInput as exc:
-        raise Unauthorized(exc.message) from None
+        raise Unauthorized(exc.message, field=exc.field) from None
     params = parsed.params
     host = request.headers.get("host", "")
     authority = normal_authority(host)
@@ -149,19 +155,21 @@ async def _checked(request: Request, *, at_once: bool) -> tuple[Caller, str, Awa
     if abs(now - params.created) > state.settings.signature_window:  # (3)
         raise Unauthorized(
             f"signature created at {params.created} is outside the server's window of "
-            f"±{state.settings.signature_window} s around {int(now)}"
+            f"±{state.settings.signature_window} s around {int(now)}",
+            field="signature-input.created",
         )
     name, _, key_hash = params.keyid.rpartition("+")
     try:  # (4)
         party, record = state.lookups.key(name, key_hash)
     except Error:
         raise Unauthorized(
-            f"unknown key {show(params.keyid, 120)}: no registered party {show(name, 80)}"
+            f"unknown key {show(params.keyid, 120)}: no registered party {show(name, 80)}",
+            field=KEYID,
         ) from None
     if record is None:
-        raise Unauthorized(f"unknown key {show(params.keyid, 120)}")
+        raise Unauthorized(f"unknown key {show(params.keyid, 120)}", field=KEYID)
     if record.revoked:
-        raise Unauthorized(f"key {params.keyid} was revoked")
+        raise Unauthorized(f"key {params.keyid} was revoked", field=KEYID)
     _once(request, ("signature-input", "signature", "content-digest", *parsed.params.components))
     signed = SignedRequest(
         method=request.scope.get(SIGNED_METHOD, request.method),
@@ -179,10 +187,15 @@ async def _checked(request: Request, *, at_once: bool) -> tuple[Caller, str, Awa
             # A Host that keeps a default port, signed as written rather than normalized.
             signed = replace(signed, authority=host)
             verify_request(signed, parsed, record.key, has_body=bool(body))
-        if body:  # (6)
+    except InvalidInput as exc:
+        raise Unauthorized(exc.message, field=exc.field) from None
+    except Error as exc:  # the signature does not verify
+        raise Unauthorized(exc.message, field="signature") from None
+    if body:  # (6)
+        try:
             check_content_digest(request.headers.get("content-digest"), body)
-    except Error as exc:
-        raise Unauthorized(exc.message) from None
+        except Error as exc:
+            raise Unauthorized(exc.message, field="content-digest") from None
     # (7) Recorded with the next group write of the nonce store (see ledger.nonces).
     fresh = state.nonces.claim(params.keyid, params.nonce, now, at_once=at_once)
     return Caller(party, params.keyid), params.nonce, fresh

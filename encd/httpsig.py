@@ -37,6 +37,7 @@ _SF_STRING_CHARS = re.compile(r"[\x20-\x21\x23-\x5b\x5d-\x7e]*")
 _SF_STRING = re.compile(r'"((?:[\x20-\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"')
 _SF_ESCAPE = re.compile(r'\\(["\\])')
 _SF_INTEGER = re.compile(r"-?\d{1,15}")
+_UNCOLONED_SHA256 = re.compile(r"(?:^|[\s,])sha-256=(?!:)")
 _SF_TOKEN = re.compile(r"[A-Za-z*][A-Za-z0-9:/!#$%&'*+\-.^_`|~]*")
 
 
@@ -62,15 +63,32 @@ def content_digest(body: bytes) -> str:
 
 
 def check_content_digest(header: str | None, body: bytes) -> None:
+    """The body against its ``Content-Digest`` (RFC 9530 §2): an RFC 8941 dictionary whose
+    ``sha-256`` member is a byte sequence, ``:<base64>:``.  Other algorithms may be listed
+    beside it; only ``sha-256`` is checked."""
     if header is None:
         raise InvalidInput("content-digest", "a request with a body needs a Content-Digest header")
-    digests = {}
-    for item in header.split(","):
-        name, _, value = item.strip().partition("=")
-        digests[name.strip().lower()] = value.strip()
+    not_bytes = InvalidInput(
+        "content-digest",
+        "sha-256 must be a byte sequence of 32 bytes, written :<base64>: (RFC 9530, "
+        "RFC 8941 §3.3.5)",
+    )
+    try:
+        digests = _dictionary(header, "content-digest")
+    except InvalidInput as exc:
+        if _UNCOLONED_SHA256.search(header):  # the usual slip: base64 without its colons
+            raise not_bytes from None
+        raise InvalidInput(
+            "content-digest",
+            f"{exc.reason}: expected an RFC 8941 dictionary such as sha-256=:<base64 of the "
+            "SHA-256 of the body>: (RFC 9530)",
+        ) from None
     if "sha-256" not in digests:
         raise InvalidInput("content-digest", "expected a sha-256 digest (RFC 9530)")
-    if digests["sha-256"] != content_digest(body).partition("=")[2]:
+    value = digests["sha-256"][0]
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise not_bytes
+    if value != hashlib.sha256(body).digest():
         raise VerificationError("content-digest: the body does not match its sha-256 digest")
 
 
@@ -97,7 +115,7 @@ class Request:
             raise InvalidInput("signature-input", f"unsupported derived component {name}")
         value = self.headers.get(name)
         if value is None:
-            raise InvalidInput("signature-input", f"covered header {name} is missing")
+            raise InvalidInput(name, f"covered header {name} is missing")
         return value.strip()
 
 
@@ -291,7 +309,8 @@ def parse_signature(signature_input: str | None, signature: str | None) -> Parse
     """Parse the ``encd`` signature out of the two headers."""
     if not signature_input or not signature:
         raise InvalidInput(
-            "signature", "the request is not signed (Signature-Input and Signature, RFC 9421)"
+            "signature-input" if signature and not signature_input else "signature",
+            "the request is not signed (Signature-Input and Signature, RFC 9421)",
         )
     inputs = _dictionary(signature_input, "signature-input")
     sigs = _dictionary(signature, "signature")
@@ -306,15 +325,15 @@ def parse_signature(signature_input: str | None, signature: str | None) -> Parse
     # strings are sf-strings, quoted (RFC 9421 §2.3): a token of the same letters is
     # another Signature-Input, and would not be the one signed
     if type(created) is not int:
-        raise InvalidInput("signature-input", "created must be an integer time")
+        raise InvalidInput("signature-input.created", "created must be an integer time")
     if type(nonce) is not str or not 8 <= len(nonce) <= 128:
         raise InvalidInput(
-            "signature-input", "nonce must be a quoted string of 8 to 128 characters"
+            "signature-input.nonce", "nonce must be a quoted string of 8 to 128 characters"
         )
     if type(keyid) is not str:
-        raise InvalidInput("signature-input", "keyid must be a quoted string")
+        raise InvalidInput("signature-input.keyid", "keyid must be a quoted string")
     if type(alg) is not str or alg != ALG:
-        raise InvalidInput("signature-input", f'alg must be the quoted string "{ALG}"')
+        raise InvalidInput("signature-input.alg", f'alg must be the quoted string "{ALG}"')
     unknown = set(raw_params) - set(PARAMS)
     if unknown:
         raise InvalidInput("signature-input", f"unexpected parameters {sorted(unknown)}")

@@ -1,14 +1,23 @@
-"""encd.httpsig's structured-field strings: the one-step parse agrees with the walk."""
+"""encd.httpsig's structured fields: strings (the one-step parse agrees with the walk),
+Signature-Input, and Content-Digest (RFC 9530)."""
 
 from __future__ import annotations
+
+import base64
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from encd.errors import InvalidInput
+from encd.errors import InvalidInput, VerificationError
 from encd.httpsig import Request as SignedRequest
-from encd.httpsig import _Parser, parse_signature, sign_request
+from encd.httpsig import (
+    _Parser,
+    check_content_digest,
+    content_digest,
+    parse_signature,
+    sign_request,
+)
 from tests.kit import seeded_key
 
 
@@ -76,3 +85,43 @@ def test_string_parameters_must_be_quoted(quoted: str, bare: str, message: str) 
     assert quoted in headers["signature-input"]
     with pytest.raises(InvalidInput, match=message):
         parse_signature(headers["signature-input"].replace(quoted, bare), headers["signature"])
+
+
+BODY = b"an event's bytes"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        content_digest(BODY),
+        content_digest(BODY) + ", sha-512=:" + "A" * 88 + ":",  # another algorithm beside it
+        "sha-512=:" + "A" * 88 + ":, " + content_digest(BODY),
+    ],
+)
+def test_a_content_digest_of_the_body_is_taken(header: str) -> None:
+    check_content_digest(header, BODY)
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        # the base64 without RFC 8941's colons: a token, not a byte sequence
+        (content_digest(BODY).replace(":", ""), "sha-256 must be a byte sequence"),
+        (content_digest(BODY)[:-1], "unterminated byte sequence"),
+        ('sha-256="' + content_digest(BODY)[9:-1] + '"', "sha-256 must be a byte sequence"),
+        ("sha-256=:" + base64.b64encode(bytes(31)).decode() + ":", "of 32 bytes"),
+        ("sha-256=:not base64!:", "not base64"),
+        ("SHA-256=" + content_digest(BODY)[8:], "expected a key"),
+        ("md5=:" + base64.b64encode(bytes(16)).decode() + ":", "expected a sha-256 digest"),
+        ("", "expected a key"),
+    ],
+)
+def test_a_content_digest_that_is_not_rfc_9530_is_named_so(header: str, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message) as raised:
+        check_content_digest(header, BODY)
+    assert raised.value.field == "content-digest"
+
+
+def test_a_content_digest_of_another_body_does_not_verify() -> None:
+    with pytest.raises(VerificationError, match="does not match"):
+        check_content_digest(content_digest(b"another body"), BODY)

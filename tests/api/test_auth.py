@@ -153,6 +153,15 @@ def refused(
     return problem
 
 
+def unauthorized(
+    world: World, call: Call, field: str, context: str, **send_args: Any
+) -> dict[str, Any]:
+    """``refused`` with 401, the problem's ``field`` naming the part of the request at fault."""
+    problem = refused(world, call, 401, "unauthorized", context, **send_args)
+    assert problem.get("field") == field, f"{context}: expected field {field!r}: {problem}"
+    return problem
+
+
 # --- the mutating routes, each as a request that would succeed ---------------------------
 
 
@@ -374,14 +383,14 @@ def wrong_roles(world: World, doc: str) -> dict[str, list[tuple[str, Call, int, 
 def missing_signature(world: World, doc_id: str, route: str) -> None:
     call = ROUTES[route](world, doc_id)
     good = sign(call)
-    refused(world, call, 401, "unauthorized", f"{route}, no signature headers", headers={})
+    unauthorized(world, call, "signature", f"{route}, no signature headers", headers={})
     only_input = {k: v for k, v in good.items() if k != "signature"}
-    refused(world, call, 401, "unauthorized", f"{route}, no Signature", headers=only_input)
+    unauthorized(world, call, "signature", f"{route}, no Signature", headers=only_input)
     only_sig = {k: v for k, v in good.items() if k != "signature-input"}
-    refused(world, call, 401, "unauthorized", f"{route}, no Signature-Input", headers=only_sig)
+    unauthorized(world, call, "signature-input", f"{route}, no Signature-Input", headers=only_sig)
     no_digest = {k: v for k, v in good.items() if k != "content-digest"}
-    problem = refused(
-        world, call, 401, "unauthorized", f"{route}, no Content-Digest", headers=no_digest
+    problem = unauthorized(
+        world, call, "content-digest", f"{route}, no Content-Digest", headers=no_digest
     )
     assert "content-digest" in problem["detail"]
     assert send(call, headers=good).status_code in (200, 201), f"{route}: the good request"
@@ -392,21 +401,20 @@ def bad_signature(world: World, doc_id: str, route: str) -> None:
     owner = call.client.key
     impostor = SigningKey(owner.name, secrets.token_bytes(32))
     forged = sign(call, impostor, keyid=owner.public.key_id)
-    problem = refused(
-        world, call, 401, "unauthorized", f"{route}, wrong key for the keyid", headers=forged
+    problem = unauthorized(
+        world, call, "signature", f"{route}, wrong key for the keyid", headers=forged
     )
     assert "does not verify" in problem["detail"]
     unknown = sign(call, impostor)
-    problem = refused(
-        world, call, 401, "unauthorized", f"{route}, unregistered key", headers=unknown
+    problem = unauthorized(
+        world, call, "signature-input.keyid", f"{route}, unregistered key", headers=unknown
     )
     assert "unknown key" in problem["detail"]
     stranger = SigningKey(uscc("91500000MA7999999"), secrets.token_bytes(32))
-    refused(
+    unauthorized(
         world,
         call,
-        401,
-        "unauthorized",
+        "signature-input.keyid",
         f"{route}, unregistered party",
         headers=sign(call, stranger),
     )
@@ -418,19 +426,23 @@ def bad_signature(world: World, doc_id: str, route: str) -> None:
             f"created={created}", f"created={int(created) + 1}"
         )
     }
-    refused(world, call, 401, "unauthorized", f"{route}, tampered Signature-Input", headers=later)
+    unauthorized(world, call, "signature", f"{route}, tampered Signature-Input", headers=later)
     raw_sig = bytearray(base64.b64decode(good["signature"].split(":")[1]))
     raw_sig[0] ^= 1
     flipped = good | {"signature": f"{LABEL}=:{base64.b64encode(bytes(raw_sig)).decode()}:"}
-    refused(world, call, 401, "unauthorized", f"{route}, tampered Signature", headers=flipped)
+    unauthorized(world, call, "signature", f"{route}, tampered Signature", headers=flipped)
     other_path = Call(call.client, call.method, call.path + "x", call.body, call.params)
     misdirected = sign(other_path)
-    refused(
-        world, call, 401, "unauthorized", f"{route}, signed for another path", headers=misdirected
+    unauthorized(
+        world, call, "signature", f"{route}, signed for another path", headers=misdirected
     )
-    garbled = good | {"signature-input": 'encd=("@method");created=1'}
-    refused(
-        world, call, 401, "unauthorized", f"{route}, unparseable Signature-Input", headers=garbled
+    garbled = good | {"signature-input": 'encd=("@method";created=1'}
+    unauthorized(
+        world, call, "signature-input", f"{route}, unparseable Signature-Input", headers=garbled
+    )
+    no_nonce = good | {"signature-input": 'encd=("@method");created=1'}
+    unauthorized(
+        world, call, "signature-input.nonce", f"{route}, no nonce", headers=no_nonce
     )
     assert send(call, headers=good).status_code in (200, 201), f"{route}: the good request"
 
@@ -438,11 +450,10 @@ def bad_signature(world: World, doc_id: str, route: str) -> None:
 def expired_signature(world: World, doc_id: str, route: str) -> None:
     call = ROUTES[route](world, doc_id)
     for offset in (-302, 302, -100_000):  # the window is ±300 s; 2 s for the request itself
-        problem = refused(
+        problem = unauthorized(
             world,
             call,
-            401,
-            "unauthorized",
+            "signature-input.created",
             f"{route}, created {offset:+} s",
             headers=sign(call, created=int(time.time()) + offset),
         )
@@ -457,8 +468,8 @@ def replayed_request(world: World, doc_id: str, route: str) -> None:
     _, wrong, status, name = wrong_roles(world, doc_id)[route][0]
     headers = sign(wrong)
     refused(world, wrong, status, name, f"{route}, first attempt", headers=headers)
-    problem = refused(
-        world, wrong, 401, "unauthorized", f"{route}, replay of a refusal", headers=headers
+    problem = unauthorized(
+        world, wrong, "signature-input.nonce", f"{route}, replay of a refusal", headers=headers
     )
     assert "already used" in problem["detail"]
     # (b) after a request that succeeded
@@ -466,8 +477,8 @@ def replayed_request(world: World, doc_id: str, route: str) -> None:
     headers = sign(call)
     first = send(call, headers=headers)
     assert first.status_code in (200, 201), f"{route}: {first.text}"
-    problem = refused(
-        world, call, 401, "unauthorized", f"{route}, replay of a success", headers=headers
+    problem = unauthorized(
+        world, call, "signature-input.nonce", f"{route}, replay of a success", headers=headers
     )
     assert "already used" in problem["detail"]
 
@@ -484,11 +495,10 @@ def body_not_matching_digest(world: World, doc_id: str, route: str) -> None:
     tampered = call.body.replace(b'"seq":', b'"seq": ', 1)
     assert tampered != call.body
     signed_for_original = sign(call)
-    problem = refused(
+    problem = unauthorized(
         world,
         call,
-        401,
-        "unauthorized",
+        "content-digest",
         f"{route}, body changed after signing",
         headers=signed_for_original,
         body=tampered,
@@ -496,21 +506,19 @@ def body_not_matching_digest(world: World, doc_id: str, route: str) -> None:
     assert "digest" in problem["detail"]
     # the digest header recomputed for the new body, but the signature covers the old one
     redigested = signed_for_original | {"content-digest": content_digest(tampered)}
-    refused(
+    unauthorized(
         world,
         call,
-        401,
-        "unauthorized",
+        "signature",
         f"{route}, digest swapped",
         headers=redigested,
         body=tampered,
     )
     # a digest of another body, signed: the signature is right, the body is not what it names
-    refused(
+    unauthorized(
         world,
         call,
-        401,
-        "unauthorized",
+        "content-digest",
         f"{route}, signed digest of another body",
         headers=sign(call, body=tampered),
     )
@@ -577,7 +585,7 @@ def test_revoked_key_is_401_on_every_route(world: World, doc_id: str) -> None:
     calls = {route: build(world, doc_id) for route, build in ROUTES.items()}
     rotated = {label: rotate(world, label) for label in sorted(set(ROUTE_OWNERS.values()))}
     for route, call in calls.items():
-        problem = refused(world, call, 401, "unauthorized", f"{route}, revoked key")
+        problem = unauthorized(world, call, "signature-input.keyid", f"{route}, revoked key")
         assert "revoked" in problem["detail"]
     # the new keys work
     for label, client in rotated.items():
