@@ -100,7 +100,10 @@ class Party:
             "scheme": self.scheme,
             "name": self.name,
             "roles": sorted(self.roles),
-            "keys": [{"vkey": r.key.vkey, "revoked": r.revoked} for r in self.keys],
+            "keys": [
+                {"key_id": r.key.key_id, "vkey": r.key.vkey, "revoked": r.revoked}
+                for r in self.keys
+            ],
             "agent_for": sorted(self.agent_for),
             "seq": self.seq,
             "head": self.head,

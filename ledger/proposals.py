@@ -36,6 +36,7 @@ class Proposal:
     expires_at: int
     state: str
     event_id: str | None
+    required: str | None = None  # JSON [{who, parties}], as the document stood when proposed
 
     def current_state(self, now_ms: int) -> str:
         return EXPIRED if self.state == OPEN and now_ms >= self.expires_at else self.state
@@ -63,6 +64,7 @@ def _row(row: object) -> Proposal:
         int(r["expires_at"]),
         r["state"],
         r["event_id"],
+        r["required"],
     )
 
 
@@ -115,6 +117,7 @@ def gather(
         "expires_at": new.expires_at,
         "state": OPEN,
         "event_id": None,
+        "required": new.required,
     }
     with ledger.writer.begin() as conn:
         made: Any  # (each dialect's Insert has on_conflict_do_nothing)

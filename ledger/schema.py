@@ -90,6 +90,9 @@ class ProposalRow(SQLModel, table=True):
     expires_at: int = Field(sa_column=Column(BigInteger, nullable=False))
     state: str = Field(max_length=16)
     event_id: str | None = Field(default=None, max_length=64)
+    # who must sign, as the document stood when it was proposed: JSON [{who, parties}]
+    # (NULL for proposals made before migration 0008)
+    required: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class DocPartyRow(SQLModel, table=True):

@@ -9,6 +9,7 @@ signature the event is assembled and appended.  Unsigned proposals expire.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -86,6 +87,11 @@ def _required(state: StateDep, event: Event) -> list[tuple[str, frozenset[str]]]
     return required_signers(_current(state, event.subject), event, state.ledger.parties())
 
 
+def _places(slots: list[tuple[str, frozenset[str]]]) -> list[dict[str, Any]]:
+    """The places that must sign, as answered: ``{who, parties}`` each."""
+    return [{"who": label, "parties": sorted(allowed)} for label, allowed in slots]
+
+
 def _moved_on(state: State, event: Event) -> Conflict | None:
     """Why a proposal can never apply, if the document has moved on past the head it was
     signed against (and it was not itself logged under other signatures): the chain
@@ -103,18 +109,25 @@ def _view(
 ) -> dict[str, Any]:
     signed = sorted({s.name for s in proposal.signatures})
     now = proposal.current_state(_now_ms(state))
+    required: list[dict[str, Any]] = []
     try:
         event = Event.parse(assemble(proposal.text, proposal.signatures))
-        slots = _required(state, event)
         if now == OPEN and _moved_on(state, event) is not None:
             # as a signature posted to it would find; recorded, so that the next list of
             # open proposals does not look again (it reads the document's whole history)
             now = FAILED
             store.finish(state.ledger, proposal.id, FAILED)
+        if now == OPEN or proposal.required is None:  # (None: proposed before 0008)
+            required = _places(_required(state, event))
+        else:  # closed: who it needed then, not who the document's next event would need
+            required = json.loads(proposal.required)
     except (InvalidInput, RuleViolation, NotFound):
-        slots = []
-    required = [{"who": label, "parties": sorted(allowed)} for label, allowed in slots]
-    missing = [label for label, allowed in slots if now == OPEN and not allowed & set(signed)]
+        pass
+    missing = [
+        place["who"]
+        for place in required
+        if now != APPLIED and not set(place["parties"]) & set(signed)
+    ]
     body: dict[str, Any] = {
         "id": proposal.id,
         "document": proposal.doc_id,
@@ -191,8 +204,9 @@ async def _gather(
     if not all(allowed & signers for _, allowed in slots):
         _dry_run(state, complete, slots)
     lifetime = min(ttl or state.settings.proposal_ttl, state.settings.proposal_ttl) * 1000
+    required = json.dumps(_places(slots), separators=(",", ":"))
     template = Proposal(
-        pid, event.subject, event.type, event.text, (), now, now + lifetime, OPEN, None
+        pid, event.subject, event.type, event.text, (), now, now + lifetime, OPEN, None, required
     )
     # Merged with what is stored under the proposal's lock: others may be signing it now,
     # through this server or another, and every signature acknowledged must be kept.

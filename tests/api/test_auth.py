@@ -433,17 +433,13 @@ def bad_signature(world: World, doc_id: str, route: str) -> None:
     unauthorized(world, call, "signature", f"{route}, tampered Signature", headers=flipped)
     other_path = Call(call.client, call.method, call.path + "x", call.body, call.params)
     misdirected = sign(other_path)
-    unauthorized(
-        world, call, "signature", f"{route}, signed for another path", headers=misdirected
-    )
+    unauthorized(world, call, "signature", f"{route}, signed for another path", headers=misdirected)
     garbled = good | {"signature-input": 'encd=("@method";created=1'}
     unauthorized(
         world, call, "signature-input", f"{route}, unparseable Signature-Input", headers=garbled
     )
     no_nonce = good | {"signature-input": 'encd=("@method");created=1'}
-    unauthorized(
-        world, call, "signature-input.nonce", f"{route}, no nonce", headers=no_nonce
-    )
+    unauthorized(world, call, "signature-input.nonce", f"{route}, no nonce", headers=no_nonce)
     assert send(call, headers=good).status_code in (200, 201), f"{route}: the good request"
 
 
@@ -577,7 +573,8 @@ def rotate(world: World, label: str) -> Client:
         body={"old": client.key.public.key_id, "new": new.public.vkey},
     )
     after = client.party_event(pid, raw)["party"]
-    assert {"vkey": client.key.public.vkey, "revoked": True} in after["keys"]
+    old = client.key.public
+    assert {"key_id": old.key_id, "vkey": old.vkey, "revoked": True} in after["keys"]
     return Client(world.url, new)
 
 

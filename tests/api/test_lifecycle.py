@@ -192,7 +192,12 @@ def test_a_proposal_the_document_has_moved_past_is_closed(world: World, settings
     for label in ("bank", "buyer", "exporter"):
         assert world.client(label).proposals()["proposals"] == [], label
     assert stored_state(settings, proposal["id"]) == "failed"
-    assert exporter.proposal(proposal["id"])["state"] == "failed"
+    failed = exporter.proposal(proposal["id"])
+    assert failed["state"] == "failed"
+    # who it needed when it was proposed (the exporter held it then; the buyer does now),
+    # and the place it was still waiting for when it failed
+    assert failed["required"] == proposal["required"], failed
+    assert failed["missing"] == [f"the pledgee {world.id('bank')}"], failed
     text = proposal["text"].encode()
     note = text + b"\n" + b"".join(s.line().encode() for s in sign_text(text, [bank.key]))
     with pytest.raises(ProblemError) as refused:
@@ -285,3 +290,6 @@ def test_a_signature_for_an_expired_proposal_says_it_expired(world: World) -> No
     assert "expired at 20" in problem["detail"] and "current_seq" not in problem, problem
     assert exporter.service()["log_size"] == size
     assert exporter.title(DOC)["pledge"] is None
+    expired = exporter.proposal(proposal["id"])  # and what it was waiting for
+    assert expired["state"] == "expired" and expired["required"] == proposal["required"]
+    assert expired["missing"] == [f"the pledgee {world.id('bank')}"], expired
