@@ -43,6 +43,7 @@ from encd.validation import show
 
 if TYPE_CHECKING:
     from api.client import Client
+    from api.setup import Service
 
 app = typer.Typer(
     name="encd",
@@ -480,7 +481,13 @@ def init(
             "data directory's cannot change."
         ),
     ] = None,
-    operator_id: Annotated[str | None, typer.Option(help="The operator's USCC or LEI.")] = None,
+    operator_id: Annotated[
+        str | None,
+        typer.Option(
+            help="The operator's USCC or LEI; default: the placeholder 91500000MA6000001G, "
+            "for trying encd only (the ledger's first event names the operator for good)."
+        ),
+    ] = None,
     operator_name: Annotated[str | None, typer.Option(help="The operator's name.")] = None,
     db: Annotated[
         str | None,
@@ -509,6 +516,21 @@ def init(
     where = service.operator_key_path if service.operator_key else "kept elsewhere"
     say(f"  operator key  {where}  party {service.operator_id}")
     say(f"  ledger        {settings.redacted_url()}")
+    placeholder_notice(service)
+
+
+def placeholder_notice(service: Service) -> None:
+    """A notice on standard error when a new ledger's operator is the placeholder id."""
+    from api.setup import DEFAULT_OPERATOR_ID
+
+    if service.created and service.operator_id == DEFAULT_OPERATOR_ID:
+        say(
+            f"encd: NOTICE: the operator is the placeholder party {DEFAULT_OPERATOR_ID} "
+            "(no --operator-id): fine for trying encd, but the ledger's first event names "
+            "it for good; for a real ledger, start afresh with encd init --operator-id "
+            "<your USCC or LEI>",
+            err,
+        )
 
 
 @app.command()
@@ -582,6 +604,7 @@ def serve(
             f"Created {data_dir}/: log key {service.log_key_path}, "
             f"operator key {service.operator_key_path} (party {service.operator_id})"
         )
+        placeholder_notice(service)
     if names:
         notice = f"encd: @authority pinned to {', '.join(sorted(names))}"
     else:

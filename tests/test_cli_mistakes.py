@@ -640,6 +640,18 @@ def test_init_refuses_an_origin_or_operator_other_than_the_data_dirs(tmp_path: P
         assert not (tmp_path / "new").exists()
 
 
+def test_a_new_ledger_with_the_placeholder_operator_is_noticed(tmp_path: Path) -> None:
+    """Its first event names the operator for good: a placeholder id is said, once."""
+    placeholder = "NOTICE: the operator is the placeholder party 91500000MA6000001G"
+    code, out = encd("init", "--data-dir", str(tmp_path / "a"))
+    assert code == 0 and placeholder in out and "--operator-id <your USCC or LEI>" in out, out
+    code, out = encd("init", "--data-dir", str(tmp_path / "a"))
+    assert code == 0 and placeholder not in out, out  # found, not made: said already
+    own = "91500000MA5UCQ7L66"
+    code, out = encd("init", "--data-dir", str(tmp_path / "b"), "--operator-id", own)
+    assert code == 0 and "NOTICE" not in out and f"party {own}" in out, out
+
+
 def test_init_leaves_the_mode_of_a_directory_it_did_not_make(tmp_path: Path) -> None:
     tmp_path.chmod(0o755)
     code, out = encd("init", "--data-dir", str(tmp_path))
