@@ -144,6 +144,26 @@ def test_a_bank_sees_a_transfer_on_its_document_and_a_stranger_does_not(
         stranger.close()
 
 
+def test_a_party_resuming_from_the_start_sees_a_document_it_has_since_become_party_to(
+    world: World, doc_id: str
+) -> None:
+    """What a stream sends is decided as it reads: the bank, party to the document once
+    its pledge applied, resumes from -1 and gets the document's issue, logged when the
+    bank could not read it (api.md §4, Stream)."""
+    pledge_and_release(world, doc_id)
+    bank = Listener(world, "bank", last_event_id=-1)
+    try:
+        seen = [bank.next() for _ in range(4)]
+        assert [(m["type"], m["subject"]) for m in seen] == [
+            ("register", world.id("bank")),
+            ("issue", doc_id),
+            ("pledge", doc_id),
+            ("release", doc_id),
+        ]
+    finally:
+        bank.close()
+
+
 def test_last_event_id_resumes_after_the_given_index(world: World, doc_id: str) -> None:
     size = world.operator.service()["log_size"]
     auditor = Listener(world, "auditor", last_event_id=3)  # auditors see every event
