@@ -22,6 +22,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,6 +143,25 @@ def durability_warning(engine: Engine) -> str | None:
     )
 
 
+def _write_ahead(cursor: sqlite3.Cursor) -> None:
+    """``PRAGMA journal_mode=WAL``, tried again while another connection holds the lock.
+    Turning a new file to WAL takes an exclusive lock, and SQLite answers "database is
+    locked" at once rather than wait for it (the busy handler is not called): processes
+    or threads opening a new ledger at the same moment each met it about one time in
+    fifteen (8 at once), and the one that did failed to start."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(2 * pause, 0.1)
+
+
 def _sqlite_engine(url: str, writer: bool, durable: bool = True) -> Engine:
     if ":memory:" in url or url.rstrip("/") == "sqlite:":
         raise InvalidInput("database url", "an in-memory SQLite database cannot hold a ledger")
@@ -154,7 +174,7 @@ def _sqlite_engine(url: str, writer: bool, durable: bool = True) -> Engine:
         # Let SQLAlchemy's "begin" decide when a transaction starts (see below).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _write_ahead(cursor)
         cursor.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")

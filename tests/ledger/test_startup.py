@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from ledger.ledger import Ledger
 from tests.kit import corridor_cast, seeded_key
 
 LOG_KEY = seeded_key("encd.test/log", "log")
+WAIT = 60.0  # seconds a host may take to open its ledger, and then its genesis
 
 
 @contextmanager
@@ -85,21 +87,27 @@ def test_hosts_beginning_one_ledger_at_once_agree_on_its_genesis(
     now = datetime.now(UTC)
 
     def host(n: int) -> None:
-        service = load_or_init(copies[n])
-        with Ledger(database_url, service.log_key) as ledger:
-            start.wait()
-            try:  # each a moment apart: each host's genesis event is its own
+        try:
+            service = load_or_init(copies[n])
+            with Ledger(database_url, service.log_key) as ledger:
+                start.wait(timeout=WAIT)
+                # each a moment apart: each host's genesis event is its own
                 ensure_genesis(ledger, service, now - timedelta(seconds=n))
-            except BaseException as exc:
-                failures.append(exc)
+        except BaseException as exc:  # (a host that fails breaks the barrier for the rest)
+            failures.append(exc)
+            start.abort()
 
     threads = [threading.Thread(target=host, args=(n,)) for n in range(hosts)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
-    assert failures == []
+        thread.join(timeout=2 * WAIT)
+    assert not any(thread.is_alive() for thread in threads), "a host did not finish"
+    assert not failures, "\n".join(
+        "".join(traceback.format_exception(failure)) for failure in failures
+    )
     with Ledger(database_url, original.log_key) as ledger:
         assert ledger.size() == 1
         first = ledger.entries(0, 1)[0][1]
-    assert {load_or_init(copy).genesis for copy in copies} == {first}
+    recorded = {load_or_init(copy).genesis for copy in copies}
+    assert recorded == {first}, recorded
