@@ -91,7 +91,16 @@ from ledger.schema import (
 )
 
 MAX_BATCH = 512
-DOC_CACHE = 20_000
+DOC_CACHE = 20_000  # documents whose stored-state text and parties are remembered, at most
+# The sequencer's document states kept in memory, weighed by the length of their stored
+# JSON (a state's parsed content takes ~9 times its text: 27 KB for the corridor document,
+# measured with tracemalloc), and bounded by that weight, not by their count: 20,000 of
+# them took ~550 MB, and large documents (up to 256 KiB of content each) could fill
+# gigabytes.  128 MiB holds ~4,900 corridor documents; a state not held is read from the
+# store (~0.1 ms).
+DOC_CACHE_BYTES = 128 * 2**20
+MEMORY_PER_TEXT_BYTE = 9
+DOC_OVERHEAD = 2_000  # bytes a cached state takes beyond its text
 NODE_CACHE = 1_000_000  # tree nodes kept in memory (~150 MB at most)
 CATCH_UP_MAX = 10_000  # events another process appended that are caught up with, not reloaded
 RAGGED_CACHE = 100_000  # composed hashes of ragged ranges kept (encd.merkle.Memo)
@@ -316,6 +325,51 @@ class _CargoView(Mapping[str, str]):
         return sum(1 for _ in self)
 
 
+class DocumentCache:
+    """Document states by id, least recently used first out, bounded by an estimate of the
+    memory they take (``MEMORY_PER_TEXT_BYTE`` per byte of their stored text, plus
+    ``DOC_OVERHEAD``).  ``forget`` is told each id that leaves."""
+
+    def __init__(self, budget: int, forget: Callable[[str], None]) -> None:
+        self.budget = budget
+        self.weight = 0
+        self._forget = forget
+        self._entries: OrderedDict[str, tuple[DocumentState, int, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, doc_id: str) -> DocumentState | None:
+        entry = self._entries.get(doc_id)
+        return None if entry is None else entry[0]
+
+    def put(self, doc_id: str, state: DocumentState, head_index: int, text_size: int) -> None:
+        weight = DOC_OVERHEAD + MEMORY_PER_TEXT_BYTE * text_size
+        entries = self._entries
+        old = entries.get(doc_id)
+        if old is not None:
+            self.weight -= old[2]
+            entries.move_to_end(doc_id)
+        entries[doc_id] = (state, head_index, weight)
+        self.weight += weight
+        while self.weight > self.budget and len(entries) > 1:
+            gone, (_, _, freed) = self._entries.popitem(last=False)
+            self.weight -= freed
+            self._forget(gone)
+
+    def pop(self, doc_id: str) -> None:
+        old = self._entries.pop(doc_id, None)
+        if old is not None:
+            self.weight -= old[2]
+            self._forget(doc_id)
+
+    def clear(self) -> None:
+        for doc_id in self._entries:
+            self._forget(doc_id)
+        self._entries.clear()
+        self.weight = 0
+
+
 class Ledger:
     """The append-only ledger over one database.  Thread-safe; one sequencer thread."""
 
@@ -348,7 +402,7 @@ class Ledger:
         self._seen_size = 0  # the largest log size this process has seen stored
         self._range = CompactRange()
         self._parties: dict[str, Party] = {}
-        self._docs: OrderedDict[str, tuple[DocumentState, int]] = OrderedDict()
+        self._docs = DocumentCache(DOC_CACHE_BYTES, self._forget_serialised)
         self._checkpoint = b""
         self._nodes: dict[tuple[int, int], bytes] = {}
         self._doc_parties: dict[str, frozenset[str]] = {}  # pairs known to be stored
@@ -889,7 +943,7 @@ class Ledger:
             if chain == "party":
                 party_changed = True
             else:
-                self._docs.pop(str(subject), None)
+                self._docs.pop(str(subject))
         if party_changed:
             self._parties = self._load_parties(conn)
         border = [(lv, ix) for lv, ix in CompactRange.border(size) if (lv, ix) not in self._nodes]
@@ -922,20 +976,25 @@ class Ledger:
         return bytes(note[0]) if note is not None else b""
 
     def _remember(self, doc_id: str, state: DocumentState, head_index: int) -> None:
-        self._docs[doc_id] = (state, head_index)
-        self._docs.move_to_end(doc_id)
-        while len(self._docs) > DOC_CACHE:
-            self._docs.popitem(last=False)
+        """Keep a committed state, weighed by its text as last serialised (its content's, and
+        the rest's, which is small and grows only with the endorsement chain)."""
+        serialised = self._serialised.get(doc_id)
+        size = 0 if serialised is None else len(serialised[1]) + len(serialised[3])
+        self._docs.put(doc_id, state, head_index, size)
+
+    def _forget_serialised(self, doc_id: str) -> None:
+        """A state left the cache: its serialised text goes too (it holds its content)."""
+        self._serialised.pop(doc_id, None)
 
     def _document(self, conn: Connection, doc_id: str) -> DocumentState | None:
         cached = self._docs.get(doc_id)
         if cached is not None:
-            return cached[0]
+            return cached
         row = self._document_row(partial(_raw_rows, conn), doc_id)
         if row is None:
             return None
         state = load_state(json.loads(row[0]))
-        self._remember(doc_id, state, row[1])
+        self._docs.put(doc_id, state, row[1], len(row[0]))
         return state
 
     @staticmethod
