@@ -404,6 +404,7 @@ class Ledger:
         self._parties: dict[str, Party] = {}
         self._docs = DocumentCache(DOC_CACHE_BYTES, self._forget_serialised)
         self._checkpoint = b""
+        self._last_at = 0  # the sequenced_at of the log's last entry (ms)
         self._nodes: dict[tuple[int, int], bytes] = {}
         self._doc_parties: dict[str, frozenset[str]] = {}  # pairs known to be stored
         # each document's content and endorsement chain as last serialised (_state_text)
@@ -641,10 +642,13 @@ class Ledger:
     def _write_batch(self, pending: list[_Pending]) -> list[Receipt | Error]:
         outcomes: list[Error | int] = []
         batch = _Batch()
-        sequenced_at = int(self.clock().timestamp() * 1000)
+        now = int(self.clock().timestamp() * 1000)
         with self._sequencer_lock, self.writer.begin() as conn:
             lock_log(conn)
             self._sync(conn)
+            # never before the entry it follows: a clock stepped back, or another host's
+            # clock a little ahead of this one's, does not make the log's times go back
+            sequenced_at = max(now, self._last_at)
             driver = _Driver(conn)
             cargo = _CargoView(driver, batch)
             size = self._size
@@ -697,6 +701,8 @@ class Ledger:
             self._step("before_commit")
         # committed: the caches follow
         self._size, self._range, self._checkpoint = size, tree, checkpoint_note
+        if batch.events:
+            self._last_at = sequenced_at
         self._seen_size = max(self._seen_size, size)
         self._cache_nodes(batch.nodes)
         self._parties.update(batch.parties)
@@ -951,6 +957,7 @@ class Ledger:
             self._load_nodes(partial(_raw_rows, conn), border)
         self._range = CompactRange.from_nodes(size, lambda lv, ix: self._node(conn, lv, ix))
         self._checkpoint = self._newest_checkpoint(conn)
+        self._last_at = self._stored_last_at(conn, size)
         self._size = size
 
     def _reload(self, conn: Connection) -> None:
@@ -959,7 +966,16 @@ class Ledger:
         self._parties = self._load_parties(conn)
         self._docs.clear()
         self._checkpoint = self._newest_checkpoint(conn)
+        self._last_at = self._stored_last_at(conn, size)
         self._size = size
+
+    @staticmethod
+    def _stored_last_at(conn: Connection, size: int) -> int:
+        """The ``sequenced_at`` of the log's last entry (0 for an empty log)."""
+        if size == 0:
+            return 0
+        found = _raw_rows(conn, "SELECT sequenced_at FROM event WHERE log_index = ?", (size - 1,))
+        return int(found[0][0])
 
     @staticmethod
     def _load_parties(conn: Connection) -> dict[str, Party]:

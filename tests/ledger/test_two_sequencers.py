@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 
 from encd.checkpoint import open_checkpoint
 from encd.errors import Conflict, Error
@@ -146,3 +147,25 @@ def test_each_sequencer_sees_what_the_other_appended(database_url: str) -> None:
         assert size == len(cast.log)
         assert open_checkpoint(first.checkpoint(), LOG_KEY.public).size == size
         assert [e[3] for e in second.entries(0, size)] == cast.log
+
+
+def test_the_log_s_times_never_go_back(database_url: str) -> None:
+    """A clock stepped back, or a host whose clock runs behind another's on one ledger: each
+    entry's sequenced_at is at least the one before it (formats/log.md §1)."""
+    cast = corridor_cast()
+    base = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    ahead = [base + timedelta(minutes=1)]  # a clock a minute fast, then stepped back
+    with (
+        Ledger(database_url, LOG_KEY, clock=lambda: ahead[0]) as fast,
+        Ledger(database_url, LOG_KEY, clock=lambda: base) as slow,
+    ):
+        receipts = [fast.append(raw) for raw in cast.log[:3]]
+        receipts += [slow.append(raw) for raw in cast.log[3:5]]  # behind what fast logged
+        ahead[0] = base - timedelta(minutes=5)  # stepped back, past both
+        receipts += [fast.append(raw) for raw in cast.log[5:]]
+        times = [r.sequenced_at for r in receipts]
+        assert times == sorted(times), times
+        minute_ahead = int((base + timedelta(minutes=1)).timestamp() * 1000)
+        assert times[0] == times[-1] == minute_ahead  # held at the newest until clocks pass it
+        stored = [at for _, _, at, _ in fast.entries(0, len(receipts))]
+        assert stored == times
