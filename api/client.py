@@ -350,12 +350,24 @@ def verify_title_replay(answer: dict[str, Any], bundle: bytes, log_key: PublicKe
         )
     replayed = state.to_json(endorsements=False)
     for name in TITLE_FIELDS:
-        if replayed[name] != answer.get(name):
+        if name not in answer:
+            raise VerificationError(f"{name}: the title answer has no such member")
+        if not _same_json(replayed[name], answer[name]):
             raise VerificationError(
                 f"{name}: the service says {_said(answer.get(name))}, "
                 f"{doc}'s events give {_said(replayed[name])}"
             )
     return report.entries
+
+
+def _same_json(a: object, b: object) -> bool:
+    """Equal as JSON values: of one JSON type each level down, so ``true`` is not ``1``
+    and ``1.0`` is not ``1`` (Python's ``==`` says both are)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
 
 
 def _said(value: object) -> str:

@@ -154,7 +154,12 @@ def test_a_title_answer_is_checked_against_the_documents_events(world: World) ->
             now | {k: before[k] for k in ("head", "head_index", "head_sequenced_at", "tlog_proof")},
             "bundle ends at event",
         ),
+        # equal to Python, not as JSON: the replay compares JSON values, type included
+        "seq true": (now | {"seq": True}, "seq: the service says true"),
+        "seq float": (now | {"seq": 1.0}, "seq: the service says the number 1.0"),
+        "no pledge": ({k: v for k, v in now.items() if k != "pledge"}, "pledge: the title"),
     }
+    assert now["seq"] == 1 and now["pledge"] is None
     for answer, message in lies.values():
         verify_title(answer, key, DOC)  # the head is proved in each: the proof is not enough
         with pytest.raises(VerificationError, match=message):
