@@ -210,8 +210,23 @@ class Client:
     def countersign(self, proposal_id: str, raw: bytes) -> Any:
         return self.post_event(f"/v1/proposals/{_id(proposal_id, 'proposal id')}/signatures", raw)
 
-    def proposals(self) -> Any:
-        return self.get("/v1/proposals")
+    def proposals(self, *, limit: int | None = None, after: str | None = None) -> Any:
+        """One page of the open proposals the caller signed or must sign, oldest first:
+        ``{"proposals": [...], "next": <the after of the next page, or null>}``."""
+        params: dict[str, Any] = {} if limit is None else {"limit": str(limit)}
+        if after is not None:
+            params["after"] = after
+        return self.get("/v1/proposals", **params)
+
+    def each_proposal(self, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every open proposal the caller signed or must sign, page after page."""
+        after: str | None = None
+        while True:
+            page = self.proposals(limit=limit, after=after)
+            yield from page["proposals"]
+            after = page["next"]
+            if after is None:
+                return
 
     def proposal(self, proposal_id: str) -> Any:
         return self.get(f"/v1/proposals/{_id(proposal_id, 'proposal id')}")

@@ -258,7 +258,7 @@ def play(
         proposal = exporter.propose(
             exporter.next_event(DOC_ID, "pledge", {"pledgee": BANK, **pledge_terms})
         )
-        waiting = [p for p in bank.proposals()["proposals"] if p["id"] == proposal["id"]]
+        waiting = [p for p in bank.each_proposal() if p["id"] == proposal["id"]]
         text = waiting[0]["text"].encode()
         signed = text + b"\n" + b"".join(s.line().encode() for s in sign_text(text, [bank.key]))
         bank.countersign(proposal["id"], signed)

@@ -13,6 +13,7 @@ as text, never read as rich markup, with control characters shown escaped.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -1197,10 +1198,23 @@ def proposals(
 ) -> None:
     """Open proposals you must sign or have signed."""
     c = client(server, key, party)
-    result = run(c.proposals)
+    found: list[dict[str, Any]] = []
+    after: str | None = None
+    seen: set[str] = set()
+    while True:  # every page, oldest first (api.md §4, Answers)
+        page = run(functools.partial(c.proposals, after=after))
+        listed_here = got(page, "proposals", kind=list)
+        found += [got(page, "proposals", i, kind=dict) for i in range(len(listed_here))]
+        # (a service from before pages sends no next: its one answer holds them all)
+        after = got(page, "next", kind=(str, type(None))) if "next" in page else None
+        if after is None:
+            break
+        if after in seen:
+            fail(f"the service's answer sends back to page {after} again: not as encd expects")
+        seen.add(after)
+    result = {"proposals": found, "next": None}
     lines = []
-    for i in range(len(got(result, "proposals", kind=list))):
-        p = got(result, "proposals", i, kind=dict)
+    for p in found:
         text = got(p, "text", kind=str)
         try:
             envelope = json.loads(text)

@@ -402,6 +402,8 @@ class Ledger:
         self._seen_size = 0  # the largest log size this process has seen stored
         self._range = CompactRange()
         self._parties: dict[str, Party] = {}
+        # parties() of the API paths: (the largest updated_index read, the registry)
+        self._registry: tuple[int | None, dict[str, Party]] | None = None
         self._docs = DocumentCache(DOC_CACHE_BYTES, self._forget_serialised)
         self._checkpoint = b""
         self._last_at = 0  # the sequenced_at of the log's last entry (ms)
@@ -1227,11 +1229,20 @@ class Ledger:
         return str(rows[0][0]) if rows else None
 
     def parties(self) -> dict[str, Party]:
+        """The registry as stored (a copy the caller may change).  Read again only when a
+        party event was stored since the last read, by this host or another: each one moves
+        its party's ``updated_index`` past every other (a log index), so the largest tells."""
+        (marker,) = self.reads.rows("SELECT max(updated_index) FROM party")[0]
+        cached = self._registry
+        if cached is not None and cached[0] == marker:
+            return dict(cached[1])
         with self.reader.connect() as conn:
-            return {
-                row[0]: load_party(json.loads(row[1]))
-                for row in conn.execute(select(PARTY.c.id, PARTY.c.state))
-            }
+            rows = conn.execute(select(PARTY.c.id, PARTY.c.state, PARTY.c.updated_index)).all()
+        registry = {str(row[0]): load_party(json.loads(row[1])) for row in rows}
+        # marked by the rows read, not the max read above: a party stored in between
+        # makes the next call read again rather than keep a registry without it
+        self._registry = (max((int(row[2]) for row in rows), default=None), registry)
+        return dict(registry)
 
     def exists(self, chain: str, subject: str) -> bool:
         """Whether a document (``chain`` "doc") or party ("party") has been created."""

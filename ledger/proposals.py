@@ -13,14 +13,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from encd.note import NoteSignature, parse_note
 from encd.validation import abridged
 from ledger.ledger import Ledger, NotFound
-from ledger.schema import PROPOSAL
+from ledger.schema import DOC_PARTY, PROPOSAL
 
 OPEN, APPLIED, EXPIRED, FAILED = "open", "applied", "expired", "failed"
 
@@ -91,6 +91,49 @@ def open_proposals(ledger: Ledger, now_ms: int, doc_id: str | None = None) -> li
     with ledger.reader.connect() as conn:
         rows = conn.execute(query.order_by(PROPOSAL.c.created_at)).all()
     return [_row(r) for r in rows]
+
+
+def open_page(
+    ledger: Ledger,
+    now_ms: int,
+    limit: int,
+    after: Proposal | None = None,
+    party_id: str | None = None,
+) -> list[Proposal]:
+    """Up to ``limit`` proposals still open at ``now_ms``, oldest first (by ``created_at``,
+    then id), after ``after`` in that order.  With ``party_id``, only those it may be asked
+    about: on a document it has been party to, or whose text or signatures name it (a
+    superset of those it signed or must sign, which the caller narrows down)."""
+    query = select(PROPOSAL).where(PROPOSAL.c.state == OPEN, PROPOSAL.c.expires_at > now_ms)
+    if after is not None:
+        query = query.where(
+            or_(
+                PROPOSAL.c.created_at > after.created_at,
+                and_(PROPOSAL.c.created_at == after.created_at, PROPOSAL.c.id > after.id),
+            )
+        )
+    if party_id is not None:
+        sqlite = ledger.reader.dialect.name == "sqlite"
+        query = query.where(
+            or_(
+                PROPOSAL.c.doc_id.in_(
+                    select(DOC_PARTY.c.doc_id).where(DOC_PARTY.c.party_id == party_id)
+                ),
+                _holds(PROPOSAL.c.text, party_id, sqlite),
+                _holds(PROPOSAL.c.signatures, party_id, sqlite),
+            )
+        )
+    query = query.order_by(PROPOSAL.c.created_at, PROPOSAL.c.id).limit(limit)
+    with ledger.reader.connect() as conn:
+        rows = conn.execute(query).all()
+    return [_row(r) for r in rows]
+
+
+def _holds(column: Any, text: str, sqlite: bool) -> Any:
+    """Whether a binary column holds ``text`` (ASCII letters and digits): SQLite's LIKE
+    never matches a blob, PostgreSQL's ``bytea LIKE bytea`` does."""
+    needle = text.encode()
+    return func.instr(column, needle) > 0 if sqlite else column.like(b"%" + needle + b"%")
 
 
 def _block(signatures: Iterable[NoteSignature]) -> bytes:

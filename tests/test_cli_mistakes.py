@@ -1184,3 +1184,42 @@ def test_operator_key_may_leave_the_server_once_the_ledger_has_begun(tmp_path: P
     (fresh / "operator.key").unlink()
     code, out = encd("init", "--data-dir", str(fresh))
     assert code == 2 and f"{fresh / 'operator.key'} is missing" in out, out
+
+
+def proposal_view(pid: str) -> dict[str, object]:
+    envelope = {"type": "void", "doc": "DOC-1", "body": {"reason": "lost"}}
+    return {
+        "id": pid,
+        "text": json.dumps(envelope),
+        "type": "void",
+        "document": "DOC-1",
+        "missing": ["the carrier"],
+    }
+
+
+def test_proposals_are_listed_page_after_page(key: Path) -> None:
+    first, second = "a" * 64, "b" * 64
+
+    def paged(request: bytes, conn: socket.socket) -> None:
+        asked_after = f"after={first}".encode() in request.split(b"\r\n")[0]
+        page = (
+            {"proposals": [proposal_view(second)], "next": None}
+            if asked_after
+            else {"proposals": [proposal_view(first)], "next": first}
+        )
+        respond("200 OK", "application/json", json.dumps(page).encode())(request, conn)
+
+    with fake_service(paged) as (url, heads):
+        code, out = encd("proposals", *as_bank(url, key))
+    assert code == 0, out
+    assert out.index(first) < out.index(second) and len(heads) == 2
+
+
+def test_a_service_sending_the_same_page_again_is_not_followed_for_ever(key: Path) -> None:
+    page = {"proposals": [proposal_view("a" * 64)], "next": "a" * 64}
+    with fake_service(respond("200 OK", "application/json", json.dumps(page).encode())) as (
+        url,
+        heads,
+    ):
+        code, out = encd("proposals", *as_bank(url, key))
+    assert code == 1 and "sends back to page" in out and len(heads) == 2, out

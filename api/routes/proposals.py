@@ -10,6 +10,7 @@ signature the event is assembled and appended.  Unsigned proposals expire.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -31,14 +32,15 @@ from api.routes.common import (
 )
 from encd.errors import Conflict, InvalidInput, RuleViolation, VerificationError
 from encd.events import Event, assemble
-from encd.parties import Role, verify_signers
+from encd.parties import Party, Role, verify_signers
 from encd.title import DocumentState, apply, check_chain, required_signers
-from encd.validation import abridged
+from encd.validation import abridged, given
 from ledger import proposals as store
 from ledger.ledger import NotFound, Receipt
 from ledger.proposals import APPLIED, FAILED, OPEN, Proposal
 
 router = APIRouter(prefix="/v1/proposals", tags=["proposals"])
+_PROPOSAL_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def _iso(ms: int) -> str:
@@ -76,6 +78,26 @@ def _now_ms(state: StateDep) -> int:
     return int(state.settings.clock().timestamp() * 1000)
 
 
+class _Reading:
+    """The registry and the documents' titles, read once for an answer about many
+    proposals (a page of ``GET /v1/proposals`` may name one document many times)."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self._parties: dict[str, Party] | None = None
+        self._titles: dict[str, DocumentState | None] = {}
+
+    def parties(self) -> dict[str, Party]:
+        if self._parties is None:
+            self._parties = self.state.ledger.parties()
+        return self._parties
+
+    def title(self, doc_id: str) -> DocumentState | None:
+        if doc_id not in self._titles:
+            self._titles[doc_id] = _current(self.state, doc_id)
+        return self._titles[doc_id]
+
+
 def _current(state: State, doc_id: str) -> DocumentState | None:
     try:
         return state.ledger.title(doc_id)[0]
@@ -83,8 +105,11 @@ def _current(state: State, doc_id: str) -> DocumentState | None:
         return None
 
 
-def _required(state: StateDep, event: Event) -> list[tuple[str, frozenset[str]]]:
-    return required_signers(_current(state, event.subject), event, state.ledger.parties())
+def _required(
+    state: StateDep, event: Event, reading: _Reading | None = None
+) -> list[tuple[str, frozenset[str]]]:
+    reading = reading or _Reading(state)
+    return required_signers(reading.title(event.subject), event, reading.parties())
 
 
 def _places(slots: list[tuple[str, frozenset[str]]]) -> list[dict[str, Any]]:
@@ -92,12 +117,12 @@ def _places(slots: list[tuple[str, frozenset[str]]]) -> list[dict[str, Any]]:
     return [{"who": label, "parties": sorted(allowed)} for label, allowed in slots]
 
 
-def _moved_on(state: State, event: Event) -> Conflict | None:
+def _moved_on(state: State, event: Event, reading: _Reading | None = None) -> Conflict | None:
     """Why a proposal can never apply, if the document has moved on past the head it was
     signed against (and it was not itself logged under other signatures): the chain
     only moves forward, so its text can never apply."""
     try:
-        check_chain(_current(state, event.subject), event)
+        check_chain((reading or _Reading(state)).title(event.subject), event)
     except Conflict as exc:
         if _applied_otherwise(state, event) is None:
             return exc
@@ -105,20 +130,25 @@ def _moved_on(state: State, event: Event) -> Conflict | None:
 
 
 def _view(
-    state: StateDep, proposal: Proposal, receipt: dict[str, Any] | None = None
+    state: StateDep,
+    proposal: Proposal,
+    receipt: dict[str, Any] | None = None,
+    *,
+    reading: _Reading | None = None,
 ) -> dict[str, Any]:
     signed = sorted({s.name for s in proposal.signatures})
     now = proposal.current_state(_now_ms(state))
     required: list[dict[str, Any]] = []
     try:
         event = Event.parse(assemble(proposal.text, proposal.signatures))
-        if now == OPEN and _moved_on(state, event) is not None:
+        reading = reading or _Reading(state)
+        if now == OPEN and _moved_on(state, event, reading) is not None:
             # as a signature posted to it would find; recorded, so that the next list of
             # open proposals does not look again (it reads the document's whole history)
             now = FAILED
             store.finish(state.ledger, proposal.id, FAILED)
         if now == OPEN or proposal.required is None:  # (None: proposed before 0008)
-            required = _places(_required(state, event))
+            required = _places(_required(state, event, reading))
         else:  # closed: who it needed then, not who the document's next event would need
             required = json.loads(proposal.required)
     except (InvalidInput, RuleViolation, NotFound):
@@ -154,8 +184,9 @@ def waits_for(state: State, party_id: str, doc_id: str) -> bool:
     """Whether an open proposal on the document still needs ``party_id``'s signature, and
     is signed by a party to the document: by proposing, that party shows the document to
     the one it asks (a bank reads the collateral it is asked to take, before signing)."""
+    reading = _Reading(state)
     for proposal in store.open_proposals(state.ledger, _now_ms(state), doc_id):
-        view = _view(state, proposal)
+        view = _view(state, proposal, reading=reading)
         asked = any(party_id in r["parties"] for r in view["required"])
         if view["state"] != OPEN or not asked or party_id in view["signed_by"]:
             continue
@@ -318,33 +349,69 @@ async def countersign(
     return await _gather(state, caller, await request.body(), None, proposal_id)
 
 
+#: Proposals in one answer of ``GET /v1/proposals``: by default, and at most.
+PAGE, MAX_PAGE = 100, 1000
+
+
 @router.get("")
-def pending(state: StateDep, caller: CallerDep) -> dict[str, Any]:
-    """Open proposals the caller must sign or has signed (all of them for auditors)."""
+def pending(
+    state: StateDep,
+    caller: CallerDep,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE, description="proposals in one answer at most"), DECIMAL
+    ] = PAGE,
+    after: Annotated[
+        str | None, Query(description="the id of the last proposal of the page before")
+    ] = None,
+) -> dict[str, Any]:
+    """Open proposals the caller must sign or has signed (all of them for auditors and
+    operators), oldest first, a page at a time: ``next`` is the ``after`` of the next page,
+    null once there is no more."""
     everyone = caller.has(Role.AUDITOR, Role.OPERATOR)
-    proposals = store.open_proposals(state.ledger, _now_ms(state))
-    if not everyone:
+    cursor = _cursor(state, after)
+    now = _now_ms(state)
+    reading = _Reading(state)
+    out: list[dict[str, Any]] = []
+    more = False
+    while len(out) < limit:
         # Only a proposal the caller signed, is named in (a new pledgee) or whose document
         # it has been party to can need it (every signer slot is such a party): the full
         # view, which reads the document's title, is made for those alone.
-        mine = state.ledger.parties_to([p.doc_id for p in proposals], caller.id)
-        named = caller.id.encode()
-        proposals = [
-            p
-            for p in proposals
-            if p.doc_id in mine or named in p.text or any(s.name == caller.id for s in p.signatures)
-        ]
-    out = []
-    for proposal in proposals:
-        view = _view(state, proposal)
-        if view["state"] != OPEN:  # the document has moved on past it
-            continue
-        involved = caller.id in view["signed_by"] or any(
-            caller.id in r["parties"] for r in view["required"]
+        chunk = store.open_page(state.ledger, now, limit, cursor, None if everyone else caller.id)
+        for position, proposal in enumerate(chunk):
+            cursor = proposal
+            view = _view(state, proposal, reading=reading)
+            if view["state"] != OPEN:  # the document has moved on past it
+                continue
+            involved = caller.id in view["signed_by"] or any(
+                caller.id in r["parties"] for r in view["required"]
+            )
+            if everyone or involved:
+                out.append(view)
+                if len(out) == limit:
+                    more = position + 1 < len(chunk) or bool(
+                        store.open_page(
+                            state.ledger, now, 1, cursor, None if everyone else caller.id
+                        )
+                    )
+                    break
+        if len(chunk) < limit:
+            break
+    return {"proposals": out, "next": out[-1]["id"] if more else None}
+
+
+def _cursor(state: State, after: str | None) -> Proposal | None:
+    """The proposal a page goes on after (any state: it may have closed since)."""
+    if after is None:
+        return None
+    if not _PROPOSAL_ID.fullmatch(after):
+        raise InvalidInput(
+            "after", f"expected a proposal id, 64 lowercase hex digits, got {given(after)}"
         )
-        if everyone or involved:
-            out.append(view)
-    return {"proposals": out}
+    found = store.find(state.ledger, after)
+    if found is None:
+        raise InvalidInput("after", f"no proposal {after}: give the next of the page before")
+    return found
 
 
 @router.get("/{proposal_id}")

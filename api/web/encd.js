@@ -574,8 +574,9 @@ function fromBase64Url(text) {
   return Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
 }
 
-/** Headers that sign a request for `path` (no query) at `authority` (docs/api.md §6): with
- * a body, its Content-Digest too, and the signature covers it. */
+/** Headers that sign a request for `path` (with its query, if any, already encoded as it
+ * is sent) at `authority` (docs/api.md §6): with a body, its Content-Digest too, and the
+ * signature covers it. */
 export async function signRequest(key, method, authority, path, body = null, created = Math.floor(Date.now() / 1000)) {
   const nonce = toBase64(crypto.getRandomValues(new Uint8Array(16)))
     .replace(/\+/g, "-")
@@ -583,7 +584,10 @@ export async function signRequest(key, method, authority, path, body = null, cre
     .replace(/=+$/, "");
   const headers = {};
   const components = ['"@method"', '"@authority"', '"@path"', '"@query"'];
-  const lines = [`"@method": ${method}`, `"@authority": ${authority.toLowerCase()}`, `"@path": ${path}`, `"@query": ?`];
+  const cut = path.indexOf("?");
+  const query = cut < 0 ? "?" : path.slice(cut); // RFC 9421 §2.2.7: "?" when there is none
+  const target = cut < 0 ? path : path.slice(0, cut);
+  const lines = [`"@method": ${method}`, `"@authority": ${authority.toLowerCase()}`, `"@path": ${target}`, `"@query": ${query}`];
   if (body !== null) {
     headers["Content-Digest"] = `sha-256=:${toBase64(await sha256(body))}:`;
     components.push('"content-digest"');
@@ -740,11 +744,19 @@ export async function partyNames(key, ids) {
   return names;
 }
 
-/** The open proposals the caller has signed or must sign (GET /v1/proposals). */
+/** The open proposals the caller has signed or must sign (GET /v1/proposals), every page. */
 export async function listProposals(key) {
-  const answer = await askService(key, "GET", "/v1/proposals");
-  if (!answer || !Array.isArray(answer.proposals)) fail("service", "the proposals answer holds no list");
-  return answer.proposals;
+  const proposals = [];
+  let after = null;
+  do {
+    const path = after === null ? "/v1/proposals" : `/v1/proposals?after=${after}`;
+    const answer = await askService(key, "GET", path);
+    if (!answer || !Array.isArray(answer.proposals)) fail("service", "the proposals answer holds no list");
+    proposals.push(...answer.proposals);
+    after = answer.next ?? null;
+    if (after !== null && !/^[0-9a-f]{64}$/.test(after)) fail("service", `next: expected a proposal id, got ${show(after)}`);
+  } while (after !== null);
+  return proposals;
 }
 
 /** Post the caller's signature of proposal `id` (`raw`: its text signed by the caller). */

@@ -20,6 +20,7 @@ import nacl.signing
 import pytest
 
 from api.client import verify_title
+from api.routes.proposals import PAGE
 from encd.checkpoint import Checkpoint, cosign
 from encd.errors import VerificationError
 from encd.events import sign_text
@@ -955,4 +956,23 @@ def test_a_bank_enforces_its_pledge_in_the_browser(
     assert submit(page) == "checked"
     title = exporter.title(doc_id)
     assert title["holder"] == world.id("bank") and title["pledge"] is None
+    assert page.errors == []
+
+
+def test_the_proposals_list_goes_on_past_the_first_page(
+    world: World, doc_id: str, page: Any, tmp_path: Path
+) -> None:
+    """GET /v1/proposals answers 100 at a time: the page asks for the next page (a signed
+    request with a query) until there is none, and lists every proposal the bank must sign."""
+    exporter = world.client("exporter")
+    for n in range(PAGE + 1):
+        body = pledge_body(world, "bank") | {"loan_ref": f"LOAN-{n:03d}"}
+        exporter.propose(exporter.next_event(doc_id, "pledge", body))
+    first = world.client("bank").proposals()
+    assert len(first["proposals"]) == PAGE and first["next"] is not None
+
+    list_proposals(page, world, "bank", tmp_path)
+    page.wait_for_function(f"document.querySelectorAll('#proposals article').length === {PAGE + 1}")
+    cards = page.inner_text("#proposals")
+    assert "LOAN-000" in cards and f"LOAN-{PAGE:03d}" in cards
     assert page.errors == []

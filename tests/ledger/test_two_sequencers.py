@@ -169,3 +169,19 @@ def test_the_log_s_times_never_go_back(database_url: str) -> None:
         assert times[0] == times[-1] == minute_ahead  # held at the newest until clocks pass it
         stored = [at for _, _, at, _ in fast.entries(0, len(receipts))]
         assert stored == times
+
+
+def test_a_registry_read_sees_parties_another_ledger_registered(database_url: str) -> None:
+    """parties() is read again once any host stored a party event: a ledger's API paths
+    (a proposal's signers) never miss a party another host registered."""
+    cast = corridor_cast()
+    *before, last = cast.log
+    with Ledger(database_url, LOG_KEY) as first, Ledger(database_url, LOG_KEY) as second:
+        for raw in before:
+            first.append(raw)
+        known = first.parties()
+        known.clear()  # a copy: the next read is whole
+        assert first.parties().keys() == second.parties().keys() and first.parties()
+        second.append(last)
+        assert first.parties().keys() == second.parties().keys()
+        assert len(first.parties()) == len(before) + 1
