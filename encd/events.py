@@ -204,7 +204,7 @@ def _parse_envelope(envelope: dict[str, Any]) -> _Envelope:
         raise InvalidInput("event.prev", f"expected 64 lowercase hex digits, got {given(prev)}")
     body = envelope["body"]
     if not isinstance(body, dict):
-        raise InvalidInput("event.body", f"expected an object, got {type(body).__name__}")
+        raise InvalidInput("event.body", f"expected an object, got {given(body)}")
     return kind, chain, subject, seq, prev, parse_time(envelope["time"], "event.time"), body
 
 

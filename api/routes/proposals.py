@@ -346,6 +346,8 @@ async def countersign(
     proposal_id: str, request: Request, state: StateDep, caller: SenderDep
 ) -> JSONResponse:
     """Add signatures: the proposal's text signed by the caller (a signed note)."""
+    if store.find(state.ledger, proposal_id) is None:
+        raise NotFound(f"no proposal {abridged(proposal_id)}")
     return await _gather(state, caller, await request.body(), None, proposal_id)
 
 

@@ -19,6 +19,7 @@ from api.client import EVENT_TYPE, Client
 from encd.canonical import canonical_bytes, parse_canonical
 from encd.events import Event, assemble, make_event, sign_text
 from tests.api.conftest import World
+from tests.api.test_lifecycle import pledge_body
 from tests.kit import T0, resign
 
 MILESTONE = {
@@ -232,6 +233,16 @@ def bad_events(world: World, doc: str) -> dict[str, Bad]:
             "unknown field",
             "body.colour",
         ),
+        "body null": Bad(
+            resign(valid, [carrier.key], body=None), 422, "invalid-input", "got null", "event.body"
+        ),
+        "body an array": Bad(
+            resign(valid, [carrier.key], body=[]),
+            422,
+            "invalid-input",
+            "got an array",
+            "event.body",
+        ),
         "bad event signature": Bad(
             event.text + b"\n" + flipped_line.encode(),
             422,
@@ -367,6 +378,15 @@ def test_unknown_document(world: World, doc_id: str) -> None:
     assert "CQ-NO-SUCH-DOC" in problem["detail"]
     problem_of(post(carrier, "/v1/proposals", raw), 404, "not-found")
     problem_of(post(carrier, "/v1/proposals/" + "0" * 64 + "/signatures", raw), 404, "not-found")
+    # a signature for a proposal never made, on a document that is there
+    exporter = world.client("exporter")
+    pledge = exporter.next_event(doc_id, "pledge", pledge_body(world, "bank"))
+    for pid in ("0" * 64, "xyz"):
+        problem = problem_of(
+            post(exporter, f"/v1/proposals/{pid}/signatures", pledge), 404, "not-found"
+        )
+        assert problem["detail"] == f"no proposal {pid}"
+    assert world.client("auditor").proposals()["proposals"] == []
     # and a key change for a party never registered
     ghost = "91500000MA7000000K"
     change = make_event(
