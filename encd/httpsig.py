@@ -258,7 +258,13 @@ class _Parser:
         out: dict[str, str | int | bytes] = {}
         while self.peek() == ";":
             self.pos += 1
+            while self.peek() == " ":  # RFC 8941 §3.1.2: *SP after each ";"
+                self.pos += 1
+            start = self.pos
             name = self.key()
+            if name in out:  # RFC 8941 would keep the last: encd takes no guesses
+                self.pos = start
+                raise self.fail(f"parameter {name!r} comes a second time")
             if self.peek() == "=":
                 self.pos += 1
                 out[name] = self.bare()
@@ -275,7 +281,11 @@ def _dictionary(text: str, field: str) -> dict[str, tuple[object, dict[str, str 
     parser = _Parser(text.strip(), field)
     out: dict[str, tuple[object, dict[str, str | int | bytes]]] = {}
     while True:
+        start = parser.pos
         label = parser.key()
+        if label in out:
+            parser.pos = start
+            raise parser.fail(f"member {label!r} comes a second time")
         parser.expect("=")
         if parser.peek() == "(":
             parser.pos += 1
@@ -338,6 +348,11 @@ def parse_signature(signature_input: str | None, signature: str | None) -> Parse
     if unknown:
         raise InvalidInput("signature-input", f"unexpected parameters {sorted(unknown)}")
     covered = tuple(str(c) for c in components)
+    twice = sorted({c for c in covered if covered.count(c) > 1})
+    if twice:
+        raise InvalidInput(
+            "signature-input", f"component {twice[0]!r} is covered twice: each comes once"
+        )
     params = SignatureParams(covered, created, nonce, keyid, alg, tuple(raw_params))
     return ParsedSignature(params, value)
 

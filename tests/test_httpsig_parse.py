@@ -125,3 +125,35 @@ def test_a_content_digest_that_is_not_rfc_9530_is_named_so(header: str, message:
 def test_a_content_digest_of_another_body_does_not_verify() -> None:
     with pytest.raises(VerificationError, match="does not match"):
         check_content_digest(content_digest(b"another body"), BODY)
+
+
+def _signed_input() -> tuple[str, str]:
+    key = seeded_key("encd.test/party", "bank")
+    request = SignedRequest("GET", "localhost:8000", "/v1/log", "", {})
+    headers = sign_request(request, key, 1767225600, "n0nce-0123456789", with_digest=False)
+    return headers["signature-input"], headers["signature"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t + ';nonce="n0nce-9876543210"', "parameter 'nonce' comes a second time"),
+        (lambda t: t + ";created=1767225601", "parameter 'created' comes a second time"),
+        (lambda t: t.replace('("@method"', '("@method" "@method"'), "'@method' is covered twice"),
+        (lambda t: t + ", " + t, "member 'encd' comes a second time"),
+    ],
+)
+def test_what_comes_twice_in_signature_input_is_refused(change: object, message: str) -> None:
+    """api.md §3: each parameter, component and label once (RFC 8941 would keep the last
+    silently, and the signature base would be built from another text than was sent)."""
+    signature_input, signature = _signed_input()
+    with pytest.raises(InvalidInput, match=message) as refused:
+        parse_signature(change(signature_input), signature)  # type: ignore[operator]
+    assert refused.value.field == "signature-input"
+
+
+def test_spaces_after_a_parameter_s_semicolon_are_read_as_rfc_8941_allows() -> None:
+    signature_input, signature = _signed_input()
+    spaced = signature_input.replace(";", "; ")
+    assert spaced != signature_input
+    assert parse_signature(spaced, signature) == parse_signature(signature_input, signature)
