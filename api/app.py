@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import ClassVar
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -206,6 +207,13 @@ class EncdApp(FastAPI):
             response = problem(404, "not-found", "no resource has a NUL character in its path")
             await response(scope, receive, send)
             return
+        twice = _repeated(scope["query_string"]) if scope["query_string"] else None
+        if twice is not None:
+            error = InvalidInput(
+                twice, "given more than once: this query parameter takes one value"
+            )
+            await from_error(error, Request(scope))(scope, receive, send)
+            return
         if scope["method"] == "HEAD" and scope["path"] != STREAM:
             # HEAD is GET without the body (RFC 9110 §9.3.2): routed as GET, and uvicorn,
             # which saw HEAD, sends no body.  The signature covers the method sent.
@@ -241,6 +249,22 @@ class EncdApp(FastAPI):
 
 MAX_HEAD = 16 * 1024  # bytes of request line and headers (h11's limit for a head in pieces)
 STREAM = "/v1/stream"  # a stream never ends: no HEAD for it
+
+
+#: The query parameters a request may give more than once (each a value of a list).
+REPEATABLE = frozenset({"witness"})
+
+
+def _repeated(query: bytes) -> str | None:
+    """A query parameter given twice that takes one value (``?index=1&index=2``: which one
+    was meant?), decoded as the routes decode it; None if there is none."""
+    names = [name for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen and name not in REPEATABLE:
+            return name
+        seen.add(name)
+    return None
 
 
 def _head_size(scope: Scope) -> int:

@@ -695,3 +695,32 @@ def test_an_id_of_any_length_is_abridged_in_what_is_said_of_it(world: World) -> 
         response = bank.http.get(path, headers=bank.signed_headers("GET", path, "", b""))
         detail = problem_of(response, 404, "not-found")["detail"]
         assert detail.endswith("X… (5000 characters)") and len(detail) < 200, detail
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "name"),
+    [
+        ("/v1/log/inclusion", [("index", "1"), ("index", "2"), ("size", "6")], "index"),
+        ("/v1/log/consistency", [("size1", "1"), ("size2", "6"), ("size1", "2")], "size1"),
+        ("/v1/export", [("witnessed", "true"), ("witnessed", "false")], "witnessed"),
+        ("/v1/proposals", [("limit", "1"), ("limit", "2")], "limit"),
+        ("/v1/proposals", [("after", "a"), ("limit", "2"), ("af%74er", "b")], "after"),
+    ],
+)
+def test_a_query_parameter_given_twice_is_refused_by_name(
+    world: World, path: str, query: list[tuple[str, str]], name: str
+) -> None:
+    """Which of two values was meant cannot be known: a 422 naming it, not the last one."""
+    auditor = world.client("auditor")
+    text = "&".join(f"{k}={v}" for k, v in query)
+    headers = auditor.signed_headers("GET", path, text, b"")
+    problem = problem_of(auditor.http.get(f"{path}?{text}", headers=headers), 422, "invalid-input")
+    assert problem["field"] == name and "more than once" in problem["detail"]
+
+
+def test_witness_may_be_given_more_than_once(world: World) -> None:
+    auditor = world.client("auditor")
+    query = "witnessed=2&witness=a%2B00000000&witness=b%2B00000000"
+    headers = auditor.signed_headers("GET", "/v1/export", query, b"")
+    problem = problem_of(auditor.http.get(f"/v1/export?{query}", headers=headers), 404, "not-found")
+    assert "cosigned by 2 witnesses of a+00000000, b+00000000" in problem["detail"]
