@@ -1155,6 +1155,15 @@ def countersign(
         emit(result, as_json, f"OK: signed {what}; still waiting for {waiting}")
 
 
+def _without_nulls(value: Any) -> Any:
+    """``value`` without the null members of its objects, at every depth."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
+
+
 def describe(
     kind: str, doc: str, body: Mapping[str, Any], current: Mapping[str, Any] | None = None
 ) -> str:
@@ -1177,7 +1186,8 @@ def describe(
         new = body.get("content")
         changes = ""
         if current is not None and isinstance(new, dict):
-            changed = sorted(k for k in {*current, *new} if current.get(k) != new.get(k))
+            new_held = _without_nulls(new)  # as the service holds it (formats/title.md §1)
+            changed = sorted(k for k in {*current, *new_held} if current.get(k) != new_held.get(k))
             changes = f", changing {', '.join(changed) or 'nothing'}"
         return (
             f"amendment of {doc}'s content to the content of digest "
