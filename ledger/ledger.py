@@ -1264,23 +1264,6 @@ class Ledger:
             )
         )
 
-    def parties_to(self, doc_ids: Sequence[str], party_id: str) -> set[str]:
-        """Those of ``doc_ids`` that ``party_id`` has been party to (see ``is_party_to``)."""
-        found: set[str] = set()
-        unique = sorted(set(doc_ids))
-        for start in range(0, len(unique), 500):
-            part = unique[start : start + 500]
-            found.update(
-                str(row[0])
-                for row in self.reads.rows(
-                    "SELECT doc_id FROM doc_party WHERE party_id = ? AND doc_id IN ("
-                    + ", ".join("?" * len(part))
-                    + ")",
-                    (party_id, *part),
-                )
-            )
-        return found
-
     def cargo_owner(self, key: str) -> str | None:
         rows = self.reads.rows("SELECT doc_id FROM cargo WHERE key = ?", (key,))
         return str(rows[0][0]) if rows else None

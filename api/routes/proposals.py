@@ -370,16 +370,17 @@ def pending(
     operators), oldest first, a page at a time: ``next`` is the ``after`` of the next page,
     null once there is no more."""
     everyone = caller.has(Role.AUDITOR, Role.OPERATOR)
+    # Only a proposal the caller signed, is named in (a new pledgee) or whose document it
+    # has been party to can need it (every signer slot is such a party): the full view,
+    # which reads the document's title, is made for those alone.
+    party = None if everyone else caller.id
     cursor = _cursor(state, after)
     now = _now_ms(state)
     reading = _Reading(state)
     out: list[dict[str, Any]] = []
     more = False
     while len(out) < limit:
-        # Only a proposal the caller signed, is named in (a new pledgee) or whose document
-        # it has been party to can need it (every signer slot is such a party): the full
-        # view, which reads the document's title, is made for those alone.
-        chunk = store.open_page(state.ledger, now, limit, cursor, None if everyone else caller.id)
+        chunk = store.open_page(state.ledger, now, limit, cursor, party)
         for position, proposal in enumerate(chunk):
             cursor = proposal
             view = _view(state, proposal, reading=reading)
@@ -392,9 +393,7 @@ def pending(
                 out.append(view)
                 if len(out) == limit:
                     more = position + 1 < len(chunk) or bool(
-                        store.open_page(
-                            state.ledger, now, 1, cursor, None if everyone else caller.id
-                        )
+                        store.open_page(state.ledger, now, 1, cursor, party)
                     )
                     break
         if len(chunk) < limit:
