@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import ClassVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -194,6 +194,23 @@ class EncdApp(FastAPI):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        if scope.get("http_version", "1.1") not in HTTP_VERSIONS:
+            # (h11 reads any HTTP/d.d and would answer HTTP/2.0 as if it were 1.1)
+            version = scope.get("http_version")
+            response = problem(
+                505,
+                "version-not-supported",
+                f"HTTP/{version} is not served here: this service speaks HTTP/1.1 (and 1.0)",
+                headers={"connection": "close"},
+            )
+            await response(scope, receive, send)
+            return
+        if not scope["path"].startswith("/"):
+            target = _origin_form(scope)
+            if isinstance(target, Response):
+                await target(scope, receive, send)
+                return
+            scope = target
         if _head_size(scope) > MAX_HEAD:  # (h11 refuses it only when it arrives in pieces)
             response = problem(
                 431,
@@ -245,6 +262,44 @@ class EncdApp(FastAPI):
                 _log.error("Exception in ASGI application", exc_info=exc)
                 response = from_error(exc, request)
         await response(scope, receive, send)
+
+
+HTTP_VERSIONS = frozenset({"1.0", "1.1"})
+
+
+def _origin_form(scope: Scope) -> Scope | Response:
+    """A request whose target is not a path (RFC 9112 §3.2): the absolute form
+    (``GET http://host/v1/service``), which a server must accept, read as its path with
+    the URI's authority for ``Host`` (§3.2.2: the Host header is then ignored);
+    ``OPTIONS *`` answered with the methods the service takes; anything else a 400."""
+    raw = bytes(scope.get("raw_path") or scope["path"].encode("latin-1"))
+    if raw == b"*":
+        if scope["method"] == "OPTIONS":
+            return Response(status_code=204, headers={"allow": "GET, HEAD, POST"})
+        return _bad_target(f"the request target * is for OPTIONS only, not {scope['method']}")
+    scheme, sep, rest = raw.partition(b"://")
+    if not sep or scheme.lower() not in (b"http", b"https"):
+        return _bad_target(
+            "the request target is neither a path starting with / nor an http(s) URI"
+        )
+    authority, slash, path = rest.partition(b"/")
+    if not authority or b"@" in authority:
+        return _bad_target("the request target's URI has no host, or has user information")
+    raw_path = b"/" + path if slash else b"/"
+    headers = [(k, v) for k, v in scope["headers"] if k != b"host"]
+    return {
+        **scope,
+        "raw_path": raw_path,
+        "path": unquote(raw_path.decode("latin-1")),
+        "headers": [(b"host", authority), *headers],
+    }
+
+
+def _bad_target(reason: str) -> Response:
+    detail = f"not a well-formed HTTP/1.1 request: {reason}"
+    return problem(
+        400, "invalid-input", detail, field="request-target", headers={"connection": "close"}
+    )
 
 
 MAX_HEAD = 16 * 1024  # bytes of request line and headers (h11's limit for a head in pieces)

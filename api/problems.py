@@ -77,6 +77,7 @@ TITLES = {
     "unsupported-media-type": "Unsupported media type",
     "method-not-allowed": "Method not allowed",
     "not-implemented": "Not implemented",
+    "version-not-supported": "HTTP version not supported",
     "unavailable": "Service unavailable",
     "internal": "Internal error",
 }

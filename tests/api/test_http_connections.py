@@ -30,6 +30,7 @@ from api.media import EVENT_TYPE
 from api.server import REQUEST_TIMEOUT
 from encd.cli import serve as serve_command
 from encd.events import event_id
+from encd.keys import SigningKey
 from tests.api.test_workers import close, corridor
 from tests.serving import Served, serve
 
@@ -269,3 +270,93 @@ def test_a_transfer_coding_not_implemented_is_a_501_problem(served: Served) -> N
     assert headers["content-type"] == "application/problem+json"
     assert problem["type"] == "urn:encd:problem:not-implemented"
     assert problem["title"] == "Not implemented"
+
+
+def _send(served: Served, request: bytes) -> bytes:
+    """Everything the service sends for ``request`` (which asks it to close)."""
+    sock, _ = _connect(served)
+    with sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def test_an_absolute_form_target_is_read_as_its_path(served: Served) -> None:
+    """RFC 9112 §3.2.2: a server must accept ``GET http://host/path``, and then takes the
+    host from the target, not from the Host header: a request signed for the target's
+    host verifies, and the same signature sent with that host only in Host would too."""
+    service = httpx.get(f"{served.url}/v1/service").json()
+    plain = _send(
+        served,
+        b"GET HTTP://ledger.example/v1/service HTTP/1.1\r\nhost: elsewhere\r\n"
+        b"connection: close\r\n\r\n",
+    )
+    assert plain.startswith(b"HTTP/1.1 200 ")
+    assert json.loads(plain.partition(b"\r\n\r\n")[2]) == service
+    operator = Client(
+        served.url,
+        SigningKey.load(service["operator"], served.data_dir / "operator.key"),
+        authority="ledger.example:8443",
+    )
+    path = f"/v1/parties/{service['operator']}"
+
+    def get(target: str, host: str) -> bytes:
+        signed = operator.signed_headers("GET", path, "", b"")  # a fresh nonce each time
+        lines = "".join(f"{name}: {value}\r\n" for name, value in signed.items())
+        head = f"GET {target} HTTP/1.1\r\nhost: {host}\r\n{lines}connection: close\r\n\r\n"
+        return _send(served, head.encode())
+
+    with operator:
+        answer = get(f"http://ledger.example:8443{path}", "127.0.0.1")
+        assert answer.startswith(b"HTTP/1.1 200 "), answer
+        assert json.loads(answer.partition(b"\r\n\r\n")[2])["id"] == service["operator"]
+        # beside an absolute target the Host header does not count
+        wrong = get(f"http://127.0.0.1{path}", "ledger.example:8443")
+        assert wrong.startswith(b"HTTP/1.1 401 "), wrong
+        assert b"does not verify" in wrong, wrong  # (signed for another @authority)
+        # and in origin form it is what counts
+        origin = get(path, "ledger.example:8443")
+        assert origin.startswith(b"HTTP/1.1 200 "), origin
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ("v1/service", "neither a path"),
+        ("ftp://ledger.example/v1/service", "neither a path"),
+        ("http:///v1/service", "no host"),
+        ("http://user@ledger.example/v1/service", "user information"),
+        ("*", "for OPTIONS only"),
+    ],
+)
+def test_a_target_that_is_no_path_is_a_400_problem(
+    served: Served, target: str, reason: str
+) -> None:
+    status, headers, problem = _answer(served, f"GET {target} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+    assert status == "HTTP/1.1 400 Bad Request"
+    assert headers["connection"] == "close"
+    assert problem["type"] == "urn:encd:problem:invalid-input"
+    assert problem["field"] == "request-target"
+    assert str(problem["detail"]).startswith("not a well-formed HTTP/1.1 request: ")
+    assert reason in str(problem["detail"]), problem
+
+
+def test_options_asterisk_names_the_methods(served: Served) -> None:
+    answer = _send(served, b"OPTIONS * HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+    head = answer.decode("latin-1").lower()
+    assert head.startswith("http/1.1 204 ")
+    assert "\r\nallow: get, head, post\r\n" in head
+
+
+@pytest.mark.parametrize("version", ["2.0", "1.2", "3.0"])
+def test_an_http_version_not_spoken_is_a_505_problem(served: Served, version: str) -> None:
+    """h11 reads any ``HTTP/d.d`` request line; before, HTTP/2.0 was answered as 1.1."""
+    status, headers, problem = _answer(
+        served, f"GET /v1/service HTTP/{version}\r\nhost: x\r\n\r\n".encode()
+    )
+    assert status.startswith("HTTP/1.1 505 ")
+    assert headers["connection"] == "close"
+    assert problem["type"] == "urn:encd:problem:version-not-supported"
+    assert f"HTTP/{version}" in str(problem["detail"])
