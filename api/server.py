@@ -23,13 +23,17 @@ import os
 import selectors
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 import threading
 import time
+from asyncio import constants as asyncio_constants
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import h11
@@ -69,8 +73,88 @@ REQUEST_TIMEOUT = 30.0
 GRACE = 30
 
 
+#: Seconds a TLS connection being closed waits for the client's close_notify (asyncio's
+#: default, 30, kept a stopping service waiting that long for every idle kept-alive
+#: client, a browser say, that does not read its connection).
+TLS_CLOSE = 2.0
+
+
 #: How long a connection refused as malformed is read (and dropped) after its answer.
 LINGER = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Tls:
+    """HTTPS: the server's certificate chain and its private key, PEM files (``encd serve
+    --tls-cert --tls-key``).  Every server process reads them as it starts, so a worker
+    started after the files were renewed serves the new ones.  TLS 1.2 at least."""
+
+    cert: Path
+    key: Path
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+    def factory(self, _config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]) -> Any:
+        """For ``uvicorn.Config(ssl_context_factory=...)``."""
+        return self.context()
+
+
+def load_tls(cert: Path, key: Path, now: datetime | None = None) -> tuple[Tls, list[str]]:
+    """The two files checked as a server would use them: the certificate chain parses,
+    the key is an unencrypted private key, and it is the first certificate's; returns
+    them and warnings (a certificate not valid now).  ``InvalidInput`` names the file
+    (``field`` ``--tls-cert`` or ``--tls-key``) and what is wrong with it."""
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    def read(path: Path, field: str) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise InvalidInput(field, f"cannot read {path}: {exc.strerror}") from None
+
+    try:
+        chain = x509.load_pem_x509_certificates(read(cert, "--tls-cert"))
+    except ValueError:
+        raise InvalidInput(
+            "--tls-cert", f"{cert} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        ) from None
+    try:
+        private = serialization.load_pem_private_key(read(key, "--tls-key"), password=None)
+    except TypeError:
+        raise InvalidInput(
+            "--tls-key", f"{key} is encrypted with a password; give the key unencrypted"
+        ) from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise InvalidInput("--tls-key", f"{key} holds no PEM private key") from None
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if private.public_key().public_bytes(der, public) != chain[0].public_key().public_bytes(
+        der, public
+    ):
+        raise InvalidInput("--tls-key", f"{key} is not the key of the certificate in {cert}")
+    tls = Tls(cert, key)
+    try:
+        tls.context()
+    except ssl.SSLError as exc:  # (what cryptography reads, OpenSSL may still refuse)
+        raise InvalidInput("--tls-cert", f"OpenSSL refuses {cert} with {key}: {exc}") from None
+    warnings = []
+    when = now or datetime.now(UTC)
+    first = chain[0]
+    if when < first.not_valid_before_utc:
+        warnings.append(
+            f"the certificate in {cert} is not valid before {first.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+        )
+    if when > first.not_valid_after_utc:
+        warnings.append(
+            f"the certificate in {cert} expired at {first.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+        )
+    return tls, warnings
 
 
 class EncdH11Protocol(H11Protocol):
@@ -194,14 +278,15 @@ def serve(
     log_level: str = "info",
     request_timeout: float = REQUEST_TIMEOUT,
     service: Service | None = None,
+    tls: Tls | None = None,
 ) -> None:
     """Serve until interrupted (``encd serve``), in ``workers`` processes; a connection that
     has not sent a whole request ``request_timeout`` seconds after the service was ready for
-    one is closed (``EncdH11Protocol``).  ``WorkerFailed`` says why the service could not
+    one is closed (``EncdH11Protocol``); with ``tls``, over HTTPS.  ``WorkerFailed`` says why the service could not
     start: the ledger cannot be opened, the port cannot be listened on, a worker died."""
     prepare(settings, service)
     if workers <= 1:
-        serve_app(create_app(settings), host, port, log_level, request_timeout)
+        serve_app(create_app(settings), host, port, log_level, request_timeout, tls=tls)
         return
     with tempfile.TemporaryDirectory(prefix="encd-") as private:  # mode 0700
         settings = dataclasses.replace(settings, sequencer=os.path.join(private, "sequencer.sock"))
@@ -214,6 +299,7 @@ def serve(
             log_level,
             first=(_sequencer, (os.environ[SETTINGS_ENV],)),
             request_timeout=request_timeout,
+            tls=tls,
         )
 
 
@@ -224,9 +310,11 @@ def serve_app(
     log_level: str = "info",
     request_timeout: float = REQUEST_TIMEOUT,
     pages: bool = True,
+    tls: Tls | None = None,
 ) -> None:
     """Serve ``app`` in this process until interrupted; ``WorkerFailed`` if it cannot start.
-    ``pages``: it serves encd's web pages, and says where once it listens."""
+    ``pages``: it serves encd's web pages, and says where once it listens.  ``tls``: over
+    HTTPS."""
     try:
         listener = _socket(host, port)
         listener.listen(2048)
@@ -238,7 +326,11 @@ def serve_app(
         http=http_protocol(request_timeout),
         lifespan="on",
         timeout_graceful_shutdown=GRACE,
+        ssl_context_factory=tls.factory if tls else None,
     )
+    if tls is not None:  # (uvicorn's create_server leaves both to asyncio's defaults)
+        setattr(asyncio_constants, "SSL_SHUTDOWN_TIMEOUT", TLS_CLOSE)  # noqa: B010
+        setattr(asyncio_constants, "SSL_HANDSHAKE_TIMEOUT", request_timeout)  # noqa: B010
     server = _SaysWhere(config)
     server.pages = pages
     with listener:
@@ -247,8 +339,8 @@ def serve_app(
         raise WorkerFailed("the service did not start (its output above says why)")
 
 
-def _say_pages(shown: str, port: int) -> None:
-    _say(f"web pages: http://{shown}:{port}/ (the log, checking a title, signing an event)")
+def _say_pages(scheme: str, shown: str, port: int) -> None:
+    _say(f"web pages: {scheme}://{shown}:{port}/ (the log, checking a title, signing an event)")
 
 
 class Server(uvicorn.Server):
@@ -271,9 +363,10 @@ class _SaysWhere(Server):
         if self.started and sockets:
             host, port = sockets[0].getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
-            _say(f"running on http://{shown}:{port} (CTRL+C to stop)")
+            scheme = "https" if self.config.is_ssl else "http"
+            _say(f"running on {scheme}://{shown}:{port} (CTRL+C to stop)")
             if self.pages:
-                _say_pages(shown, port)
+                _say_pages(scheme, shown, port)
 
 
 def run_workers(
@@ -284,6 +377,7 @@ def run_workers(
     log_level: str,
     first: tuple[Callable[..., None], tuple[Any, ...]] | None = None,
     request_timeout: float = REQUEST_TIMEOUT,
+    tls: Tls | None = None,
 ) -> None:
     """Serve the app ``factory`` ("module:function") in ``workers`` processes until SIGINT or
     SIGTERM, after starting ``first`` (a function and its arguments: the sequencer) in a
@@ -324,7 +418,7 @@ def run_workers(
         if first is not None and i == 0:
             target, args = first[0], (*first[1], theirs)
         else:
-            target, args = _worker, (factory, theirs, log_level, request_timeout)
+            target, args = _worker, (factory, theirs, log_level, request_timeout, tls)
         process = context.Process(target=target, args=args, name="encd-worker")
         try:
             process.start()
@@ -346,8 +440,9 @@ def run_workers(
         procs = [start(i, again=False) for i in range(workers + (first is not None))]
         dispatcher.start()
         shown = f"[{host}]" if ":" in host else host
-        _say(f"running on http://{shown}:{port} in {workers} worker processes")
-        _say_pages(shown, port)
+        scheme = "https" if tls else "http"
+        _say(f"running on {scheme}://{shown}:{port} in {workers} worker processes")
+        _say_pages(scheme, shown, port)
         while not failed and not stopping.wait(0.5):
             now = time.monotonic()
             for i, (proc, started) in enumerate(procs):
@@ -619,7 +714,7 @@ def _sequencer(settings_json: str, lifeline: socket.socket) -> None:  # pragma: 
 
 
 def _worker(
-    factory: str, channel: socket.socket, log_level: str, request_timeout: float
+    factory: str, channel: socket.socket, log_level: str, request_timeout: float, tls: Tls | None
 ) -> None:  # pragma: no cover
     """One worker process (run_workers): serves the connections the dispatcher hands it."""
     config = uvicorn.Config(
@@ -628,6 +723,7 @@ def _worker(
         log_level=log_level,
         http=http_protocol(request_timeout),
         timeout_graceful_shutdown=GRACE,
+        ssl_context_factory=tls.factory if tls else None,
     )
     HandedServer(config, channel).run()
 
@@ -651,6 +747,7 @@ class HandedServer(Server):
         loop = asyncio.get_running_loop()
         config, state, channel = self.config, self.server_state, self.channel
         base: Any = config.http_protocol_class
+        timeout = getattr(base, "request_timeout", REQUEST_TIMEOUT)
 
         class Counted(base):  # type: ignore[misc]
             def connection_lost(self, exc: Exception | None) -> None:
@@ -668,7 +765,16 @@ class HandedServer(Server):
 
         async def connect(sock: socket.socket) -> None:
             try:
-                await loop.connect_accepted_socket(protocol, sock)
+                if config.ssl is None:
+                    await loop.connect_accepted_socket(protocol, sock)
+                else:  # (the handshake gets the time a request does)
+                    await loop.connect_accepted_socket(
+                        protocol,
+                        sock,
+                        ssl=config.ssl,
+                        ssl_handshake_timeout=timeout,
+                        ssl_shutdown_timeout=TLS_CLOSE,
+                    )
             except OSError:  # the client left before it was served
                 sock.close()
                 with contextlib.suppress(OSError):

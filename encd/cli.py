@@ -578,9 +578,24 @@ def serve(
             "<URL>' line each (default: witnesses.txt in the data directory, if there is one).",
         ),
     ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        path_option(
+            envvar="ENCD_TLS_CERT",
+            help="Serve HTTPS with this certificate chain (PEM, the server's certificate "
+            "first); with --tls-key.  Unset: plain HTTP (local use, or behind a TLS proxy).",
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        path_option(
+            envvar="ENCD_TLS_KEY",
+            help="The certificate's private key (PEM, unencrypted), for --tls-cert.",
+        ),
+    ] = None,
 ) -> None:
     """Run the service (creating the data directory and keys on first start)."""
-    from api.server import WorkerFailed
+    from api.server import WorkerFailed, load_tls
     from api.server import serve as run_server
     from api.settings import Settings, parse_authorities
     from api.setup import load_or_init
@@ -590,6 +605,19 @@ def serve(
         names = parse_authorities(authority)
     except InvalidInput as exc:
         fail(f"--authority (ENCD_AUTHORITY): {exc.reason}", 2)
+    tls = None
+    if (tls_cert is None) != (tls_key is None):
+        given, missing = (
+            ("--tls-cert", "--tls-key") if tls_key is None else ("--tls-key", "--tls-cert")
+        )
+        fail(f"{given} needs {missing} too: HTTPS takes a certificate and its key", 2)
+    if tls_cert is not None and tls_key is not None:
+        try:
+            tls, expiring = load_tls(tls_cert, tls_key)
+        except InvalidInput as exc:
+            fail(exc.message, 2)
+        for warning in expiring:
+            say(f"encd: WARNING: {warning}; clients will refuse it", err)
     if witnesses is None:  # (a data dir that cannot be searched is named as such)
         looks(data_dir, data_dir.exists)
     try:
@@ -625,7 +653,9 @@ def serve(
         witnesses=tuple(w.line() for w in sent_to),
     )
     try:
-        run_server(settings, host, port, workers, request_timeout=request_timeout, service=service)
+        run_server(
+            settings, host, port, workers, request_timeout=request_timeout, service=service, tls=tls
+        )
     except WorkerFailed as exc:
         fail(str(exc), 2 if exc.refused else 1)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -42,10 +43,15 @@ class Served:
 
 @contextmanager
 def serve(
-    data_dir: Path, database_url: str, *args: str, authority: str | None = None
+    data_dir: Path,
+    database_url: str,
+    *args: str,
+    authority: str | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> Iterator[Served]:
     """``encd serve`` on a free port over ``data_dir`` and ``database_url``, with ``args``;
-    yields once it answers ``/healthz``, stops it (SIGTERM) afterwards."""
+    yields once it answers ``/healthz`` (over HTTPS, checked with ``verify``), stops it
+    (SIGTERM) afterwards."""
     env = {k: v for k, v in os.environ.items() if k != "ENCD_AUTHORITY"}
     if authority is not None:
         env["ENCD_AUTHORITY"] = authority
@@ -69,7 +75,7 @@ def serve(
     reader.start()
     try:
         deadline = time.monotonic() + 60
-        while not (started := re.search(r"running on (http://\S+)", "".join(seen))):
+        while not (started := re.search(r"running on (https?://\S+)", "".join(seen))):
             assert time.monotonic() < deadline, "encd serve did not start:\n" + "".join(seen)
             assert process.poll() is None or reader.is_alive(), "encd serve exited:\n" + "".join(
                 seen
@@ -78,7 +84,7 @@ def serve(
         url = started.group(1)
         while True:
             try:
-                if httpx.get(url + "/healthz", timeout=5).status_code == 200:
+                if httpx.get(url + "/healthz", timeout=5, verify=verify).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
