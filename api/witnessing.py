@@ -166,6 +166,10 @@ class _Slot:
         """Wake the thread waiting on the slot (to see that it is to stop)."""
         self._ready.set()
 
+    def empty(self) -> bool:
+        with self._lock:
+            return self._latest is None
+
     def take(self, timeout: float) -> tuple[bytes, int] | None:
         if not self._ready.wait(timeout):
             return None
@@ -181,8 +185,11 @@ class WitnessPusher:
     Each witness has its own thread: one that answers slowly, or not at all, delays
     only its own cosignatures.  An exchange with a witness ends after ``timeout``
     seconds of answer (checked as its answer arrives; each read waits ``timeout`` at
-    most), and ``close`` waits ``CLOSE_WAIT`` seconds at most for the threads: a witness
-    cannot hold up a shutdown.
+    most).  ``close`` hands every witness the log's last checkpoint, so that the
+    witnesses have seen the log as it stopped (a receipt given in its last second
+    carries a checkpoint no round had sent yet; a restore of an older backup would then
+    be a fork no witness could refuse), and waits ``CLOSE_WAIT`` seconds at most for
+    them: a witness cannot hold up a shutdown.
     """
 
     def __init__(
@@ -200,7 +207,8 @@ class WitnessPusher:
         self.timeout = timeout
         self._http = httpx.Client(timeout=timeout, transport=transport)
         self._known = {w.key.key_id: _Known() for w in self.witnesses}
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # the threads end once their slot is empty
+        self._rounds_end = threading.Event()
         self._slots = {w.key.key_id: _Slot() for w in self.witnesses}
         self._threads = [
             threading.Thread(target=self._send, args=(w,), name=f"encd-witness-{i}", daemon=True)
@@ -217,18 +225,32 @@ class WitnessPusher:
         return self
 
     def close(self, wait: float = CLOSE_WAIT) -> None:
-        """Stop sending; wait ``wait`` seconds at most for exchanges under way."""
+        """Stop sending, once each witness has been handed the log's last checkpoint;
+        wait ``wait`` seconds at most for the exchanges."""
+        deadline = time.monotonic() + wait
+        self._rounds_end.set()
+        if self._rounds.is_alive():
+            self._rounds.join(wait)
+        if any(thread.is_alive() for thread in self._threads):
+            try:
+                last = self._latest()
+            except Exception as exc:
+                _log.warning("witnesses: cannot read the last checkpoint to send: %s", exc)
+            else:
+                for slot in self._slots.values():
+                    slot.hand(last)
         self._stop.set()
         for slot in self._slots.values():
             slot.wake()
-        deadline = time.monotonic() + wait
-        if self._rounds.is_alive():
-            self._rounds.join(wait)
         for witness, thread in zip(self.witnesses, self._threads, strict=True):
             if thread.is_alive():
                 thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
-                _log.warning("witness %s: still answering; not waited for", witness.key.key_id)
+                _log.warning(
+                    "witness %s: still answering at the stop; the last checkpoint may not "
+                    "have reached it",
+                    witness.key.key_id,
+                )
         self._http.close()
 
     def __enter__(self) -> WitnessPusher:  # (not started: push_once by hand)
@@ -242,7 +264,7 @@ class WitnessPusher:
         so the witnesses that keep up cosign the same checkpoints (an auditor's quorum
         needs several cosignatures on one); a thread still busy with an earlier one
         takes the latest when it is free."""
-        while not self._stop.wait(self.interval):
+        while not self._rounds_end.wait(self.interval):
             try:
                 latest = self._latest()
             except Exception as exc:  # the store away for a moment: try again next round
@@ -253,15 +275,14 @@ class WitnessPusher:
 
     def _send(self, witness: WitnessEndpoint) -> None:
         slot = self._slots[witness.key.key_id]
-        while not self._stop.is_set():
+        while not (self._stop.is_set() and slot.empty()):  # (close hands it the last one)
             latest = slot.take(timeout=1.0)
             if latest is None:
                 continue
             try:
                 self._push(witness, *latest)
             except Exception as exc:  # the store away for a moment: try again next round
-                if not self._stop.is_set():
-                    _log.warning("witness %s: this round failed: %s", witness.key.key_id, exc)
+                _log.warning("witness %s: this round failed: %s", witness.key.key_id, exc)
 
     def _latest(self) -> tuple[bytes, int]:
         note = self.ledger.checkpoint()
@@ -283,7 +304,14 @@ class WitnessPusher:
             known.cosigned = {size}
             if known.trouble:
                 _log.info("witness %s: cosigning again", witness.key.key_id)
-        elif outcome != known.trouble and not self._stop.is_set():  # (not the shutdown's)
+        elif self._stop.is_set():  # the last checkpoint, at the stop: always said
+            _log.warning(
+                "witness %s: the last checkpoint (tree size %d) was not cosigned at the stop: %s",
+                witness.key.key_id,
+                size,
+                outcome,
+            )
+        elif outcome != known.trouble:
             _log.warning("witness %s: %s", witness.key.key_id, outcome)
         known.trouble = "" if outcome == "cosigned" else outcome
         return outcome

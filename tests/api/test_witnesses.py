@@ -263,6 +263,25 @@ def test_a_witness_that_never_answers_delays_neither_the_others_nor_a_shutdown(
         pusher.close()
 
 
+def test_the_last_checkpoint_reaches_the_witnesses_as_the_log_stops(
+    tmp_path: Path, ledger: Ledger, witness_url: str
+) -> None:
+    """Rounds come once a second; a receipt given in the service's last second carries a
+    checkpoint no round has sent.  Were it never sent, a backup restored from before it
+    could grow another history at that size, and no witness would know to refuse it
+    (docs/cli.md, Backups).  Closing the sender hands every witness the last one."""
+    cast = corridor_cast()
+    ledger.append(cast.register_event(cast.actor("operator")))
+    witness = WitnessEndpoint(cosigner(tmp_path), witness_url)
+    pusher = WitnessPusher(ledger, [witness], interval=3600).start()  # no round meanwhile
+    for label in ("carrier", "exporter"):
+        ledger.append(cast.register_event(cast.actor(label)))
+    pusher.close(wait=30)
+    assert ledger.size() == 3
+    assert size_of(ledger.witnessed_checkpoint()) == 3
+    assert verify_cosignatures(ledger.witnessed_checkpoint(), [witness.key])
+
+
 def test_witnessed_counts_only_the_witnesses_asked_about(ledger: Ledger) -> None:
     """An auditor's quorum is of the witnesses it trusts, not of any the log keeps."""
     cast = corridor_cast()
