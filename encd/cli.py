@@ -511,13 +511,34 @@ def init(
         prepare(settings, service)
     except WorkerFailed as exc:
         fail(str(exc), 2 if exc.refused else 1)
-    verb = "Created" if service.created else "Found"
-    say(f"{verb} {data_dir}/" + (" (mode 0700)" if service.created else ""))
+    say(made_where(service) if service.created else f"Found {data_dir}/")
     say(f"  log key       {service.log_key_path}  {service.log_key.public.vkey}")
     where = service.operator_key_path if service.operator_key else "kept elsewhere"
     say(f"  operator key  {where}  party {service.operator_id}")
     say(f"  ledger        {settings.redacted_url()}")
     placeholder_notice(service)
+
+
+def made_where(service: Service) -> str:
+    """What a first start made of its data directory: the directory itself (mode 0700), or
+    only what is in it.  A directory that was there already keeps its mode; one that
+    others may enter is named in a WARNING on standard error (the keys are 0600 either
+    way, but the SQLite ledger, the documents' contents, is readable as the umask made it)."""
+    data_dir = service.data_dir
+    if data_dir in service.made:
+        return f"Created {data_dir}/ (mode 0700)"
+    try:
+        mode = stat.S_IMODE(data_dir.stat().st_mode)
+    except OSError:  # (gone since: the next step says so)
+        return f"Created the service's files in {data_dir}/"
+    if mode & 0o077:
+        say(
+            f"encd: WARNING: {data_dir}/ was there already and is mode {mode:04o}: other "
+            f"users may enter it and read the ledger in it; chmod 700 {data_dir} (the keys "
+            "are mode 0600)",
+            err,
+        )
+    return f"Created the service's files in {data_dir}/, which was there already (mode {mode:04o})"
 
 
 def placeholder_notice(service: Service) -> None:
@@ -630,7 +651,7 @@ def serve(
         fail(exc.message, 2)
     if service.created:
         say(
-            f"Created {data_dir}/: log key {service.log_key_path}, "
+            f"{made_where(service)}: log key {service.log_key_path}, "
             f"operator key {service.operator_key_path} (party {service.operator_id})"
         )
         placeholder_notice(service)

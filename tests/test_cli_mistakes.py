@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -1226,3 +1227,32 @@ def test_a_service_sending_the_same_page_again_is_not_followed_for_ever(key: Pat
     ):
         code, out = encd("proposals", *as_bank(url, key))
     assert code == 1 and "sends back to page" in out and len(heads) == 2, out
+
+
+def test_init_in_a_directory_that_was_there_says_so_and_warns_of_its_mode(
+    tmp_path: Path,
+) -> None:
+    """It was told "Created existing/ (mode 0700)" of a directory it did not make and whose
+    mode it kept (0755): the ledger in it readable by every user."""
+    made = tmp_path / "made"
+    code, out = encd("init", "--data-dir", str(made))
+    assert code == 0 and f"Created {made}/ (mode 0700) log key" in _words(out), out
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    for mode, warned in ((0o755, True), (0o700, False)):
+        there = tmp_path / f"there-{mode:o}"
+        there.mkdir()
+        there.chmod(mode)
+        code, out = encd("init", "--data-dir", str(there))
+        assert code == 0, out
+        said = (
+            f"Created the service's files in {there}/, which was there already "
+            f"(mode {mode:04o}) log key"
+        )
+        assert said in _words(out), out
+        assert ("WARNING" in out and f"chmod 700 {there} " in _words(out)) == warned, out
+        assert stat.S_IMODE(there.stat().st_mode) == mode  # its mode is the user's to set
+
+
+def _words(out: str) -> str:
+    """``out`` with its line breaks (the console wraps long paths) and runs of spaces as one."""
+    return " ".join(out.split())
