@@ -43,8 +43,10 @@ class WitnessDB:
             raise InvalidInput(
                 "witness.db",
                 f"{path} is missing: a witness must not forget what it cosigned (it would "
-                "cosign a fork). Restore it from a backup, or start a new witness with a new "
-                "key (`encd witness init`) and give its key to the logs and auditors",
+                "cosign a fork). If it was moved, put it back; an older copy is as bad as none "
+                "(the witness would cosign again from an older size). Otherwise retire this "
+                "witness: start a new one with a new key (`encd witness init`) and give its "
+                "key to the logs and auditors",
             )
         self._lock = threading.Lock()  # one connection, used by one thread at a time
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
