@@ -1405,11 +1405,18 @@ def amend(
     as_json: JsonOpt = False,
 ) -> None:
     """Propose an amendment (carrier, holder and pledgee if pledged must sign)."""
+    from encd.events import content_digest
+
     doc_id(doc)
     value = read_content(content)
+    if value["id"] != doc:  # (the title rules refuse it too, once sent)
+        fail(f"{content}: its id is {show(value['id'], 60)}, not the document {doc}", 2)
     c = client(server, key, party)
     current = run(lambda: c.document(doc))
-    body = {"content": value, "supersedes": got(current, "title", "content_digest", kind=str)}
+    supersedes = got(current, "title", "content_digest", kind=str)
+    if content_digest(value) == supersedes:  # (sent again after it applied, say)
+        fail(f"{content} is the document's current content: there is nothing to amend", 2)
+    body = {"content": value, "supersedes": supersedes}
     _submit(server, key, party, doc, "amend", body, as_json, propose=True)
 
 

@@ -108,6 +108,15 @@ def test_the_title_flow_from_the_command_line(service: tuple[str, Path]) -> None
     yaml_file.write_text(text)
     code, out = encd("issue", str(yaml_file), "--holder", ids["exporter"], *as_("carrier"))
     assert code == 0 and f"OK: issued {DOC}" in out, out
+    # an amendment that changes nothing, or names another document, is not proposed
+    code, out = encd("amend", DOC, str(yaml_file), *as_("carrier"))
+    assert code == 2 and "is the document's current content" in " ".join(out.split()), out
+    other = tmp / "other.json"
+    other.write_text(json.dumps({**content, "id": "ENCD-CQ-2026-999999"}))
+    code, out = encd("amend", DOC, str(other), *as_("carrier"))
+    assert code == 2 and f"its id is 'ENCD-CQ-2026-999999', not the document {DOC}" in " ".join(
+        out.split()
+    ), out
 
     maturity = (datetime.now(UTC).date() + timedelta(days=90)).isoformat()
     code, out = encd(
