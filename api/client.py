@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import httpx
 
@@ -57,6 +58,18 @@ class BadAnswer(Error):
 
 BUNDLE_TYPE = "application/vnd.encd.bundle+jsonl"  # document bundles and full exports
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")  # an id in a request's path
+
+
+def _through(base_url: str) -> str:
+    """ ", through the proxy <url> (from the environment)" when httpx, which reads the same
+    variables, sends requests for ``base_url`` through one: a proxy that is down is
+    otherwise taken for the service."""
+    url = urlsplit(base_url)
+    proxies = getproxies()  # HTTP_PROXY, HTTPS_PROXY, ALL_PROXY (any case), as httpx does
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if not proxy or proxy_bypass(url.hostname or ""):  # NO_PROXY
+        return ""
+    return f", through the proxy {show(proxy, 80)} (from the environment)"
 
 
 @dataclass
@@ -128,7 +141,9 @@ class Client:
         except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
             # refused, reset, not HTTP, no such host, bad scheme, a host IDNA refuses
             reason = str(exc) or type(exc).__name__
-            raise Unreachable(f"cannot reach the service at {self.base_url}: {reason}") from None
+            raise Unreachable(
+                f"cannot reach the service at {self.base_url}{_through(self.base_url)}: {reason}"
+            ) from None
         if response.status_code >= 400:
             raise _problem(response)
         if response.status_code >= 300:  # not followed: the request was signed for here

@@ -284,7 +284,18 @@ def client(server: str, key: Path, party: str) -> Client:
     try:  # the environment's proxies and certificates are read here
         return Client(server, signer, timeout=seconds)
     except Exception as exc:  # a proxy URL httpx cannot use, a missing CA file, …
-        fail(f"cannot set up a connection to {server}: {exc or type(exc).__name__}", 2)
+        used = [
+            f"{name}={os.environ[name]!r}"
+            for name in CONNECTION_ENV
+            for name in (name, name.lower())
+            if os.environ.get(name)
+        ]
+        source = f" (set in the environment: {', '.join(used)})" if used else ""
+        fail(f"cannot set up a connection to {server}: {exc or type(exc).__name__}{source}", 2)
+
+
+#: The environment variables httpx reads to set up its connections (upper or lower case).
+CONNECTION_ENV = ("SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")

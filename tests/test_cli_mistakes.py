@@ -931,6 +931,35 @@ def test_a_proxy_that_cannot_be_used_is_usage(key: Path) -> None:
     assert code == 2 and "FAIL: cannot set up a connection to http://127.0.0.1:1:" in out, out
 
 
+def test_a_proxy_that_is_down_is_named_as_the_way_taken(key: Path) -> None:
+    """A proxy from the environment that does not answer was reported as the service
+    refusing the connection."""
+    free = socket.create_server(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()
+    proxy = f"http://127.0.0.1:{port}"
+    env = {"HTTP_PROXY": proxy, "http_proxy": None, "NO_PROXY": None, "no_proxy": None}
+    code, out = encd("title", "DOC-1", *as_bank("http://127.0.0.1:1", key), env=env)
+    assert code == 1, out
+    said = f"cannot reach the service at http://127.0.0.1:1, through the proxy '{proxy}'"
+    assert said in " ".join(out.split()), out
+    env["NO_PROXY"] = "127.0.0.1"  # not taken for this host: not named
+    code, out = encd("title", "DOC-1", *as_bank("http://127.0.0.1:1", key), env=env)
+    assert code == 1 and "proxy" not in out, out
+
+
+def test_a_ca_file_that_is_missing_is_named_with_its_variable(key: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "no-ca.pem"
+    code, out = encd(
+        "title",
+        "DOC-1",
+        *as_bank("https://127.0.0.1:1", key),
+        env={"SSL_CERT_FILE": str(missing)},
+    )
+    assert code == 2, out
+    assert f"SSL_CERT_FILE='{missing}'" in " ".join(out.split()), out
+
+
 def test_export_force_replaces_only_a_regular_file(key: Path, tmp_path: Path) -> None:
     (tmp_path / "real.encd").write_text("mine")
     (tmp_path / "link.encd").symlink_to(tmp_path / "real.encd")
