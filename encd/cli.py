@@ -438,6 +438,12 @@ def run(action: Any, whole: bool = True) -> Any:
         fail(f"{exc.status} {title}{where}: {problem.get('detail', '')}")
     except Error as exc:
         fail(exc.message)
+    except KeyboardInterrupt:  # (typer would exit 130 saying nothing, --json or not)
+        fail(
+            "interrupted (Ctrl-C) while waiting for the service: what was sent may or may "
+            "not have taken effect",
+            130,
+        )
     return done[0]
 
 

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import os
+import signal
 import socket
 import sqlite3
 import stat
@@ -929,6 +930,40 @@ def test_a_proxy_that_cannot_be_used_is_usage(key: Path) -> None:
         "title", "DOC-1", *as_bank("http://127.0.0.1:1", key), env={"HTTP_PROXY": "ftp://x"}
     )
     assert code == 2 and "FAIL: cannot set up a connection to http://127.0.0.1:1:" in out, out
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "text"])
+def test_a_ctrl_c_while_waiting_for_the_service_is_said(key: Path, as_json: bool) -> None:
+    """typer ends a command interrupted by Ctrl-C with 130 and says nothing, so under
+    --json a script got no JSON (cli.md: it always does)."""
+    released = threading.Event()
+    with fake_service(lambda _request, _conn: released.wait(30)) as (url, heads):
+        command = [sys.executable, "-m", "encd.cli", "title", "DOC-1", *as_bank(url, key)]
+        process = subprocess.Popen(
+            command + (["--json"] if as_json else []),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not heads:  # it waits for the answer now
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.02)
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=30)
+        finally:
+            released.set()
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 130, (out, err)
+    assert err.startswith("FAIL: interrupted (Ctrl-C) while waiting for the service"), err
+    if as_json:
+        failure = json.loads(out)
+        assert failure["ok"] is False and failure["exit"] == 130, out
+        assert failure["error"].startswith("interrupted"), out
+    else:
+        assert out == ""
 
 
 def test_a_proxy_that_is_down_is_named_as_the_way_taken(key: Path) -> None:
