@@ -204,7 +204,12 @@ def load_key(party: str, path: Path) -> SigningKey:
             # operator.key, say) is read as it is
             return SigningKey.load(party, path)
     except FileNotFoundError:
-        fail(f"key file {path} does not exist", 2)
+        named = (
+            ""
+            if os.environ.get("ENCD_KEY") or path != Path("key.pem")
+            else (" (the default: give your key file with --key or ENCD_KEY)")
+        )
+        fail(f"key file {path} does not exist{named}", 2)
     except OSError as exc:
         fail(f"cannot read key file {path}: {exc.strerror}", 2)
     except InvalidInput as exc:

@@ -1320,3 +1320,16 @@ def test_init_in_a_directory_that_was_there_says_so_and_warns_of_its_mode(
 def _words(out: str) -> str:
     """``out`` with its line breaks (the console wraps long paths) and runs of spaces as one."""
     return " ".join(out.split())
+
+
+def test_the_default_key_file_missing_names_the_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # (no key.pem here)
+    code, out = encd("title", "DOC-1", "--party", BANK, env={"ENCD_KEY": None})
+    assert code == 2, out
+    assert "key file key.pem does not exist (the default: give your key file with --key" in (
+        _words(out)
+    ), out
+    code, out = encd("title", "DOC-1", "--party", BANK, "--key", "mine.pem")
+    assert code == 2 and _words(out).endswith("key file mine.pem does not exist"), out
