@@ -44,6 +44,7 @@ from encd.validation import show
 
 if TYPE_CHECKING:
     from api.client import Client
+    from api.server import Tls
     from api.setup import Service
 
 app = typer.Typer(
@@ -72,6 +73,41 @@ def path_option(*names: str, **settings: Any) -> Any:
 def path_argument(**settings: Any) -> Any:
     """``typer.Argument`` for a path, refusing an empty one."""
     return typer.Argument(parser=_nonempty_path, **settings)
+
+
+TlsCertOpt = Annotated[
+    Path | None,
+    path_option(
+        envvar="ENCD_TLS_CERT",
+        help="Serve HTTPS with this certificate chain (PEM, the server's certificate "
+        "first); with --tls-key.  Unset: plain HTTP (local use, or behind a TLS proxy).",
+    ),
+]
+TlsKeyOpt = Annotated[
+    Path | None,
+    path_option(
+        envvar="ENCD_TLS_KEY",
+        help="The certificate's private key (PEM, unencrypted), for --tls-cert.",
+    ),
+]
+
+
+def https(cert: Path | None, key: Path | None) -> Tls | None:
+    """The checked --tls-cert and --tls-key (exit 2 for a mistake), None for plain HTTP."""
+    from api.server import load_tls
+
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        given, missing = ("--tls-cert", "--tls-key") if key is None else ("--tls-key", "--tls-cert")
+        fail(f"{given} needs {missing} too: HTTPS takes a certificate and its key", 2)
+    try:
+        tls, expiring = load_tls(cert, key)
+    except InvalidInput as exc:
+        fail(exc.message, 2)
+    for warning in expiring:
+        say(f"encd: WARNING: {warning}; clients will refuse it", err)
+    return tls
 
 
 ServerOpt = Annotated[
@@ -621,24 +657,11 @@ def serve(
             "<URL>' line each (default: witnesses.txt in the data directory, if there is one).",
         ),
     ] = None,
-    tls_cert: Annotated[
-        Path | None,
-        path_option(
-            envvar="ENCD_TLS_CERT",
-            help="Serve HTTPS with this certificate chain (PEM, the server's certificate "
-            "first); with --tls-key.  Unset: plain HTTP (local use, or behind a TLS proxy).",
-        ),
-    ] = None,
-    tls_key: Annotated[
-        Path | None,
-        path_option(
-            envvar="ENCD_TLS_KEY",
-            help="The certificate's private key (PEM, unencrypted), for --tls-cert.",
-        ),
-    ] = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
 ) -> None:
     """Run the service (creating the data directory and keys on first start)."""
-    from api.server import WorkerFailed, load_tls
+    from api.server import WorkerFailed
     from api.server import serve as run_server
     from api.settings import Settings, parse_authorities
     from api.setup import load_or_init
@@ -648,19 +671,7 @@ def serve(
         names = parse_authorities(authority)
     except InvalidInput as exc:
         fail(f"--authority (ENCD_AUTHORITY): {exc.reason}", 2)
-    tls = None
-    if (tls_cert is None) != (tls_key is None):
-        given, missing = (
-            ("--tls-cert", "--tls-key") if tls_key is None else ("--tls-key", "--tls-cert")
-        )
-        fail(f"{given} needs {missing} too: HTTPS takes a certificate and its key", 2)
-    if tls_cert is not None and tls_key is not None:
-        try:
-            tls, expiring = load_tls(tls_cert, tls_key)
-        except InvalidInput as exc:
-            fail(exc.message, 2)
-        for warning in expiring:
-            say(f"encd: WARNING: {warning}; clients will refuse it", err)
+    tls = https(tls_cert, tls_key)
     if witnesses is None:  # (a data dir that cannot be searched is named as such)
         looks(data_dir, data_dir.exists)
     try:
@@ -788,11 +799,14 @@ def witness_serve(
     port: Annotated[
         int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")
     ] = 8090,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
 ) -> None:
     """Serve POST /add-checkpoint: cosign each checkpoint consistent with the last one cosigned."""
     from api.server import WorkerFailed, serve_app
     from api.witness import create_witness_app, load_witness
 
+    tls = https(tls_cert, tls_key)
     try:
         witness = load_witness(path)
         witness.open_state().close()
@@ -801,7 +815,7 @@ def witness_serve(
         fail(exc.message, 2)
     say(f"witness {witness.cosigner.vkey}", err)
     try:
-        serve_app(create_witness_app(witness), host, port, pages=False)
+        serve_app(create_witness_app(witness), host, port, pages=False, tls=tls)
     except WorkerFailed as exc:
         fail(str(exc), 1)
 

@@ -31,11 +31,11 @@ def encd(*args: str) -> tuple[int, str]:
 
 
 @contextmanager
-def witness_serving(path: Path) -> Iterator[tuple[str, list[str]]]:
-    """``encd witness serve`` on a free port; yields its URL once it answers, and its
-    output so far."""
+def witness_serving(path: Path, *args: str) -> Iterator[tuple[str, list[str]]]:
+    """``encd witness serve`` on a free port, with ``args``; yields its URL once it says
+    where it listens, and its output so far."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "encd.cli", "witness", "serve", str(path), "--port", "0"],
+        [sys.executable, "-m", "encd.cli", "witness", "serve", str(path), "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -47,7 +47,7 @@ def witness_serving(path: Path) -> Iterator[tuple[str, list[str]]]:
     reader.start()
     try:
         deadline = time.monotonic() + 60
-        while not (found := re.search(r"running on (http://\S+)", "".join(seen))):
+        while not (found := re.search(r"running on (https?://\S+)", "".join(seen))):
             assert process.poll() is None, "encd witness serve exited:\n" + "".join(seen)
             assert time.monotonic() < deadline, "encd witness serve did not start"
             time.sleep(0.05)

@@ -21,9 +21,13 @@ from cryptography.x509.oid import NameOID
 
 from api.client import Client, Unreachable
 from api.server import GRACE, load_tls
+from api.setup import load_or_init
+from api.witness import init_witness
+from encd.checkpoint import verify_cosignatures
 from tests.api.test_workers import close, corridor, verify_receipt
 from tests.serving import serve
 from tests.test_cli import encd
+from tests.test_cli_witness import witness_serving
 
 NOW = datetime.datetime.now(datetime.UTC)
 
@@ -130,6 +134,30 @@ def test_the_service_over_https(
     assert took < GRACE / 2, f"the stop took {took:.1f} s"
     logged = "".join(served.output)
     assert "Traceback" not in logged and "ERROR" not in logged, logged
+
+
+def test_a_witness_over_https_cosigns_a_log_served_over_https(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``encd witness serve`` takes the same two options; the log's service reaches it
+    trusting the CA named by SSL_CERT_FILE, as every encd client does."""
+    ca, cert, key = make_certificate(tmp_path / "tls")
+    tls = ("--tls-cert", str(cert), "--tls-key", str(key))
+    log_vkey = load_or_init(tmp_path / "data", "encd.local/log").log_key.public.vkey
+    made = init_witness(tmp_path / "witness", "witness.bank.example/w1", [log_vkey])
+    line = f"witness {made.cosigner.vkey}"
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # (the service's subprocess inherits it)
+    with witness_serving(tmp_path / "witness", *tls) as (witness_url, _):
+        assert witness_url.startswith("https://")
+        (tmp_path / "data" / "witnesses.txt").write_text(f"{line} {witness_url}\n")
+        trust = ssl.create_default_context(cafile=str(ca))
+        with serve(tmp_path / "data", database_url, *tls, verify=trust) as served:
+            deadline = time.monotonic() + 30
+            while not verify_cosignatures(
+                httpx.get(f"{served.url}/log/checkpoint", verify=trust).content, [made.cosigner]
+            ):
+                assert time.monotonic() < deadline, "".join(served.output)
+                time.sleep(0.1)
 
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "workers"])
