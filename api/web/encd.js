@@ -13,7 +13,6 @@ const MAX_NOTE_SIGNATURES = 100;
 const MAX_PROOF_HASHES = 64;
 const PROOF_HEADER = "c2sp.org/tlog-proof@v1";
 const EVENT_ID = /^[0-9a-f]{64}$/;
-const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$/;
 const DECIMAL = /^(0|[1-9][0-9]*)$/;
 const MAX_NOTE_SIZE = 1 << 20;
 // What Python's str.isspace() calls a space (encd.keys.check_key_name refuses it in a key
@@ -616,6 +615,17 @@ const HINTS = {
   409: "the document has moved on since: read its title again",
 };
 
+/** What a request refused for its time means: this computer's clock is off the service's,
+ * by as much as its answer's Date header shows (the service takes ±300 s). */
+function clockHint(response) {
+  const served = Date.parse(response.headers.get("date") ?? "");
+  if (Number.isNaN(served)) return "is this computer's clock right?";
+  const off = Math.round((Date.now() - served) / 1000);
+  const way = off > 0 ? "ahead of" : "behind";
+  const much = Math.abs(off) >= 120 ? `${Math.round(Math.abs(off) / 60)} minutes` : `${Math.abs(off)} s`;
+  return `this computer's clock is ${much} ${way} the service's: set it right, then try again`;
+}
+
 /** A CheckFailed("service") for a request that got no clear answer (`status` 0: none at all)
  * or a refusal; `status` and `problem` (the RFC 9457 answer, if any) are kept on it. */
 function refused(status, message, problem = null) {
@@ -648,7 +658,9 @@ async function askService(key, method, path, body = null) {
   }
   if (!response.ok) {
     const detail = answer && typeof answer === "object" ? answer.detail || answer.title : "";
-    const hint = HINTS[response.status] ? ` (${HINTS[response.status]})` : "";
+    const said = HINTS[response.status];
+    const late = response.status === 401 && answer?.field === "signature-input.created";
+    const hint = late ? ` (${clockHint(response)})` : said ? ` (${said})` : "";
     throw refused(response.status, `the service refused (${response.status}): ${detail}${hint}`, answer);
   }
   return answer;
@@ -662,8 +674,8 @@ export async function fetchTitle(key, docId) {
 }
 
 function checkDocumentId(docId) {
-  if (!SEGMENT.test(docId)) {
-    fail("answer", "document id: letters, digits and . _ ~ - (at most 128), first a letter or digit");
+  if (!DOCUMENT_ID.test(docId)) {
+    fail("document", `document id: 3 to 64 characters A-Z, 0-9 and -, first a letter or digit; got ${show(docId)}`);
   }
 }
 

@@ -77,6 +77,14 @@ function eventBody() {
     if (!PARTY_ID_PATTERN.test(body.pledgee)) {
       throw new CheckFailed("event", "pledgee: expected a party id (an 18-character USCC or a 20-character LEI)");
     }
+    // as encd pledge: a real date, today or later (UTC), for a loan not yet due
+    const today = new Date().toISOString().slice(0, 10);
+    if (!/^\d{4}-\d{2}-\d{2}$/.test(body.maturity) || Number.isNaN(Date.parse(body.maturity))) {
+      throw new CheckFailed("event", `maturity: expected a date YYYY-MM-DD, got ${body.maturity}`);
+    }
+    if (body.maturity < today) {
+      throw new CheckFailed("event", `maturity: ${body.maturity} is past: a pledge is for a loan not yet due`);
+    }
     return { type, body };
   }
   throw new CheckFailed("event", `action: ${type} is not one this page signs`);
@@ -168,6 +176,12 @@ $("prepare").addEventListener("submit", (event) => {
       titleTable(answer, names),
     );
   }, "Not prepared");
+});
+
+// Leaving the page while a signed event waits for its outcome would lose the only way to
+// learn it (sending the very same bytes again): the browser asks the user first.
+window.addEventListener("beforeunload", (event) => {
+  if (prepared.raw) event.preventDefault();
 });
 
 /** The event was sent, but whether it was logged is not known: keep it, say so, offer to

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -108,11 +109,15 @@ def pledged(world: World, doc: str) -> None:
     assert countersigned(world, propose_pledge(world, doc), "bank")["state"] == "applied"
 
 
-def fill_pledge(page: Any, world: World) -> None:
-    """The pledge fields of the "Sign an event" page, as ``pledge_body(world, "bank")``."""
+def fill_pledge(page: Any, world: World) -> dict[str, str]:
+    """The pledge fields of the "Sign an event" page, as ``pledge_body(world, "bank")`` but
+    for a maturity a year ahead (the page, as ``encd pledge``, refuses one past); returns
+    the body filled in."""
     body = pledge_body(world, "bank")
+    body["maturity"] = (datetime.now(UTC).date() + timedelta(days=365)).isoformat()
     for name in ("pledgee", "loan_ref", "amount", "currency", "registry_ref", "maturity"):
         page.fill("#" + name.replace("_", "-"), body[name])
+    return body
 
 
 def open_as(page: Any, world: World, path: str, label: str, key: Path) -> None:
@@ -222,8 +227,16 @@ def test_an_unknown_document_says_so(world: World, doc_id: str, page: Any, tmp_p
     key = key_file(world, "bank", tmp_path)
     assert ask(page, world, "bank", key, "ENCD-CQ-2026-999999") == "failed"
     assert "(404)" in page.inner_text("#verdict")
-    assert ask(page, world, "bank", key, "../log/checkpoint") == "failed"
-    assert page.get_attribute("#result", "data-step") == "answer"
+    # an id no document can have is refused before anything is asked, by the rule of
+    # events.md (not only what a path may hold: lower case would be asked, and a 404)
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    for wrong in ("../log/checkpoint", "encd-cq-2026-000417", "ENCD.CQ_2026", "-ABC", "AB"):
+        asked.clear()
+        assert ask(page, world, "bank", key, wrong) == "failed", wrong
+        assert page.get_attribute("#result", "data-step") == "document", wrong
+        assert "3 to 64 characters A-Z, 0-9 and -" in page.inner_text("#verdict")
+        assert not [url for url in asked if "/v1/documents/" in url], asked
 
 
 def paste(
@@ -768,6 +781,13 @@ def test_an_answer_lost_on_the_way_loses_nothing(
     assert hashlib.sha256(signed).hexdigest() == logged["head"]
     assert page.inner_text("#submit") == "Send the same event again"
 
+    # leaving the page now would lose the only way to learn the outcome: the browser asks
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.dismiss()))
+    page.close(run_before_unload=True)
+    page.wait_for_timeout(500)  # (the dialog's event arrives, and is dismissed: it stays)
+    assert dialogs == ["beforeunload"] and not page.is_closed()
+
     page.unroute("**/v1/events")
     assert submit(page) == "checked"
     assert "had it already" in page.inner_text("#result h2")
@@ -785,9 +805,9 @@ def test_the_pledge_financing_in_the_browser(
     exporter = world.client("exporter")
     sign_page(page, world, "exporter", key_file(world, "exporter", tmp_path), doc_id, "pledge")
     assert page.is_visible("#pledge-fields") and page.is_hidden("#to-fields")
-    fill_pledge(page, world)
+    filled = fill_pledge(page, world)
     assert prepare(page) == "checked"
-    assert json.loads(page.text_content("#event-text"))["body"] == pledge_body(world, "bank")
+    assert json.loads(page.text_content("#event-text"))["body"] == filled
     assert submit(page) == "checked"
     assert "waiting for signatures" in page.inner_text("#result h2")
     assert world.id("bank") in title_rows(page, "proposal")["Waiting for"]
@@ -811,6 +831,33 @@ def test_the_pledge_financing_in_the_browser(
     assert signed.count("\u2014 ".encode()) == 2  # the exporter's signature and the bank's
     assert page.query_selector("#proposals article") is None
     assert page.errors == []
+
+
+def test_a_pledge_past_its_maturity_is_not_prepared(
+    world: World, doc_id: str, page: Any, tmp_path: Path
+) -> None:
+    """As ``encd pledge`` refuses it before sending: a loan already due."""
+    sign_page(page, world, "exporter", key_file(world, "exporter", tmp_path), doc_id, "pledge")
+    fill_pledge(page, world)
+    page.fill("#maturity", "2020-01-01")
+    assert prepare(page) == "failed"
+    assert page.get_attribute("#result", "data-step") == "event"
+    assert "2020-01-01 is past" in page.inner_text("#verdict")
+    assert page.is_hidden("#prepared")
+    assert page.errors == []
+
+
+def test_a_computer_whose_clock_is_off_is_told_so(
+    world: World, doc_id: str, page: Any, tmp_path: Path
+) -> None:
+    """A request signed 10 minutes ahead is refused for its time (±300 s): the page says
+    the computer's clock is off, and by how much, not that the key may be wrong."""
+    page.clock.set_system_time(datetime.now(UTC) + timedelta(minutes=10))
+    assert ask(page, world, "bank", key_file(world, "bank", tmp_path), doc_id) == "failed"
+    assert page.get_attribute("#result", "data-step") == "service"
+    verdict = page.inner_text("#verdict")
+    assert "this computer's clock is 10 minutes ahead of the service's" in verdict, verdict
+    assert "key file" not in verdict
 
 
 def list_proposals(page: Any, world: World, label: str, tmp_path: Path) -> None:
