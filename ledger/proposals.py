@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import LargeBinary, and_, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -133,7 +133,10 @@ def _holds(column: Any, text: str, sqlite: bool) -> Any:
     """Whether a binary column holds ``text`` (ASCII letters and digits): SQLite's LIKE
     never matches a blob, PostgreSQL's ``bytea LIKE bytea`` does."""
     needle = text.encode()
-    return func.instr(column, needle) > 0 if sqlite else column.like(b"%" + needle + b"%")
+    if sqlite:
+        return func.instr(column, needle) > 0
+    # (through op(): SQLAlchemy deprecates .like() on a LargeBinary column)
+    return column.op("LIKE")(literal(b"%" + needle + b"%", LargeBinary))
 
 
 def _block(signatures: Iterable[NoteSignature]) -> bytes:
