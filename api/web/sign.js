@@ -47,6 +47,26 @@ let generation = 0; // a Prepare still running when the form changes shows nothi
 const REASONED = new Set(["reject_transfer", "release", "enforce", "surrender"]);
 
 /** The event's type and body, from the form (events.md §5.1). */
+// The service's rules for the text an event's body holds (encd/document.py, plain_text and
+// plain_lines; encd/title.py): no C0 or C1 control character, DEL, line or paragraph
+// separator, bidirectional control or lone surrogate (a reason may hold line feeds), and
+// at most so many characters.  Checked here so that what is signed is what the service takes.
+const BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069";
+const NOT_TEXT = new RegExp(`[\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029${BIDI_CONTROLS}]`);
+const NOT_LINES = new RegExp(`[\\u0000-\\u0009\\u000b-\\u001f\\u007f-\\u009f\\u2028\\u2029${BIDI_CONTROLS}]`);
+const AMOUNT = /^(0|[1-9][0-9]{0,15})(\.[0-9]{1,4})?$/;
+
+function checkText(name, value, most, lines = false) {
+  const found = (lines ? NOT_LINES : NOT_TEXT).exec(value);
+  if (found) {
+    const code = found[0].codePointAt(0).toString(16).toUpperCase().padStart(4, "0");
+    throw new CheckFailed("event", `${name}: expected text without control characters, got U+${code} at position ${[...value.slice(0, found.index)].length}`);
+  }
+  if (!value.isWellFormed()) throw new CheckFailed("event", `${name}: holds a lone surrogate`);
+  const length = [...value].length;
+  if (length > most) throw new CheckFailed("event", `${name}: expected at most ${most} characters, got ${length}`);
+}
+
 function eventBody() {
   const type = $("action").value;
   const reason = $("reason").value.trim();
@@ -58,6 +78,7 @@ function eventBody() {
     return { type, body: $("blank").checked ? { to, blank: true } : { to } };
   }
   if (REASONED.has(type)) {
+    if (reason) checkText("reason", reason, 2000, true);
     return { type, body: reason ? { reason } : {} };
   }
   if (type === "pledge") {
@@ -76,6 +97,11 @@ function eventBody() {
     }
     if (!PARTY_ID_PATTERN.test(body.pledgee)) {
       throw new CheckFailed("event", "pledgee: expected a party id (an 18-character USCC or a 20-character LEI)");
+    }
+    checkText("loan_ref", body.loan_ref, 64);
+    checkText("registry_ref", body.registry_ref, 64);
+    if (!AMOUNT.test(body.amount) || !/[1-9]/.test(body.amount)) {
+      throw new CheckFailed("event", `amount: expected a decimal amount greater than 0 (up to 16 digits, then at most 4 after a point, e.g. 120000.00), got ${body.amount}`);
     }
     // as encd pledge: a real date, today or later (UTC), for a loan not yet due
     const today = new Date().toISOString().slice(0, 10);

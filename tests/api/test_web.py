@@ -847,6 +847,46 @@ def test_a_pledge_past_its_maturity_is_not_prepared(
     assert page.errors == []
 
 
+def test_text_the_service_would_refuse_is_not_signed(
+    world: World, doc_id: str, page: Any, tmp_path: Path
+) -> None:
+    """A reason pasted with a tab, a reference holding a bidirectional override, a reason
+    over 2000 characters, an amount of 0: each was signed and only then refused by the
+    service (422).  Now the page names the field and the rule, and asks nothing."""
+    key = key_file(world, "exporter", tmp_path)
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    reasons = {
+        "line one\tline two": "reason: expected text without control characters, got U+0009",
+        "x" * 2001: "reason: expected at most 2000 characters, got 2001",
+    }
+    for reason, said in reasons.items():
+        sign_page(page, world, "exporter", key, doc_id, "surrender")
+        page.fill("#reason", reason)
+        asked.clear()
+        assert prepare(page) == "failed"
+        assert page.get_attribute("#result", "data-step") == "event"
+        assert said in page.inner_text("#verdict")
+        assert not [url for url in asked if "/v1/" in url], asked
+    sign_page(page, world, "exporter", key, doc_id, "surrender")
+    page.fill("#reason", "line one\nline two: 收货人 — ok")  # line feeds and any script
+    assert prepare(page) == "checked"
+    pledges = {
+        "loan-ref": (
+            "CQRCB\u202e1000",
+            "loan_ref: expected text without control characters, got U+202E at position 5",
+        ),
+        "amount": ("0.00", "amount: expected a decimal amount greater than 0"),
+    }
+    for field, (value, said) in pledges.items():
+        sign_page(page, world, "exporter", key, doc_id, "pledge")
+        fill_pledge(page, world)
+        page.fill("#" + field, value)
+        assert prepare(page) == "failed"
+        assert said in page.inner_text("#verdict")
+    assert page.errors == []
+
+
 def test_a_computer_whose_clock_is_off_is_told_so(
     world: World, doc_id: str, page: Any, tmp_path: Path
 ) -> None:
