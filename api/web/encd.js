@@ -666,6 +666,12 @@ async function askService(key, method, path, body = null) {
   return answer;
 }
 
+/** Ask this service for a document (GET /v1/documents/{id}: its title state, content included). */
+export async function fetchDocument(key, docId) {
+  checkDocumentId(docId);
+  return askService(key, "GET", `/v1/documents/${docId}`);
+}
+
 /** Ask this service for a document's title, signed with `key`; the parsed answer, or a
  * CheckFailed("service") carrying the service's problem detail. */
 export async function fetchTitle(key, docId) {

@@ -6,9 +6,11 @@
 import {
   CheckFailed,
   PARTY_ID_PATTERN,
+  canonicalJson,
   checkApplied,
   countersign,
   eventText,
+  fetchDocument,
   fetchHistory,
   fetchTitle,
   hex,
@@ -377,6 +379,9 @@ async function proposalCard(view, key, logKey) {
     ...Object.entries(envelope.body).map(([name, value]) => [LABELS.get(name) ?? name, value]),
     ["Follows", `the document's head, entry ${answer.head_index} of the log (proved)`],
   ];
+  if (envelope.type === "amend" && envelope.body?.content && typeof envelope.body.content === "object") {
+    rows.splice(2, Object.keys(envelope.body).length, ...(await amendmentRows(key, envelope)));
+  }
   const said = [
     ["Holder now", answer.holder],
     ["Pledge now", answer.pledge ? `to ${answer.pledge.pledgee}` : "not pledged"],
@@ -397,6 +402,35 @@ async function proposalCard(view, key, logKey) {
     button,
   );
   return card;
+}
+
+/** An amendment's card rows: what it changes, field by field, against the content the
+ * service holds now (its word: as `encd countersign` says it), then the new content whole. */
+async function amendmentRows(key, envelope) {
+  const next = withoutNulls(envelope.body.content); // as the service holds content (title.md §1)
+  let now;
+  try {
+    now = (await fetchDocument(key, envelope.doc)).title?.content;
+  } catch (error) {
+    return [["Changes", `not known (${error.message})`], ["New content", envelope.body.content]];
+  }
+  if (!now || typeof now !== "object") return [["New content", envelope.body.content]];
+  const names = [...new Set([...Object.keys(now), ...Object.keys(next)])].sort();
+  const changed = names.filter((n) => canonicalJson(now[n] ?? null) !== canonicalJson(next[n] ?? null));
+  const rows = [["Changes", changed.length ? changed.join(", ") : "nothing (the content it holds now)"]];
+  for (const n of changed) {
+    rows.push([`${n}, now`, n in now ? now[n] : "(none)"], [`${n}, after`, n in next ? next[n] : "(none)"]);
+  }
+  rows.push(["Supersedes", envelope.body.supersedes]);
+  return rows;
+}
+
+function withoutNulls(value) {
+  if (Array.isArray(value)) return value.map(withoutNulls);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null).map(([k, v]) => [k, withoutNulls(v)]));
+  }
+  return value;
 }
 
 $("list").addEventListener("click", () => {

@@ -957,6 +957,29 @@ def test_a_proposal_is_listed_only_as_it_is_and_for_the_keys_given(
     assert page.query_selector("#proposals article") is None
 
 
+def test_an_amendment_s_card_says_what_it_changes(
+    world: World, doc_id: str, page: Any, tmp_path: Path
+) -> None:
+    """The card showed the new content as one block of ~5 KB; as ``encd countersign``,
+    it now names the fields that change, each as it is and as it would be."""
+    carrier = world.client("carrier")
+    document = carrier.document(doc_id)
+    content = dict(document["title"]["content"])
+    content["freight"] = "collect"
+    content["place_of_delivery"] = {"locode": "SGSIN", "name": "Jurong Port, Singapore"}
+    body = {"content": content, "supersedes": document["title"]["content_digest"]}
+    carrier.propose(carrier.next_event(doc_id, "amend", body))
+    list_proposals(page, world, "exporter", tmp_path)
+    rows = title_rows(page, page.get_attribute("#proposals article table", "id") or "")
+    assert rows["Changes"] == "freight, place_of_delivery"
+    assert (rows["freight, now"], rows["freight, after"]) == ("prepaid", "collect")
+    assert "Jurong Port" in rows["place_of_delivery, after"]
+    assert "Pasir Panjang" in rows["place_of_delivery, now"]
+    assert rows["Supersedes"] == body["supersedes"]
+    assert "containers" not in rows  # what does not change is not shown field by field
+    assert page.errors == []
+
+
 def test_a_lost_proposal_answer_is_recovered_after_the_bank_signed(
     world: World, doc_id: str, page: Any, tmp_path: Path
 ) -> None:
