@@ -11,6 +11,7 @@ from the store, so every worker refuses what any other has seen.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import errno
@@ -530,8 +531,12 @@ class Dispatcher:
     ready (or when no other can take them): its app takes a second or two to load.  The
     first workers get their share as the service starts, ready or not: a keep-alive
     connection opened then stays where it goes.  A worker whose channel fails or closes
-    (it died) is given nothing until ``attach`` gives it a new one; a connection no
-    worker could take is closed.
+    (it died) is given nothing until ``attach`` gives it a new one.
+
+    A channel's queue is bounded (by its socket's buffer: ~280 connections here): in a
+    burst of connections every worker may be behind at once.  The connection then waits here,
+    and no more is accepted (they wait in the listening socket's backlog) until a channel
+    can take it again; closing it instead reset real clients in a burst of idle ones.
     """
 
     def __init__(self, listener: socket.socket, workers: int) -> None:
@@ -545,6 +550,7 @@ class Dispatcher:
         self._wake_r, self._wake_w = socket.socketpair()
         self._selector.register(self._wake_r, selectors.EVENT_READ, -1)
         self._attached: list[tuple[int, socket.socket, bool]] = []  # from other threads
+        self._waiting: collections.deque[socket.socket] = collections.deque()  # not yet handed
         self._lock = threading.Lock()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="encd-dispatch", daemon=True)
@@ -572,6 +578,8 @@ class Dispatcher:
                 channel.close()
         for _, channel, _ in self._attached:
             channel.close()
+        for connection in self._waiting:
+            connection.close()
         self._selector.close()
         self.listener.close()
         self._wake_r.close()
@@ -579,14 +587,18 @@ class Dispatcher:
 
     def _run(self) -> None:
         while not self._closing:
-            for key, _ in self._selector.select():
+            for key, mask in self._selector.select():
                 if key.data is None:
                     self._accept()
                 elif key.data == -1:
                     self._wake_r.recv(4096)
                     self._take_attached()
+                    self._hand_waiting()
                 else:
-                    self._hear(key.data)
+                    if mask & selectors.EVENT_READ:
+                        self._hear(key.data)
+                    if mask & selectors.EVENT_WRITE and self.channels[key.data] is not None:
+                        self._hand_waiting()
 
     def _take_attached(self) -> None:
         with self._lock:
@@ -594,10 +606,10 @@ class Dispatcher:
         for worker, channel, ready in attached:
             self._detach(worker)
             self.channels[worker], self.ready[worker] = channel, ready
-            self._selector.register(channel, selectors.EVENT_READ, worker)
+            self._selector.register(channel, self._channel_events(), worker)
 
     def _accept(self) -> None:
-        while True:
+        while not self._waiting:
             try:
                 connection, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -607,10 +619,39 @@ class Dispatcher:
                     time.sleep(ACCEPT_RETRY)  # out of descriptors: accepting at once would spin
                     return
                 continue  # ECONNABORTED and the like: that connection is lost, not the others
-            with connection:
-                self._hand(connection)
+            if self._hand(connection):
+                connection.close()  # (the worker holds its own descriptor now)
+            else:
+                self._wait(connection)
 
-    def _hand(self, connection: socket.socket) -> None:
+    def _channel_events(self) -> int:
+        """What the selector watches a channel for: its messages, and while a connection
+        waits to be handed, its room for one more."""
+        return selectors.EVENT_READ | (selectors.EVENT_WRITE if self._waiting else 0)
+
+    def _wait(self, connection: socket.socket) -> None:
+        """Keep ``connection`` until a channel has room; stop accepting until then."""
+        self._waiting.append(connection)
+        if len(self._waiting) == 1:
+            self._selector.unregister(self.listener)
+            self._watch_channels()
+
+    def _hand_waiting(self) -> None:
+        if not self._waiting:
+            return
+        while self._waiting and self._hand(self._waiting[0]):
+            self._waiting.popleft().close()
+        if not self._waiting:
+            self._selector.register(self.listener, selectors.EVENT_READ, None)
+            self._watch_channels()
+
+    def _watch_channels(self) -> None:
+        for worker, channel in enumerate(self.channels):
+            if channel is not None:
+                self._selector.modify(channel, self._channel_events(), worker)
+
+    def _hand(self, connection: socket.socket) -> bool:
+        """Hand ``connection`` to the worker holding fewest; False if none can take it now."""
         order = sorted(
             (not self.ready[worker], held, worker)
             for worker, held in enumerate(self.held)
@@ -627,7 +668,8 @@ class Dispatcher:
                 self._detach(worker)
                 continue
             self.held[worker] += 1
-            return
+            return True
+        return False
 
     def _hear(self, worker: int) -> None:
         channel = self.channels[worker]

@@ -40,6 +40,20 @@ class Served:
                 workers.append(int(pid))
         return workers
 
+    def sequencer(self) -> int:
+        """The pid of the sequencer process (``--workers``): the first one started."""
+        return min(self.workers(), key=_started)
+
+    def answerers(self) -> list[int]:
+        """The pids of the processes that answer requests (``--workers``)."""
+        sequencer = self.sequencer()
+        return [pid for pid in self.workers() if pid != sequencer]
+
+
+def _started(pid: int) -> int:
+    """When ``pid`` started, in clock ticks since boot (/proc/<pid>/stat, field 22)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+
 
 @contextmanager
 def serve(

@@ -56,9 +56,7 @@ def _kill_everything(served: Served, answerers_first: bool) -> None:
     pids = _tree(served.process.pid)
     assert len(pids) >= WORKERS + 2, pids  # the listener, the workers, the sequencer
     if answerers_first:
-        children = served.workers()
-        sequencer = min(children, key=_started)  # the first the listener starts
-        _kill([pid for pid in children if pid != sequencer])
+        _kill(served.answerers())
         time.sleep(0.05)
     _kill(pids)
     served.process.wait(timeout=30)
@@ -72,11 +70,6 @@ def _kill(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):  # gone already
             os.kill(pid, signal.SIGKILL)
-
-
-def _started(pid: int) -> int:
-    """When ``pid`` started, in clock ticks since boot (/proc/<pid>/stat, field 22)."""
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
 
 
 class _Trader(threading.Thread):

@@ -325,6 +325,44 @@ def test_connections_go_to_the_worker_holding_fewest(served: Served) -> None:
             connection.close()
 
 
+def test_a_burst_the_workers_cannot_take_at_once_waits_rather_than_being_closed(
+    served: Served,
+) -> None:
+    """A worker's channel holds a few hundred connections not yet taken (its socket's
+    buffer: ~280 here).  With every worker behind (stopped here; busy or slow in life),
+    the connections of a burst were closed unanswered; now they wait, in the listening
+    socket's backlog, and are answered once the workers take them."""
+    host, port = served.url.removeprefix("http://").rsplit(":", 1)
+    answerers = served.answerers()
+    for pid in answerers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        burst = []
+        for _ in range(1000):  # more than the channels hold, fewer than the backlog (2048)
+            connection = socket.create_connection((host, int(port)))
+            connection.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            burst.append(connection)
+        time.sleep(1.0)
+        closed = 0
+        for connection in burst:
+            connection.setblocking(False)
+            try:
+                closed += connection.recv(1) == b""
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed += 1
+        assert closed == 0, f"{closed} of {len(burst)} connections were closed unanswered"
+    finally:
+        for pid in answerers:
+            os.kill(pid, signal.SIGCONT)
+    for connection in burst:
+        connection.setblocking(True)
+        connection.settimeout(30)
+        with connection:
+            assert connection.recv(64).startswith(b"HTTP/1.1 200 "), "not answered"
+
+
 def test_the_processes_stop_when_the_one_that_listens_dies(
     tmp_path: Path, database_url: str
 ) -> None:
