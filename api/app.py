@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import ClassVar
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import SIGNED_METHOD
+from api.head import check_head
 from api.lookups import Lookups, StoredParties
 from api.metrics import Metrics
 from api.problems import (
@@ -194,36 +195,11 @@ class EncdApp(FastAPI):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        if scope.get("http_version", "1.1") not in HTTP_VERSIONS:
-            # (h11 reads any HTTP/d.d and would answer HTTP/2.0 as if it were 1.1)
-            version = scope.get("http_version")
-            response = problem(
-                505,
-                "version-not-supported",
-                f"HTTP/{version} is not served here: this service speaks HTTP/1.1 (and 1.0)",
-                headers={"connection": "close"},
-            )
-            await response(scope, receive, send)
+        checked = check_head(scope)  # the request line and head (api.head)
+        if isinstance(checked, Response):
+            await checked(scope, receive, send)
             return
-        if not scope["path"].startswith("/"):
-            target = _origin_form(scope)
-            if isinstance(target, Response):
-                await target(scope, receive, send)
-                return
-            scope = target
-        if _head_size(scope) > MAX_HEAD:  # (h11 refuses it only when it arrives in pieces)
-            response = problem(
-                431,
-                "too-large",
-                f"the request line and headers are over {MAX_HEAD} bytes",
-                headers={"connection": "close"},
-            )
-            await response(scope, receive, send)
-            return
-        if "\x00" in scope["path"]:  # (PostgreSQL's text cannot hold one: a 500 there)
-            response = problem(404, "not-found", "no resource has a NUL character in its path")
-            await response(scope, receive, send)
-            return
+        scope = checked
         twice = _repeated(scope["query_string"]) if scope["query_string"] else None
         if twice is not None:
             error = InvalidInput(
@@ -264,45 +240,6 @@ class EncdApp(FastAPI):
         await response(scope, receive, send)
 
 
-HTTP_VERSIONS = frozenset({"1.0", "1.1"})
-
-
-def _origin_form(scope: Scope) -> Scope | Response:
-    """A request whose target is not a path (RFC 9112 §3.2): the absolute form
-    (``GET http://host/v1/service``), which a server must accept, read as its path with
-    the URI's authority for ``Host`` (§3.2.2: the Host header is then ignored);
-    ``OPTIONS *`` answered with the methods the service takes; anything else a 400."""
-    raw = bytes(scope.get("raw_path") or scope["path"].encode("latin-1"))
-    if raw == b"*":
-        if scope["method"] == "OPTIONS":
-            return Response(status_code=204, headers={"allow": "GET, HEAD, POST"})
-        return _bad_target(f"the request target * is for OPTIONS only, not {scope['method']}")
-    scheme, sep, rest = raw.partition(b"://")
-    if not sep or scheme.lower() not in (b"http", b"https"):
-        return _bad_target(
-            "the request target is neither a path starting with / nor an http(s) URI"
-        )
-    authority, slash, path = rest.partition(b"/")
-    if not authority or b"@" in authority:
-        return _bad_target("the request target's URI has no host, or has user information")
-    raw_path = b"/" + path if slash else b"/"
-    headers = [(k, v) for k, v in scope["headers"] if k != b"host"]
-    return {
-        **scope,
-        "raw_path": raw_path,
-        "path": unquote(raw_path.decode("latin-1")),
-        "headers": [(b"host", authority), *headers],
-    }
-
-
-def _bad_target(reason: str) -> Response:
-    detail = f"not a well-formed HTTP/1.1 request: {reason}"
-    return problem(
-        400, "invalid-input", detail, field="request-target", headers={"connection": "close"}
-    )
-
-
-MAX_HEAD = 16 * 1024  # bytes of request line and headers (h11's limit for a head in pieces)
 STREAM = "/v1/stream"  # a stream never ends: no HEAD for it
 
 
@@ -320,17 +257,6 @@ def _repeated(query: bytes) -> str | None:
             return name
         seen.add(name)
     return None
-
-
-def _head_size(scope: Scope) -> int:
-    """The size of the request's head as sent: request line, header lines, blank line."""
-    target = len(scope.get("raw_path") or scope["path"]) + (
-        len(scope["query_string"]) + 1 if scope.get("query_string") else 0
-    )
-    size = len(scope["method"]) + target + 14  # " ", " HTTP/1.1" CRLF, the blank line
-    for name, value in scope["headers"]:
-        size += len(name) + len(value) + 4  # ": ", "\r\n"
-    return size
 
 
 Route = Callable[[Request], Awaitable[Response]]

@@ -42,7 +42,8 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from api.app import MAX_HEAD, Stopping, create_app, witness_pusher
+from api.app import Stopping, create_app, witness_pusher
+from api.head import MAX_HEAD
 from api.problems import MEDIA_TYPE as PROBLEM_TYPE
 from api.problems import TITLES
 from api.settings import Settings

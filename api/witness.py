@@ -31,8 +31,10 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from api.app import BodyLimit
+from api.head import check_head
 from api.problems import handle_disconnect, handle_error, handle_http, handle_validation, problem
 from encd.checkpoint import CosignerKey
 from encd.errors import Error, InvalidInput
@@ -172,6 +174,20 @@ def _logs(given: list[tuple[str, str]]) -> list[PublicKey]:
     return list(keys.values())
 
 
+class WitnessApp(FastAPI):
+    """FastAPI, with the request line and head checked first as the service checks them
+    (api.head: 505 for another HTTP version, 431, the absolute form, ``OPTIONS *``)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            checked = check_head(scope)
+            if isinstance(checked, Response):
+                await checked(scope, receive, send)
+                return
+            scope = checked
+        await super().__call__(scope, receive, send)
+
+
 def create_witness_app(witness_dir: WitnessDir) -> FastAPI:
     """The witness's HTTP service over its directory's key, logs and state."""
     state: dict[str, Witness] = {}
@@ -185,7 +201,7 @@ def create_witness_app(witness_dir: WitnessDir) -> FastAPI:
         finally:
             db.close()
 
-    app = FastAPI(title="encd witness", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = WitnessApp(title="encd witness", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_exception_handler(Error, handle_error)
     app.add_exception_handler(RequestValidationError, handle_validation)
     app.add_exception_handler(StarletteHTTPException, handle_http)

@@ -326,9 +326,16 @@ def test_an_absolute_form_target_is_read_as_its_path(served: Served) -> None:
     [
         ("v1/service", "neither a path"),
         ("ftp://ledger.example/v1/service", "neither a path"),
-        ("http:///v1/service", "no host"),
-        ("http://user@ledger.example/v1/service", "user information"),
+        ("http:///v1/service", "needs a host"),
+        ("http://user@ledger.example/v1/service", "no user information"),
         ("*", "for OPTIONS only"),
+        ("http://ledger.example:99999/v1/service", "a port from 1 to 65535"),
+        ("http://ledger.example:abc/v1/service", "a port from 1 to 65535"),
+        ("http://ledger%20example/v1/service", "percent-escape"),
+        ("http://[::1/v1/service", "needs a host"),
+        ("/v1/service#part", "no fragment"),
+        ("http://ledger.example/v1/service#part", "no fragment"),
+        ("http://ledger.example#part/v1/service", "no fragment"),
     ],
 )
 def test_a_target_that_is_no_path_is_a_400_problem(
@@ -348,6 +355,26 @@ def test_options_asterisk_names_the_methods(served: Served) -> None:
     head = answer.decode("latin-1").lower()
     assert head.startswith("http/1.1 204 ")
     assert "\r\nallow: get, head, post\r\n" in head
+    status, _, problem = _answer(served, b"OPTIONS *?x=1 HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert status == "HTTP/1.1 400 Bad Request" and "takes no query" in str(problem["detail"])
+
+
+def test_an_absolute_target_with_an_ipv6_host_and_a_port(served: Served) -> None:
+    answer = _send(
+        served,
+        b"GET http://[::1]:8080/v1/service HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+
+
+def test_an_absolute_target_does_not_take_its_host_header_out_of_the_head_limit(
+    served: Served,
+) -> None:
+    """The Host header an absolute target replaces still came over the wire: it counts."""
+    head = b"GET http://a/healthz HTTP/1.1\r\nhost: " + b"h" * 60_000 + b"\r\n\r\n"
+    status, _, problem = _answer(served, head)
+    assert status == "HTTP/1.1 431 Request Header Fields Too Large"
+    assert problem["type"] == "urn:encd:problem:too-large"
 
 
 @pytest.mark.parametrize("version", ["2.0", "1.2", "3.0"])

@@ -7,6 +7,7 @@ import base64
 import gzip
 import logging
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -102,6 +103,30 @@ def test_the_witness_answers_as_the_spec_says(
         answer = http.post("/add-checkpoint", content=b"x" * (1 << 21))
         assert answer.status_code == 413
         assert http.get("/add-checkpoint").status_code == 405
+
+
+def test_the_witness_checks_request_lines_as_the_service_does(witness_url: str) -> None:
+    """The same api.head checks: an absolute target read as its path, OPTIONS *, a 505
+    for a request line of another HTTP version (a checkpoint on an HTTP/2.0 line was
+    taken, and could be cosigned), a 400 for a target that is no path."""
+    host, port = witness_url.removeprefix("http://").rsplit(":", 1)
+
+    def send(request: bytes) -> bytes:
+        with socket.create_connection((host, int(port)), timeout=20) as sock:
+            sock.sendall(request)
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+        return received
+
+    close = b"host: x\r\nconnection: close\r\n\r\n"
+    described = httpx.get(witness_url + "/").text
+    absolute = send(b"GET http://witness.example/ HTTP/1.1\r\n" + close)
+    assert absolute.startswith(b"HTTP/1.1 200 ") and absolute.endswith(described.encode())
+    assert send(b"OPTIONS * HTTP/1.1\r\n" + close).startswith(b"HTTP/1.1 204 ")
+    assert send(b"POST /add-checkpoint HTTP/2.0\r\n" + close).startswith(b"HTTP/1.1 505 ")
+    refused = send(b"GET ftp://x/ HTTP/1.1\r\n" + close)
+    assert refused.startswith(b"HTTP/1.1 400 ") and b'"field":"request-target"' in refused
 
 
 def test_witness_init_refuses_what_would_not_work(tmp_path: Path, log_key: SigningKey) -> None:
