@@ -89,10 +89,13 @@ LINGER = 2.0
 class Tls:
     """HTTPS: the server's certificate chain and its private key, PEM files (``encd serve
     --tls-cert --tls-key``).  Every server process reads them as it starts, so a worker
-    started after the files were renewed serves the new ones.  TLS 1.2 at least."""
+    started after the files were renewed serves the new ones.  TLS 1.2 at least.
+    ``checked``: the files' (size, mtime) when ``load_tls`` checked them; a process that
+    finds them changed checks them again, and says why it cannot serve them."""
 
     cert: Path
     key: Path
+    checked: tuple[tuple[int, int], ...] = ()
 
     def context(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -100,9 +103,28 @@ class Tls:
         context.load_cert_chain(self.cert, self.key)
         return context
 
+    def stamp(self) -> tuple[tuple[int, int], ...]:
+        try:
+            found = (self.cert.stat(), self.key.stat())
+        except OSError:
+            return ()
+        return tuple((f.st_size, f.st_mtime_ns) for f in found)
+
     def factory(self, _config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]) -> Any:
-        """For ``uvicorn.Config(ssl_context_factory=...)``."""
-        return self.context()
+        """For ``uvicorn.Config(ssl_context_factory=...)``, in each server process as it
+        starts: files that cannot be served stop it with one line saying why (a worker
+        started after they were replaced, say), not a traceback."""
+        log = logging.getLogger("uvicorn.error")
+        try:
+            if self.stamp() != self.checked:  # replaced since encd serve checked them
+                _, warnings = load_tls(self.cert, self.key)
+                for warning in warnings:
+                    log.warning("%s; clients will refuse it", warning)
+            return self.context()
+        except (InvalidInput, ssl.SSLError, OSError) as exc:
+            reason = exc.message if isinstance(exc, InvalidInput) else str(exc)
+            log.error("cannot serve HTTPS, this process stops: %s", reason)
+            raise SystemExit(1) from None
 
 
 def load_tls(cert: Path, key: Path, now: datetime | None = None) -> tuple[Tls, list[str]]:
@@ -113,6 +135,8 @@ def load_tls(cert: Path, key: Path, now: datetime | None = None) -> tuple[Tls, l
     from cryptography import x509
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
+
+    stamp = Tls(cert, key).stamp()  # (before reading: a change after it is seen later)
 
     def read(path: Path, field: str) -> bytes:
         try:
@@ -140,7 +164,7 @@ def load_tls(cert: Path, key: Path, now: datetime | None = None) -> tuple[Tls, l
         der, public
     ):
         raise InvalidInput("--tls-key", f"{key} is not the key of the certificate in {cert}")
-    tls = Tls(cert, key)
+    tls = Tls(cert, key, stamp)
     try:
         tls.context()
     except ssl.SSLError as exc:  # (what cryptography reads, OpenSSL may still refuse)

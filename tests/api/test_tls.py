@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import ipaddress
+import os
+import signal
 import socket
 import ssl
 import time
@@ -158,6 +160,37 @@ def test_a_witness_over_https_cosigns_a_log_served_over_https(
             ):
                 assert time.monotonic() < deadline, "".join(served.output)
                 time.sleep(0.1)
+
+
+def test_a_worker_started_after_the_files_broke_says_why_and_the_others_serve(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Every process reads the two files as it starts.  Replaced by something it cannot
+    serve, a worker started then (one replacing a dead one) stops with one line naming
+    the file and what is wrong, not a traceback at each try; the other worker serves on;
+    once the files are mended, the next try serves again."""
+    ca, cert, key = make_certificate(tmp_path / "tls")
+    trust = ssl.create_default_context(cafile=str(ca))
+    args = ("--workers", "2", "--tls-cert", str(cert), "--tls-key", str(key))
+    with serve(tmp_path / "data", database_url, *args, verify=trust) as served:
+        time.sleep(5.5)  # past the service's start (a process dying in it stops them all)
+        good = cert.read_bytes()
+        cert.write_text("not a certificate any more\n")
+        victim = served.answerers()[-1]
+        os.kill(victim, signal.SIGKILL)
+        said = f"cannot serve HTTPS, this process stops: --tls-cert: {cert} holds no PEM"
+        deadline = time.monotonic() + 60
+        while said not in "".join(served.output):
+            assert time.monotonic() < deadline, "".join(served.output)
+            time.sleep(0.1)
+        with httpx.Client(verify=trust) as http:  # the other worker serves on
+            assert all(http.get(f"{served.url}/healthz").status_code == 200 for _ in range(5))
+        cert.write_bytes(good)
+        while len(served.answerers()) < 2 or "".join(served.output).count("ready for") < 3:
+            assert time.monotonic() < deadline, "".join(served.output)
+            time.sleep(0.2)
+    logged = "".join(served.output)
+    assert "Traceback" not in logged, logged
 
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "workers"])
