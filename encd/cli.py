@@ -1519,7 +1519,19 @@ def title(
         except (InvalidInput, TypeError, AttributeError):
             fail(f"the service names as its log key {advertised!r}, not a verifier key")
     answer = run(lambda: c.title(doc))
-    checkpoint = run(lambda: verify_title(answer, trusted, doc))
+
+    def checked() -> Any:
+        try:
+            return verify_title(answer, trusted, doc)
+        except VerificationError as exc:
+            if log_key is None or "no signature from a known key" not in exc.message:
+                raise
+            raise VerificationError(  # (the key the user gave is the likelier fault)
+                f"{exc.message}: the title's checkpoint is not signed by the --log-key given "
+                f"({trusted.key_id}); is that this service's log key?"
+            ) from None
+
+    checkpoint = run(checked)
 
     pledge = answer.get("pledge")
     named = [  # what the answer says the caller is to the document

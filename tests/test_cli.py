@@ -165,6 +165,12 @@ def test_the_title_flow_from_the_command_line(service: tuple[str, Path]) -> None
     assert json.loads(out)["replayed"] is True, out  # a party: replayed from the bundle
     code, out = encd("title", DOC, *as_("buyer"))
     assert code == 0 and "replayed from the document's bundle" in " ".join(out.split()), out
+    other = SigningKey.generate("encd.test/log").public  # the log's name, another key
+    code, out = encd("title", DOC, *as_("buyer"), "--log-key", other.vkey)
+    assert code == 1, out
+    assert f"is not signed by the --log-key given ({other.key_id}); is that this service's" in (
+        " ".join(out.split())
+    ), out
     code, out = encd("title", DOC, *as_("bank2"))  # no party to it: told what is not checked
     assert code == 0 and "as the service reports them" in " ".join(out.split()), out
     # a service that names bank2 the holder and keeps the events from it is caught: a

@@ -660,6 +660,10 @@ async function askService(key, method, path, body = null) {
     const detail = answer && typeof answer === "object" ? answer.detail || answer.title : "";
     const said = HINTS[response.status];
     const late = response.status === 401 && answer?.field === "signature-input.created";
+    if (response.status === 409 && said) {
+      // what to do first; the service's detail (two 64-digit hashes) after it
+      throw refused(response.status, `the service refused (409): ${said} (${detail})`, answer);
+    }
     const hint = late ? ` (${clockHint(response)})` : said ? ` (${said})` : "";
     throw refused(response.status, `the service refused (${response.status}): ${detail}${hint}`, answer);
   }
