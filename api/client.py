@@ -26,7 +26,7 @@ from api.media import EVENT_TYPE as EVENT_TYPE  # what every POST sends
 from encd.bundle import verify_bundle
 from encd.checkpoint import Checkpoint
 from encd.errors import Error, InvalidInput, VerificationError
-from encd.events import Event, make_event
+from encd.events import SHA256_HEX, Event, make_event
 from encd.httpsig import Request, content_digest, normal_authority, sign_request
 from encd.keys import PublicKey, SigningKey
 from encd.logentry import LogEntry
@@ -322,7 +322,6 @@ class Client:
 
 # The title answer's fields that replaying the document's events gives (DocumentState.to_json)
 TITLE_FIELDS = ("status", "holder", "controller", "pledge", "content_version", "location", "seq")
-_EVENT_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def verify_title(answer: Any, log_key: PublicKey, doc_id: str | None = None) -> Checkpoint:
@@ -339,7 +338,7 @@ def verify_title(answer: Any, log_key: PublicKey, doc_id: str | None = None) -> 
             f"asked for the title of {doc_id}, got one for {given(answer.get('document'))}"
         )
     head = answer.get("head")
-    if not isinstance(head, str) or not _EVENT_ID.fullmatch(head):
+    if not isinstance(head, str) or not SHA256_HEX.fullmatch(head):
         raise VerificationError(f"head: expected an event id, got {given(head)}")
     for name in ("head_index", "head_sequenced_at"):
         value = answer.get(name)

@@ -25,7 +25,6 @@ import itertools
 import json
 import logging
 import os
-import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from pathlib import Path
 
 from encd.checkpoint import Checkpoint, open_checkpoint
 from encd.errors import Error, InvalidInput, VerificationError
-from encd.events import make_event
+from encd.events import SHA256_HEX, make_event
 from encd.identifiers import check_legal_id
 from encd.keys import SigningKey, check_key_name
 from encd.merkle import verify_consistency
@@ -218,9 +217,7 @@ def _load(
         raise InvalidInput("service.json", f"{config_path}: {reason}") from None
     genesis = config.get("genesis")
     begun = "genesis" not in config or genesis is not None
-    if genesis is not None and not (
-        isinstance(genesis, str) and re.fullmatch("[0-9a-f]{64}", genesis)
-    ):
+    if genesis is not None and not (isinstance(genesis, str) and SHA256_HEX.fullmatch(genesis)):
         raise InvalidInput(
             "service.json", f"{config_path}: genesis must be an event id (64 hex digits)"
         )

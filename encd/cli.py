@@ -38,6 +38,7 @@ from rich.markup import escape
 
 from encd.canonical import parse_json
 from encd.errors import Error, InvalidInput
+from encd.events import SHA256_HEX
 from encd.identifiers import check_legal_id
 from encd.keys import SigningKey
 from encd.validation import show
@@ -273,7 +274,6 @@ def check_party(value: str, option: str) -> str:
 
 
 _DOC_ID = re.compile(r"[A-Z0-9][A-Z0-9-]{2,63}")  # docs/formats/events.md
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def doc_id(value: str, what: str = "DOC") -> str:
@@ -289,7 +289,7 @@ def doc_id(value: str, what: str = "DOC") -> str:
 
 def hex_id(value: str, what: str) -> str:
     """A proposal or event id given on the command line: 64 lowercase hex digits."""
-    if not _HEX64.fullmatch(value):
+    if not SHA256_HEX.fullmatch(value):
         fail(f"{what}: expected 64 lowercase hex digits, got {value!r}", 2)
     return value
 

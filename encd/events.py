@@ -62,7 +62,8 @@ DOCUMENT_EVENTS = frozenset(
 )
 PARTY_EVENTS = frozenset({"register", "add_key", "rotate_key", "revoke_key", "set_roles"})
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+#: An event id (and a proposal id): the lowercase hex SHA-256 of the exact bytes.
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
 _CHAIN_ID = re.compile(r"[A-Z0-9][A-Z0-9-]{2,63}")
 _ENVELOPE_KEYS = {"v", "type", "seq", "prev", "time", "body"}
@@ -200,7 +201,7 @@ def _parse_envelope(envelope: dict[str, Any]) -> _Envelope:
             raise InvalidInput(
                 "event.prev", f"must be null for the first event (seq 0), got {given(prev)}"
             )
-    elif not isinstance(prev, str) or not _HEX64.fullmatch(prev):
+    elif not isinstance(prev, str) or not SHA256_HEX.fullmatch(prev):
         raise InvalidInput("event.prev", f"expected 64 lowercase hex digits, got {given(prev)}")
     body = envelope["body"]
     if not isinstance(body, dict):

@@ -10,7 +10,6 @@ signature the event is assembled and appended.  Unsigned proposals expire.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -31,7 +30,7 @@ from api.routes.common import (
     require_subject,
 )
 from encd.errors import Conflict, InvalidInput, RuleViolation, VerificationError
-from encd.events import Event, assemble
+from encd.events import SHA256_HEX, Event, assemble
 from encd.parties import Party, Role, verify_signers
 from encd.title import DocumentState, apply, check_chain, required_signers
 from encd.validation import abridged, given
@@ -40,7 +39,6 @@ from ledger.ledger import NotFound, Receipt
 from ledger.proposals import APPLIED, FAILED, OPEN, Proposal
 
 router = APIRouter(prefix="/v1/proposals", tags=["proposals"])
-_PROPOSAL_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def _iso(ms: int) -> str:
@@ -405,7 +403,7 @@ def _cursor(state: State, after: str | None) -> Proposal | None:
     """The proposal a page goes on after (any state: it may have closed since)."""
     if after is None:
         return None
-    if not _PROPOSAL_ID.fullmatch(after):
+    if not SHA256_HEX.fullmatch(after):
         raise InvalidInput(
             "after", f"expected a proposal id, 64 lowercase hex digits, got {given(after)}"
         )
