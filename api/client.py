@@ -69,6 +69,9 @@ def _through(base_url: str) -> str:
     proxy = proxies.get(url.scheme) or proxies.get("all")
     if not proxy or proxy_bypass(url.hostname or ""):  # NO_PROXY
         return ""
+    shown = urlsplit(proxy)
+    if shown.username is not None or shown.password is not None:  # never shown
+        proxy = proxy.replace(shown.netloc, "…@" + shown.netloc.rsplit("@", 1)[1], 1)
     return f", through the proxy {show(proxy, 80)} (from the environment)"
 
 

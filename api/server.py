@@ -21,6 +21,7 @@ import logging.config
 import multiprocessing
 import multiprocessing.process
 import os
+import resource
 import selectors
 import signal
 import socket
@@ -125,6 +126,12 @@ class Tls:
             reason = exc.message if isinstance(exc, InvalidInput) else str(exc)
             log.error("cannot serve HTTPS, this process stops: %s", reason)
             raise SystemExit(1) from None
+
+
+def _tls_options(tls: Tls | None) -> dict[str, Any]:
+    """uvicorn.Config's options for ``tls``: none for plain HTTP (``ssl_context_factory``
+    is uvicorn 0.47's; an older one, serving plain HTTP, is not given it)."""
+    return {"ssl_context_factory": tls.factory} if tls is not None else {}
 
 
 def load_tls(cert: Path, key: Path, now: datetime | None = None) -> tuple[Tls, list[str]]:
@@ -352,7 +359,7 @@ def serve_app(
         http=http_protocol(request_timeout),
         lifespan="on",
         timeout_graceful_shutdown=GRACE,
-        ssl_context_factory=tls.factory if tls else None,
+        **_tls_options(tls),
     )
     if tls is not None:  # (uvicorn's create_server leaves both to asyncio's defaults)
         setattr(asyncio_constants, "SSL_SHUTDOWN_TIMEOUT", TLS_CLOSE)  # noqa: B010
@@ -424,6 +431,12 @@ def run_workers(
     """
     context = multiprocessing.get_context("spawn")
     stopping = threading.Event()
+    # connections handed to workers and not yet taken count against this user's open
+    # files (a non-root user): the soft limit is raised to the hard one for a burst
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     def stop(signum: int, _frame: object) -> None:
         stopping.set()
@@ -543,6 +556,7 @@ class WorkerFailed(RuntimeError):
 
 READY, CLOSED = b"R", b"C"  # a worker's messages to the dispatcher
 ACCEPT_RETRY = 0.1  # seconds the dispatcher waits when the system has no descriptor to give
+WAITING_RETRY = 0.01  # seconds between tries to hand a waiting connection to a worker
 
 
 class Dispatcher:
@@ -612,18 +626,18 @@ class Dispatcher:
 
     def _run(self) -> None:
         while not self._closing:
-            for key, mask in self._selector.select():
+            # while a connection waits, every channel is tried again at short intervals
+            # (a channel may refuse a descriptor while it looks writable: ETOOMANYREFS)
+            events = self._selector.select(WAITING_RETRY if self._waiting else None)
+            for key, _ in events:
                 if key.data is None:
                     self._accept()
                 elif key.data == -1:
                     self._wake_r.recv(4096)
                     self._take_attached()
-                    self._hand_waiting()
-                else:
-                    if mask & selectors.EVENT_READ:
-                        self._hear(key.data)
-                    if mask & selectors.EVENT_WRITE and self.channels[key.data] is not None:
-                        self._hand_waiting()
+                elif self.channels[key.data] is key.fileobj:  # (not detached meanwhile)
+                    self._hear(key.data)
+            self._hand_waiting()
 
     def _take_attached(self) -> None:
         with self._lock:
@@ -631,7 +645,7 @@ class Dispatcher:
         for worker, channel, ready in attached:
             self._detach(worker)
             self.channels[worker], self.ready[worker] = channel, ready
-            self._selector.register(channel, self._channel_events(), worker)
+            self._selector.register(channel, selectors.EVENT_READ, worker)
 
     def _accept(self) -> None:
         while not self._waiting:
@@ -649,17 +663,11 @@ class Dispatcher:
             else:
                 self._wait(connection)
 
-    def _channel_events(self) -> int:
-        """What the selector watches a channel for: its messages, and while a connection
-        waits to be handed, its room for one more."""
-        return selectors.EVENT_READ | (selectors.EVENT_WRITE if self._waiting else 0)
-
     def _wait(self, connection: socket.socket) -> None:
         """Keep ``connection`` until a channel has room; stop accepting until then."""
         self._waiting.append(connection)
         if len(self._waiting) == 1:
             self._selector.unregister(self.listener)
-            self._watch_channels()
 
     def _hand_waiting(self) -> None:
         if not self._waiting:
@@ -668,12 +676,6 @@ class Dispatcher:
             self._waiting.popleft().close()
         if not self._waiting:
             self._selector.register(self.listener, selectors.EVENT_READ, None)
-            self._watch_channels()
-
-    def _watch_channels(self) -> None:
-        for worker, channel in enumerate(self.channels):
-            if channel is not None:
-                self._selector.modify(channel, self._channel_events(), worker)
 
     def _hand(self, connection: socket.socket) -> bool:
         """Hand ``connection`` to the worker holding fewest; False if none can take it now."""
@@ -689,8 +691,12 @@ class Dispatcher:
                 socket.send_fds(channel, [b"\0"], [connection.fileno()], socket.MSG_DONTWAIT)
             except BlockingIOError:  # this worker is behind: try the next
                 continue
-            except OSError:  # gone
-                self._detach(worker)
+            except OSError as exc:
+                if exc.errno in (errno.ETOOMANYREFS, errno.ENOBUFS, errno.ENOMEM):
+                    # descriptors in flight over the user's limit, or no memory: behind,
+                    # not gone (detaching it would stop a healthy worker)
+                    continue
+                self._detach(worker)  # gone
                 continue
             self.held[worker] += 1
             return True
@@ -790,7 +796,7 @@ def _worker(
         log_level=log_level,
         http=http_protocol(request_timeout),
         timeout_graceful_shutdown=GRACE,
-        ssl_context_factory=tls.factory if tls else None,
+        **_tls_options(tls),
     )
     HandedServer(config, channel).run()
 

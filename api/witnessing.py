@@ -209,6 +209,7 @@ class WitnessPusher:
         self._known = {w.key.key_id: _Known() for w in self.witnesses}
         self._stop = threading.Event()  # the threads end once their slot is empty
         self._rounds_end = threading.Event()
+        self._closed = threading.Event()
         self._slots = {w.key.key_id: _Slot() for w in self.witnesses}
         self._threads = [
             threading.Thread(target=self._send, args=(w,), name=f"encd-witness-{i}", daemon=True)
@@ -231,12 +232,9 @@ class WitnessPusher:
         self._rounds_end.set()
         if self._rounds.is_alive():
             self._rounds.join(wait)
-        if any(thread.is_alive() for thread in self._threads):
-            try:
-                last = self._latest()
-            except Exception as exc:
-                _log.warning("witnesses: cannot read the last checkpoint to send: %s", exc)
-            else:
+        if not self._rounds.is_alive() and any(t.is_alive() for t in self._threads):
+            last = self._last_checkpoint(deadline)
+            if last is not None:
                 for slot in self._slots.values():
                     slot.hand(last)
         self._stop.set()
@@ -251,7 +249,24 @@ class WitnessPusher:
                     "have reached it",
                     witness.key.key_id,
                 )
+        self._closed.set()  # a thread still answering keeps no cosignature from now on
         self._http.close()
+
+    def _last_checkpoint(self, deadline: float) -> tuple[bytes, int] | None:
+        """The log's latest checkpoint, read by ``deadline`` (a store gone at the stop must
+        not hold it longer), or None."""
+        found: list[tuple[bytes, int]] = []
+
+        def read() -> None:
+            try:
+                found.append(self._latest())
+            except Exception as exc:
+                _log.warning("witnesses: cannot read the last checkpoint to send: %s", exc)
+
+        reader = threading.Thread(target=read, name="encd-witnesses-last", daemon=True)
+        reader.start()
+        reader.join(max(0.0, deadline - time.monotonic()))
+        return found[0] if found else None
 
     def __enter__(self) -> WitnessPusher:  # (not started: push_once by hand)
         return self
@@ -392,6 +407,8 @@ class WitnessPusher:
                     f"cosigned at {stamp} (UNIX time), more than {CLOCK_SKEW} s from this "
                     "host's clock: one of the two clocks is wrong; not kept"
                 )
+            if self._closed.is_set():  # (the ledger may be closed: the service stopped)
+                return "answered after the stop; not kept"
             self.ledger.add_cosignature(size, witness.key.key_id, line)
             known.size = size
             return "cosigned"

@@ -326,13 +326,21 @@ def client(server: str, key: Path, party: str) -> Client:
         return Client(server, signer, timeout=seconds)
     except Exception as exc:  # a proxy URL httpx cannot use, a missing CA file, …
         used = [
-            f"{name}={os.environ[name]!r}"
+            f"{name}={_without_password(os.environ[name])!r}"
             for name in CONNECTION_ENV
             for name in (name, name.lower())
             if os.environ.get(name)
         ]
         source = f" (set in the environment: {', '.join(used)})" if used else ""
         fail(f"cannot set up a connection to {server}: {exc or type(exc).__name__}{source}", 2)
+
+
+def _without_password(value: str) -> str:
+    """A proxy URL without its user information (``user:password@``), to be shown."""
+    scheme, sep, rest = value.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return value
+    return f"{scheme}://…@{rest.split('@', 1)[1]}"
 
 
 #: The environment variables httpx reads to set up its connections (upper or lower case).
@@ -480,6 +488,8 @@ def run(action: Any, whole: bool = True) -> Any:
     except Error as exc:
         fail(exc.message)
     except KeyboardInterrupt:  # (typer would exit 130 saying nothing, --json or not)
+        if done:  # the answer is here: the interruption came after it
+            return done[0]
         fail(
             "interrupted (Ctrl-C) while waiting for the service: what was sent may or may "
             "not have taken effect",

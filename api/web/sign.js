@@ -405,16 +405,24 @@ async function proposalCard(view, key, logKey) {
 }
 
 /** An amendment's card rows: what it changes, field by field, against the content the
- * service holds now (its word: as `encd countersign` says it), then the new content whole. */
+ * service holds now, once that content is the one the amendment supersedes (its SHA-256,
+ * events.md); otherwise the new content whole, its changes not known. */
 async function amendmentRows(key, envelope) {
   const next = withoutNulls(envelope.body.content); // as the service holds content (title.md §1)
+  const whole = [
+    ["New content", envelope.body.content],
+    ["Supersedes", envelope.body.supersedes],
+  ];
   let now;
   try {
     now = (await fetchDocument(key, envelope.doc)).title?.content;
   } catch (error) {
-    return [["Changes", `not known (${error.message})`], ["New content", envelope.body.content]];
+    return [["Changes", `not known (${error.message})`], ...whole];
   }
-  if (!now || typeof now !== "object") return [["New content", envelope.body.content]];
+  const digest = now && typeof now === "object" ? hex(await sha256(new TextEncoder().encode(canonicalJson(now)))) : "";
+  if (digest !== envelope.body.supersedes) {
+    return [["Changes", "not known (the content the service states is not the one this amendment supersedes)"], ...whole];
+  }
   const names = [...new Set([...Object.keys(now), ...Object.keys(next)])].sort();
   const changed = names.filter((n) => canonicalJson(now[n] ?? null) !== canonicalJson(next[n] ?? null));
   const rows = [["Changes", changed.length ? changed.join(", ") : "nothing (the content it holds now)"]];

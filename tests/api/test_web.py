@@ -980,6 +980,18 @@ def test_an_amendment_s_card_says_what_it_changes(
     assert "Pasir Panjang" in rows["place_of_delivery, now"]
     assert rows["Supersedes"] == body["supersedes"]
     assert "containers" not in rows  # what does not change is not shown field by field
+
+    def hide_the_freight(route: Any) -> None:  # a service that states other content
+        answer = route.fetch().json()
+        answer["title"]["content"]["freight"] = "collect"
+        route.fulfill(json=answer)
+
+    page.route(f"**/v1/documents/{doc_id}", hide_the_freight)
+    page.click("#list")
+    page.wait_for_selector("#proposals article table")
+    rows = title_rows(page, page.get_attribute("#proposals article table", "id") or "")
+    assert rows["Changes"].startswith("not known (the content the service states is not"), rows
+    assert "collect" in rows["New content"]
     assert page.errors == []
 
 
