@@ -430,7 +430,10 @@ def run_workers(
     written in two pieces (head, then body) must not wait for the client's delayed ACK.
     """
     context = multiprocessing.get_context("spawn")
-    stopping = threading.Event()
+    # The signals that asked to stop.  A plain list, not a threading.Event: the handler
+    # runs on the main thread, which may hold the Event's lock inside its own wait(); an
+    # Event.set() there never returned, and the service ignored every SIGTERM after.
+    stopping: list[int] = []
     # connections handed to workers and not yet taken count against this user's open
     # files (a non-root user): the soft limit is raised to the hard one for a burst
     with contextlib.suppress(ValueError, OSError):
@@ -439,7 +442,7 @@ def run_workers(
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     def stop(signum: int, _frame: object) -> None:
-        stopping.set()
+        stopping.append(signum)
 
     try:
         listener = _socket(host, port)
@@ -482,10 +485,13 @@ def run_workers(
         scheme = "https" if tls else "http"
         _say(f"running on {scheme}://{shown}:{port} in {workers} worker processes")
         _say_pages(scheme, shown, port)
-        while not failed and not stopping.wait(0.5):
+        while not failed and not stopping:
+            time.sleep(0.5)  # (a signal's handler runs at once; the sleep then goes on)
+            if stopping:
+                break
             now = time.monotonic()
             for i, (proc, started) in enumerate(procs):
-                if proc.is_alive() or stopping.is_set():
+                if proc.is_alive() or stopping:
                     continue
                 if i in due:
                     if now >= due[i]:
@@ -764,7 +770,9 @@ def _sequencer(settings_json: str, lifeline: socket.socket) -> None:  # pragma: 
         keeper = MarkKeeper(ledger, settings.data_dir)
 
         def stop(signum: int, _frame: object) -> None:
-            server.close()
+            # on a thread of its own: the handler runs on the main thread, which may hold
+            # the server's lock (serve_forever), and close() takes it
+            threading.Thread(target=server.close, name="encd-stop", daemon=True).start()
 
         def watch() -> None:
             with contextlib.suppress(OSError):
