@@ -11,7 +11,6 @@ from the store, so every worker refuses what any other has seen.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import errno
@@ -595,7 +594,7 @@ class Dispatcher:
         self._wake_r, self._wake_w = socket.socketpair()
         self._selector.register(self._wake_r, selectors.EVENT_READ, -1)
         self._attached: list[tuple[int, socket.socket, bool]] = []  # from other threads
-        self._waiting: collections.deque[socket.socket] = collections.deque()  # not yet handed
+        self._waiting: socket.socket | None = None  # accepted, not yet handed (one at most)
         self._lock = threading.Lock()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="encd-dispatch", daemon=True)
@@ -623,8 +622,8 @@ class Dispatcher:
                 channel.close()
         for _, channel, _ in self._attached:
             channel.close()
-        for connection in self._waiting:
-            connection.close()
+        if self._waiting is not None:
+            self._waiting.close()
         self._selector.close()
         self.listener.close()
         self._wake_r.close()
@@ -634,7 +633,7 @@ class Dispatcher:
         while not self._closing:
             # while a connection waits, every channel is tried again at short intervals
             # (a channel may refuse a descriptor while it looks writable: ETOOMANYREFS)
-            events = self._selector.select(WAITING_RETRY if self._waiting else None)
+            events = self._selector.select(None if self._waiting is None else WAITING_RETRY)
             for key, _ in events:
                 if key.data is None:
                     self._accept()
@@ -654,7 +653,7 @@ class Dispatcher:
             self._selector.register(channel, selectors.EVENT_READ, worker)
 
     def _accept(self) -> None:
-        while not self._waiting:
+        while self._waiting is None:
             try:
                 connection, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -666,22 +665,16 @@ class Dispatcher:
                 continue  # ECONNABORTED and the like: that connection is lost, not the others
             if self._hand(connection):
                 connection.close()  # (the worker holds its own descriptor now)
-            else:
-                self._wait(connection)
-
-    def _wait(self, connection: socket.socket) -> None:
-        """Keep ``connection`` until a channel has room; stop accepting until then."""
-        self._waiting.append(connection)
-        if len(self._waiting) == 1:
-            self._selector.unregister(self.listener)
+            else:  # kept until a channel has room; no more is accepted until then
+                self._waiting = connection
+                self._selector.unregister(self.listener)
 
     def _hand_waiting(self) -> None:
-        if not self._waiting:
+        if self._waiting is None or not self._hand(self._waiting):
             return
-        while self._waiting and self._hand(self._waiting[0]):
-            self._waiting.popleft().close()
-        if not self._waiting:
-            self._selector.register(self.listener, selectors.EVENT_READ, None)
+        self._waiting.close()
+        self._waiting = None
+        self._selector.register(self.listener, selectors.EVENT_READ, None)
 
     def _hand(self, connection: socket.socket) -> bool:
         """Hand ``connection`` to the worker holding fewest; False if none can take it now."""
